@@ -1,0 +1,335 @@
+"""The env-file configuration contract.
+
+Owns: where the config comes from (`--config FILE`, else `$POSTROOM_CONFIG`, else
+`./postroom.env` when present, else defaults), the keys and their types, and validation.
+Key names follow docker-mailserver's `mailserver.env` wherever one exists, so a user's
+existing file mostly works; postroom's own keys are listed in README.md.
+
+Invariants: a loaded `Config` is fully validated (a bad value raises `ConfigError` whose
+message names the key); environment variables override the file for known keys, as in
+docker-mailserver where the env file *is* the environment; unknown keys only warn.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from postroom.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("postroom.env")
+CONFIG_ENV_VAR = "POSTROOM_CONFIG"
+
+# docker-mailserver keys postroom accepts without using them: an imported mailserver.env
+# should not drown the user in warnings, but each one is still mentioned once.
+DMS_KEYS_NOT_USED = frozenset(
+    {
+        "ENABLE_CLAMAV", "ENABLE_RSPAMD", "ENABLE_AMAVIS", "ENABLE_SPAMASSASSIN",
+        "ENABLE_FAIL2BAN", "ENABLE_POSTGREY", "ENABLE_SASLAUTHD", "ENABLE_MANAGESIEVE",
+        "ENABLE_FETCHMAIL", "ENABLE_OPENDKIM", "ENABLE_OPENDMARC", "ENABLE_POLICYD_SPF",
+        "ENABLE_QUOTAS", "ENABLE_SRS", "ENABLE_UPDATE_CHECK", "ENABLE_DNSBL",
+        "ENABLE_MTA_STS", "ENABLE_OAUTH2", "ENABLE_SRS", "ENABLE_GETMAIL",
+        "PERMIT_DOCKER", "NETWORK_INTERFACE", "LOGROTATE_INTERVAL", "LOGROTATE_COUNT",
+        "ONE_DIR", "ACCOUNT_PROVISIONER", "POSTMASTER_ADDRESS_FROM", "SUPERVISOR_LOGLEVEL",
+        "DMS_VMAIL_UID", "DMS_VMAIL_GID", "AMAVIS_LOGLEVEL", "MOVE_SPAM_TO_JUNK",
+        "MARK_SPAM_AS_READ", "POSTSCREEN_ACTION", "SMTP_ONLY", "TLS_LEVEL",
+        "VIRUSMAILS_DELETE_DELAY", "POSTFIX_DAGENT", "POSTFIX_MAILBOX_SIZE_LIMIT",
+        "POSTFIX_INET_PROTOCOLS", "DOVECOT_INET_PROTOCOLS", "ENABLE_IMAP_SPECIAL_USE",
+        "UPDATE_CHECK_INTERVAL", "RSPAMD_LEARN", "SPAMASSASSIN_SPAM_TO_INBOX",
+        "DOVECOT_MAILBOX_FORMAT", "POSTFIX_REJECT_UNKNOWN_CLIENT_HOSTNAME",
+    }
+)
+
+
+def _split_list(value: Any) -> Any:
+    """Comma- or space-separated lists, as mailserver.env writes them."""
+    if isinstance(value, str):
+        return [item for item in re.split(r"[,\s]+", value.strip()) if item]
+    return value
+
+
+def _parse_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError("expected 0 or 1")
+    return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Postfix time syntax: `5d`, `90m`, `3600` (seconds)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", value)
+        if not match:
+            raise ValueError("expected a duration such as 5d, 12h, 30m or 3600")
+        return int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    return value
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+StrList = Annotated[list[str], BeforeValidator(_split_list)]
+Flag = Annotated[bool, BeforeValidator(_parse_bool)]
+Seconds = Annotated[int, BeforeValidator(_parse_duration), Field(ge=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelayHost:
+    host: str
+    port: int
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+class Config(BaseModel):
+    """Validated settings. Field aliases are the env-file keys."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    hostname: str = Field(default_factory=socket.getfqdn, alias="OVERRIDE_HOSTNAME")
+    data_dir: Path = Field(default=Path("/var/lib/postroom"), alias="DATA_DIR")
+    listen_addresses: StrList = Field(default=["0.0.0.0"], alias="LISTEN_ADDRESS")
+    smtp_port: Port = Field(default=25, alias="SMTP_PORT")
+    submission_port: Port = Field(default=587, alias="SUBMISSION_PORT")
+    submissions_port: Port = Field(default=465, alias="SUBMISSIONS_PORT")
+    imap_port: Port = Field(default=143, alias="IMAP_PORT")
+    imaps_port: Port = Field(default=993, alias="IMAPS_PORT")
+    pop3_port: Port = Field(default=110, alias="POP3_PORT")
+    pop3s_port: Port = Field(default=995, alias="POP3S_PORT")
+    enable_imap: Flag = Field(default=True, alias="ENABLE_IMAP")
+    enable_pop3: Flag = Field(default=True, alias="ENABLE_POP3")
+    ssl_type: Literal["", "manual", "self-signed", "letsencrypt"] = Field(
+        default="", alias="SSL_TYPE"
+    )
+    ssl_cert_path: Path | None = Field(default=None, alias="SSL_CERT_PATH")
+    ssl_key_path: Path | None = Field(default=None, alias="SSL_KEY_PATH")
+    message_size_limit: int = Field(default=10240000, ge=0, alias="POSTFIX_MESSAGE_SIZE_LIMIT")
+    spoof_protection: Flag = Field(default=True, alias="SPOOF_PROTECTION")
+    timezone: str = Field(default="UTC", alias="TZ")
+    dns_nameservers: StrList = Field(default=[], alias="DNS_NAMESERVERS")
+    trusted_networks: StrList = Field(default=[], alias="TRUSTED_NETWORKS")
+    outbound_smtp_port: Port = Field(default=25, alias="OUTBOUND_SMTP_PORT")
+    outbound_bind_address: str = Field(default="", alias="OUTBOUND_BIND_ADDRESS")
+    relay_host: str = Field(default="", alias="RELAY_HOST")
+    default_relay_host: str = Field(default="", alias="DEFAULT_RELAY_HOST")
+    relay_port: Port = Field(default=25, alias="RELAY_PORT")
+    relay_user: str = Field(default="", alias="RELAY_USER")
+    relay_password: str = Field(default="", alias="RELAY_PASSWORD", repr=False)
+    queue_lifetime: Seconds = Field(default=5 * 86400, alias="QUEUE_LIFETIME")
+    postmaster_address: str = Field(default="", alias="POSTMASTER_ADDRESS")
+    log_level: Literal["trace", "debug", "info", "warn", "warning", "error"] = Field(
+        default="info", alias="LOG_LEVEL"
+    )
+    enable_spf: Flag = Field(default=True, alias="ENABLE_SPF")
+    enable_dkim: Flag = Field(default=True, alias="ENABLE_DKIM")
+    enable_dmarc: Flag = Field(default=True, alias="ENABLE_DMARC")
+
+    @field_validator("hostname")
+    @classmethod
+    def _check_hostname(cls, value: str) -> str:
+        value = value.strip().rstrip(".").lower()
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+                            value):
+            raise ValueError(f"{value!r} is not a host name")
+        return value
+
+    @field_validator("listen_addresses")
+    @classmethod
+    def _check_listen(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)
+        return value or ["0.0.0.0"]
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _parse_host_port(item, default_port=53)
+        return value
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("outbound_bind_address")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        if value:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def nameservers(self) -> list[Nameserver]:
+        return [Nameserver(*_parse_host_port(item, default_port=53))
+                for item in self.dns_nameservers]
+
+    @property
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.trusted_networks]
+
+    @property
+    def relay(self) -> RelayHost | None:
+        """The smarthost: `RELAY_HOST` (+ `RELAY_PORT`) or DMS's `DEFAULT_RELAY_HOST`."""
+        if self.default_relay_host:
+            host, port = _parse_relay(self.default_relay_host)
+        elif self.relay_host:
+            host, port = _parse_relay(self.relay_host, default_port=self.relay_port)
+        else:
+            return None
+        return RelayHost(host, port, self.relay_user, self.relay_password)
+
+    @property
+    def postmaster(self) -> str:
+        return self.postmaster_address or f"postmaster@{self.hostname}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "postroom.sqlite3"
+
+    @property
+    def cert_path(self) -> Path:
+        """The certificate `serve` uses (see tls/contexts.py for how it is chosen)."""
+        if self.ssl_type == "manual" and self.ssl_cert_path:
+            return self.ssl_cert_path
+        if self.ssl_type == "letsencrypt":
+            return Path("/etc/letsencrypt/live") / self.hostname / "fullchain.pem"
+        return self.data_dir / "tls" / "selfsigned.crt"
+
+    @property
+    def key_path(self) -> Path:
+        if self.ssl_type == "manual" and self.ssl_key_path:
+            return self.ssl_key_path
+        if self.ssl_type == "letsencrypt":
+            return Path("/etc/letsencrypt/live") / self.hostname / "privkey.pem"
+        return self.data_dir / "tls" / "selfsigned.key"
+
+    @property
+    def is_self_signed(self) -> bool:
+        return self.ssl_type in {"", "self-signed"}
+
+
+def _parse_host_port(item: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address."""
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", item)
+    if match:
+        host, port = match.group(1), match.group(2)
+    elif item.count(":") == 1:
+        host, port = item.split(":")
+    else:
+        host, port = item, None
+    port_number = int(port) if port else default_port
+    if not host or not 0 < port_number < 65536:
+        raise ValueError(f"{item!r} is not host:port")
+    return host, port_number
+
+
+def _parse_relay(value: str, default_port: int = 25) -> tuple[str, int]:
+    """Postfix relayhost syntax: `[host]:port` (no MX lookup) or `host:port`."""
+    return _parse_host_port(value.strip(), default_port)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: Config
+    source: Path | None
+    warnings: list[str]
+
+
+KNOWN_KEYS = frozenset(
+    info.alias for info in Config.model_fields.values() if info.alias is not None
+)
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if environ.get(CONFIG_ENV_VAR):
+        return Path(environ[CONFIG_ENV_VAR])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Read, merge and validate. Raises ConfigError naming the first bad key."""
+    environ = os.environ if environ is None else environ
+    source = find_config_file(path, environ)
+    values: dict[str, str] = {}
+    warnings: list[str] = []
+    if source is not None:
+        if not source.is_file():
+            raise ConfigError(f"config file {source} does not exist")
+        for key, value in dotenv_values(source).items():
+            if key in KNOWN_KEYS:
+                values[key] = value or ""
+            elif key in DMS_KEYS_NOT_USED:
+                warnings.append(f"{source}: {key} is a docker-mailserver setting postroom "
+                                "does not use; ignored")
+            else:
+                warnings.append(f"{source}: unknown key {key}; ignored")
+    for key in KNOWN_KEYS:
+        if key in environ:
+            values[key] = environ[key]
+    # An empty value means "the default", as in mailserver.env (`SSL_TYPE=` etc.).
+    values = {key: value for key, value in values.items() if value.strip() != ""}
+    try:
+        config = Config.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, values)) from None
+    return LoadedConfig(config, source, warnings)
+
+
+def _describe(error: ValidationError, values: Mapping[str, str]) -> str:
+    first = error.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "config"
+    message = first["msg"].removeprefix("Value error, ")
+    shown = values.get(key)
+    suffix = f" (got {shown!r})" if shown is not None and "PASSWORD" not in key else ""
+    return f"config: {key}: {message}{suffix}"
+
+
+def check_serve_files(config: Config) -> None:
+    """Certificates named by the user must exist when `serve` starts, not at the first
+    STARTTLS. Other commands (`email add` …) do not need them."""
+    if config.ssl_type == "manual":
+        for key, value in (("SSL_CERT_PATH", config.ssl_cert_path),
+                           ("SSL_KEY_PATH", config.ssl_key_path)):
+            if value is None:
+                raise ConfigError(f"config: {key}: required when SSL_TYPE=manual")
+            if not value.is_file():
+                raise ConfigError(f"config: {key}: file {value} does not exist")

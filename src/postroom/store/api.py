@@ -1,0 +1,235 @@
+"""The Store protocol: the one interface every part above `store/` talks to.
+
+Owns the shape of persistent state — domains, accounts, aliases, mailboxes, messages,
+the outbound queue — and nothing about how it is kept. Implementations
+(`store/sqlite.py`, later `store/postgres.py`) must pass the contract suite in
+`tests/store/`.
+
+Invariants every implementation keeps:
+- Addresses and domains are stored lower-cased (local parts too: postroom treats local
+  parts case-insensitively, as Postfix and Dovecot do by default).
+- A mailbox's UIDVALIDITY never changes while the mailbox exists; UIDs within a mailbox
+  are strictly ascending and never reused (RFC 9051 §2.3.1.1), even after expunge.
+- MODSEQ is per mailbox, strictly increasing; every change to a message (append, flag
+  change, expunge) takes a new MODSEQ (RFC 7162 §3.1).
+- A message body lives once, as a blob (see `store/blobs.py`); COPY shares it. A blob is
+  removed when no message references it any more.
+- Every mutating method commits before it returns: when it returns, the change is durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class SpecialUse(enum.StrEnum):
+    """RFC 6154 special-use attributes postroom creates with each account."""
+
+    SENT = "\\Sent"
+    DRAFTS = "\\Drafts"
+    TRASH = "\\Trash"
+    JUNK = "\\Junk"
+    ARCHIVE = "\\Archive"
+
+
+# The mailboxes every new account gets (docker-mailserver's Dovecot config auto-creates
+# and subscribes the same set).
+DEFAULT_MAILBOXES: tuple[tuple[str, SpecialUse | None], ...] = (
+    ("INBOX", None),
+    ("Sent", SpecialUse.SENT),
+    ("Drafts", SpecialUse.DRAFTS),
+    ("Trash", SpecialUse.TRASH),
+    ("Junk", SpecialUse.JUNK),
+)
+
+
+class FlagMode(enum.Enum):
+    """How STORE applies flags (RFC 9051 §6.4.6)."""
+
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    address: str
+    message_count: int
+    total_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    source: str  # "user@domain" or "@domain" for a catch-all
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str  # full hierarchical name, "/" separated, UTF-8 ("INBOX" always upper-case)
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    special_use: SpecialUse | None
+    is_subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    messages: int
+    unseen: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One message in one mailbox. `flags` holds system flags (\\Seen …) and keywords."""
+
+    mailbox_id: int
+    uid: int
+    modseq: int
+    blob_id: str
+    size: int
+    internal_date: dt.datetime  # timezone-aware
+    flags: frozenset[str]
+    saved_date: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What delivery or APPEND hands the store once the blob is durable.
+
+    `meta` is the pre-computed ENVELOPE/BODYSTRUCTURE/MIME-offset record (JSON text)
+    from `mail/mimetree.py`, stored so FETCH never re-parses.
+    """
+
+    blob_id: str
+    size: int
+    internal_date: dt.datetime
+    flags: frozenset[str] = frozenset()
+    meta: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """COPYUID/MOVE data (RFC 4315): source UIDs and the UIDs they got in the target."""
+
+    uidvalidity: int
+    source_uids: tuple[int, ...]
+    target_uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One outbound recipient: the queue keeps one row per recipient (mox's design)."""
+
+    id: int
+    message_id: str  # groups the recipients of one submission
+    sender: str  # envelope sender, "" for the null sender
+    recipient: str
+    domain: str
+    blob_id: str
+    size: int
+    created: dt.datetime
+    next_attempt: dt.datetime
+    attempts: int
+    last_error: str
+    envid: str = ""
+    notify: str = ""  # RFC 3461 NOTIFY value from RCPT, "" when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change-feed event: something in `mailbox_id` changed (or was created/deleted)."""
+
+    account_id: int
+    mailbox_id: int
+    kinds: frozenset[str] = field(default_factory=frozenset)  # "append" "flags" "expunge"
+
+
+class Store(Protocol):
+    """Persistent state. All methods are coroutines and safe to call concurrently."""
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # -- domains, accounts, aliases ------------------------------------------------
+    async def list_domains(self) -> list[str]: ...
+    async def is_local_domain(self, domain: str) -> bool: ...
+    async def create_account(self, address: str, password_hash: str) -> Account: ...
+    async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def set_password(self, address: str, password_hash: str) -> None: ...
+    async def delete_account(self, address: str) -> None: ...
+    async def list_accounts(self) -> list[AccountSummary]: ...
+    async def count_accounts(self) -> int: ...
+    async def add_alias(self, source: str, target: str) -> None: ...
+    async def delete_alias(self, source: str, target: str | None = None) -> int: ...
+    async def list_aliases(self) -> list[Alias]: ...
+    async def alias_targets(self, source: str) -> list[str]: ...
+
+    # -- mailboxes ---------------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: SpecialUse | None = None
+    ) -> Mailbox: ...
+    async def delete_mailbox(self, mailbox_id: int) -> None: ...
+    async def rename_mailbox(self, mailbox_id: int, new_name: str) -> None: ...
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None: ...
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    # -- messages ---------------------------------------------------------------------
+    async def append_message(self, mailbox_id: int, message: NewMessage) -> MessageRow: ...
+    async def list_messages(
+        self, mailbox_id: int, *, changed_since: int = 0
+    ) -> list[MessageRow]: ...
+    async def get_message(self, mailbox_id: int, uid: int) -> MessageRow | None: ...
+    async def get_meta(self, mailbox_id: int, uid: int) -> str: ...
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        flags: frozenset[str],
+        mode: FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> list[MessageRow]: ...
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]: ...
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
+    async def copy_messages(
+        self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
+    ) -> CopyResult: ...
+    async def move_messages(
+        self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
+    ) -> CopyResult: ...
+
+    # -- outbound queue (issue 4) ------------------------------------------------------
+    async def enqueue(self, entries: Sequence[QueueEntry]) -> list[QueueEntry]: ...
+    async def due_queue_entries(self, now: dt.datetime, limit: int) -> list[QueueEntry]: ...
+    async def list_queue(self) -> list[QueueEntry]: ...
+    async def reschedule(
+        self, entry_id: int, next_attempt: dt.datetime, last_error: str
+    ) -> None: ...
+    async def finish_queue_entry(self, entry_id: int) -> None: ...
+    async def flush_queue(self, now: dt.datetime) -> int: ...
+    async def delete_queue_message(self, message_id: str) -> int: ...
+
+    # -- blobs -----------------------------------------------------------------------
+    async def release_blob_if_unused(self, blob_id: str) -> None: ...
