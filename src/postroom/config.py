@@ -35,9 +35,9 @@ DMS_KEYS_NOT_USED = frozenset(
     {
         "ENABLE_CLAMAV", "ENABLE_RSPAMD", "ENABLE_AMAVIS", "ENABLE_SPAMASSASSIN",
         "ENABLE_FAIL2BAN", "ENABLE_POSTGREY", "ENABLE_SASLAUTHD", "ENABLE_MANAGESIEVE",
-        "ENABLE_FETCHMAIL", "ENABLE_OPENDKIM", "ENABLE_OPENDMARC", "ENABLE_POLICYD_SPF",
+        "ENABLE_FETCHMAIL",
         "ENABLE_QUOTAS", "ENABLE_SRS", "ENABLE_UPDATE_CHECK", "ENABLE_DNSBL",
-        "ENABLE_MTA_STS", "ENABLE_OAUTH2", "ENABLE_SRS", "ENABLE_GETMAIL",
+        "ENABLE_MTA_STS", "ENABLE_OAUTH2", "ENABLE_GETMAIL",
         "PERMIT_DOCKER", "NETWORK_INTERFACE", "LOGROTATE_INTERVAL", "LOGROTATE_COUNT",
         "ONE_DIR", "ACCOUNT_PROVISIONER", "POSTMASTER_ADDRESS_FROM", "SUPERVISOR_LOGLEVEL",
         "DMS_VMAIL_UID", "DMS_VMAIL_GID", "AMAVIS_LOGLEVEL", "MOVE_SPAM_TO_JUNK",
@@ -140,9 +140,9 @@ class Config(BaseModel):
     log_level: Literal["trace", "debug", "info", "warn", "warning", "error"] = Field(
         default="info", alias="LOG_LEVEL"
     )
-    enable_spf: Flag = Field(default=True, alias="ENABLE_SPF")
-    enable_dkim: Flag = Field(default=True, alias="ENABLE_DKIM")
-    enable_dmarc: Flag = Field(default=True, alias="ENABLE_DMARC")
+    enable_spf: Flag = Field(default=True, alias="ENABLE_POLICYD_SPF")
+    enable_dkim: Flag = Field(default=True, alias="ENABLE_OPENDKIM")
+    enable_dmarc: Flag = Field(default=True, alias="ENABLE_OPENDMARC")
 
     @field_validator("hostname")
     @classmethod

@@ -1,0 +1,184 @@
+"""The composition root: config → store, TLS, accounts, queue, listeners; start; drain.
+
+Owns the only place where concrete implementations are chosen and wired together, the
+listener table, and shutdown: on SIGTERM the listeners stop accepting, sessions see
+`runtime.shutting_down` and finish (or refuse with 421 / BYE / -ERR) what is in flight,
+and whatever is still running after the drain deadline is cancelled. The store closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from postroom.accounts.service import AccountService
+from postroom.config import Config
+from postroom.runtime import Runtime
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.store.sqlite import SqliteStore
+from postroom.tls.contexts import TlsContexts
+from postroom.tls.selfsigned import ensure_self_signed
+
+log = logging.getLogger("postroom")
+
+ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    name: str  # "smtp", "submission", … as printed at start
+    port: int
+    handler: ConnectionHandler
+    implicit_tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    name: str
+    host: str
+    port: int
+    implicit_tls: bool
+
+
+def prepare_tls(config: Config) -> TlsContexts:
+    """Self-signed fallback is made once per DATA_DIR; `serve` warns about it."""
+    if config.is_self_signed and ensure_self_signed(
+        config.cert_path, config.key_path, config.hostname
+    ):
+        log.warning("created a self-signed certificate for %s in %s", config.hostname,
+                    config.cert_path)
+    return TlsContexts(config.cert_path, config.key_path)
+
+
+async def open_store(config: Config, feed: ChangeFeed) -> tuple[SqliteStore, FileBlobStore]:
+    blobs = FileBlobStore(config.data_dir / "blobs")
+    await asyncio.to_thread(blobs.prepare)
+    store = SqliteStore(config.db_path, blobs, feed)
+    await store.open()
+    return store, blobs
+
+
+class App:
+    def __init__(self, config: Config, drain_seconds: float = 30.0) -> None:
+        self.config = config
+        self.drain_seconds = drain_seconds
+        self.listeners: list[BoundListener] = []
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[asyncio.Task[None]] = set()
+        self._runtime: Runtime | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("App.start() has not run")
+        return self._runtime
+
+    async def start(self) -> None:
+        config = self.config
+        tls = prepare_tls(config)
+        feed = ChangeFeed()
+        store, blobs = await open_store(config, feed)
+        self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
+                                accounts=AccountService(store), tls=tls)
+        try:
+            for spec in self._listener_specs():
+                await self._listen(spec)
+        except BaseException:
+            await self.stop()
+            raise
+        if await store.count_accounts() == 0:
+            log.warning("no account exists yet: add one with `postroom email add ADDRESS`")
+
+    def _listener_specs(self) -> list[ListenerSpec]:
+        from postroom.pop3.session import Pop3Server
+        from postroom.smtp.session import SmtpMode, SmtpServer
+
+        runtime, config = self.runtime, self.config
+        specs = [
+            ListenerSpec("smtp", config.smtp_port,
+                         SmtpServer(runtime, SmtpMode.MX).handle_connection, False),
+            ListenerSpec("submission", config.submission_port,
+                         SmtpServer(runtime, SmtpMode.SUBMISSION).handle_connection, False),
+            ListenerSpec("submissions", config.submissions_port,
+                         SmtpServer(runtime, SmtpMode.SUBMISSIONS).handle_connection, True),
+        ]
+        if config.enable_pop3:
+            specs += [
+                ListenerSpec("pop3", config.pop3_port,
+                             Pop3Server(runtime, implicit_tls=False).handle_connection, False),
+                ListenerSpec("pop3s", config.pop3s_port,
+                             Pop3Server(runtime, implicit_tls=True).handle_connection, True),
+            ]
+        return specs
+
+    async def _listen(self, spec: ListenerSpec) -> None:
+        context: ssl.SSLContext | None = (
+            self.runtime.tls.listener_context() if spec.implicit_tls else None
+        )
+        for host in self.config.listen_addresses:
+            server = await asyncio.start_server(
+                self._tracked(spec.handler), host, spec.port, ssl=context,
+                ssl_handshake_timeout=30, reuse_address=True, limit=1024 * 1024,
+            )
+            self._servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.listeners.append(BoundListener(spec.name, host, port, spec.implicit_tls))
+
+    def _tracked(self, handler: ConnectionHandler) -> ConnectionHandler:
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections.add(task)  # type: ignore[arg-type]
+            try:
+                await handler(reader, writer)
+            except Exception:
+                log.exception("connection handler failed")
+            finally:
+                self._connections.discard(task)  # type: ignore[arg-type]
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+        return run
+
+    def port(self, name: str) -> int:
+        """The bound port of a listener (tests run with port 0)."""
+        for listener in self.listeners:
+            if listener.name == name:
+                return listener.port
+        raise KeyError(name)
+
+    async def stop(self) -> None:
+        if self._runtime is not None:
+            self._runtime.shutting_down.set()
+        for server in self._servers:
+            server.close()
+        if self._connections:
+            _, pending = await asyncio.wait(set(self._connections), timeout=self.drain_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        if self._runtime is not None:
+            await self._runtime.store.close()
+        self._stopped.set()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+        await stop_requested.wait()
+        log.info("shutting down: draining connections (up to %ss)", self.drain_seconds)
+        await self.stop()
+        log.info("stopped")

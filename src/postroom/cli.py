@@ -1,0 +1,207 @@
+"""The `postroom` command line: docker-mailserver's `setup` verbs plus `serve`.
+
+Owns argument parsing, config discovery (`--config FILE`, else $POSTROOM_CONFIG, else
+./postroom.env, else defaults) and every line a human reads. rich is imported here only,
+and only for tables on a terminal; piped output is plain tab-separated text for scripts.
+Errors are one line on stderr naming the problem, with exit status 1 (2 for bad config);
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from postroom.accounts.service import AccountService
+from postroom.config import Config, ConfigError, check_serve_files, load_config
+from postroom.errors import PostroomError
+from postroom.logsetup import setup_logging
+from postroom.store.changes import ChangeFeed
+
+T = TypeVar("T")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="postroom: a complete, self-hosted mail server.")
+email_app = typer.Typer(no_args_is_help=True, help="Manage mail accounts.")
+alias_app = typer.Typer(no_args_is_help=True, help="Manage aliases (catch-all: @domain).")
+app.add_typer(email_app, name="email")
+app.add_typer(alias_app, name="alias")
+
+
+class _State:
+    config_path: Path | None = None
+
+
+def fail(message: str, status: int = 1) -> typer.Exit:
+    typer.echo(f"postroom: {message}", err=True)
+    return typer.Exit(status)
+
+
+def current_config() -> Config:
+    try:
+        loaded = load_config(_State.config_path)
+    except ConfigError as error:
+        raise fail(str(error), status=2) from None
+    for warning in loaded.warnings:
+        typer.echo(f"postroom: warning: {warning}", err=True)
+    return loaded.config
+
+
+def run_with_store(action: Callable[[AccountService, Any], Awaitable[T]]) -> T:
+    """Open the store for one CLI action; PostroomErrors become one-line messages."""
+    from postroom.app import open_store
+
+    config = current_config()
+
+    async def main() -> T:
+        store, _ = await open_store(config, ChangeFeed())
+        try:
+            return await action(AccountService(store), store)
+        finally:
+            await store.close()
+
+    return run_cli(main())
+
+
+def run_cli(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except PostroomError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from None
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        Console().print(table)
+    else:
+        for row in rows:
+            typer.echo("\t".join(str(cell) for cell in row))
+
+
+def read_password(password: str | None, confirm: bool = True) -> str:
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="env-file config (default: $POSTROOM_CONFIG, ./postroom.env)",
+    )] = None,
+) -> None:
+    _State.config_path = config
+
+
+@app.command()
+def serve() -> None:
+    """Run every listener (SMTP, submission, IMAP, POP3) until SIGTERM."""
+    from postroom.app import App
+
+    config = current_config()
+    try:
+        check_serve_files(config)
+    except ConfigError as error:
+        raise fail(str(error), status=2) from None
+    setup_logging(config.log_level)
+
+    async def main() -> None:
+        server = App(config)
+        await server.start()
+        for listener in server.listeners:
+            tls = " (implicit TLS)" if listener.implicit_tls else ""
+            typer.echo(f"postroom: {listener.name} listening on "
+                       f"{listener.host}:{listener.port}{tls}", err=True)
+        await server.run_until_signalled()
+
+    try:
+        run_cli(main())
+    except KeyboardInterrupt:
+        logging.getLogger("postroom").info("interrupted")
+
+
+# -- email -------------------------------------------------------------------------------
+@email_app.command("add")
+def email_add(address: str, password: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Add an account (prompts for the password when it is not given)."""
+    secret = read_password(password)
+    account = run_with_store(lambda accounts, _: accounts.add_account(address, secret))
+    typer.echo(f"added {account.address}")
+
+
+@email_app.command("update")
+def email_update(address: str,
+                 password: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Change an account's password."""
+    secret = read_password(password)
+    run_with_store(lambda accounts, _: accounts.update_password(address, secret))
+    typer.echo(f"updated {address}")
+
+
+@email_app.command("del")
+def email_del(address: str,
+              yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False
+              ) -> None:
+    """Delete an account and all its mail."""
+    if not yes and not typer.confirm(f"Delete {address} and all its mail?"):
+        raise fail("not deleted")
+    run_with_store(lambda accounts, _: accounts.delete_account(address))
+    typer.echo(f"deleted {address}")
+
+
+@email_app.command("list")
+def email_list() -> None:
+    """List accounts with their message count and size."""
+    summaries = run_with_store(lambda accounts, _: accounts.list_accounts())
+    print_table(("address", "messages", "size"),
+                [(s.address, s.message_count, human_size(s.total_size)) for s in summaries])
+
+
+# -- alias -------------------------------------------------------------------------------
+@alias_app.command("add")
+def alias_add(alias: str, target: str) -> None:
+    """Add ALIAS → TARGET (ALIAS may be @domain for a catch-all)."""
+    added = run_with_store(lambda accounts, _: accounts.add_alias(alias, target))
+    typer.echo(f"added alias {added.source} -> {added.target}")
+
+
+@alias_app.command("del")
+def alias_del(alias: str, target: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Delete ALIAS → TARGET, or every target of ALIAS."""
+    removed = run_with_store(lambda accounts, _: accounts.delete_alias(alias, target))
+    typer.echo(f"deleted {removed} alias entr{'y' if removed == 1 else 'ies'}")
+
+
+@alias_app.command("list")
+def alias_list() -> None:
+    """List aliases."""
+    aliases = run_with_store(lambda accounts, _: accounts.list_aliases())
+    print_table(("alias", "target"), [(a.source, a.target) for a in aliases])
+
+
+def main() -> None:
+    app()

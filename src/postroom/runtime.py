@@ -1,0 +1,31 @@
+"""The services a protocol session may use, built once by app.py.
+
+Owns nothing but the bundle: sessions receive a `Runtime` instead of importing concrete
+implementations, so dependencies point one way (wire ← commands ← session ← app) and tests
+can build a Runtime around a temporary store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from postroom.accounts.service import AccountService
+from postroom.config import Config
+from postroom.store.api import Store
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.tls.contexts import TlsContexts
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    store: Store
+    blobs: FileBlobStore
+    feed: ChangeFeed
+    accounts: AccountService
+    tls: TlsContexts
+    # Set when SIGTERM arrives: sessions finish the transaction in flight, then refuse
+    # new work (SMTP 421, IMAP BYE, POP3 -ERR) and close.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)

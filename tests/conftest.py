@@ -1,0 +1,91 @@
+"""Fixtures shared by every test layer: certificates from trustme, a Runtime over a
+temporary SQLite store, and configs whose every path and port is private to the test."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from postroom.accounts.service import AccountService
+from postroom.config import Config
+from postroom.runtime import Runtime
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.tls.contexts import TlsContexts
+
+TEST_HOSTNAME = "mail.example.test"
+
+
+@pytest.fixture(scope="session")
+def trustme_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(trustme_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, Path]:
+    """(cert chain path, key path) for the test hostname and 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert = trustme_ca.issue_cert(TEST_HOSTNAME, "127.0.0.1", "localhost")
+    cert_path, key_path = folder / "fullchain.pem", folder / "privkey.pem"
+    cert.private_key_pem.write_to_path(key_path)
+    with cert_path.open("wb") as handle:
+        for blob in cert.cert_chain_pems:
+            handle.write(blob.bytes())
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def client_tls(trustme_ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts the test CA (use server_hostname=TEST_HOSTNAME or
+    the IP 127.0.0.1)."""
+    context = ssl.create_default_context()
+    trustme_ca.configure_trust(context)
+    return context
+
+
+def make_config(tmp_path: Path, server_cert: tuple[Path, Path], **overrides: object) -> Config:
+    """A Config private to one test: its own DATA_DIR, TLS files, loopback, ephemeral ports."""
+    values: dict[str, object] = {
+        "OVERRIDE_HOSTNAME": TEST_HOSTNAME,
+        "DATA_DIR": tmp_path / "data",
+        "LISTEN_ADDRESS": "127.0.0.1",
+        "SSL_TYPE": "manual",
+        "SSL_CERT_PATH": server_cert[0],
+        "SSL_KEY_PATH": server_cert[1],
+        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0,
+        "IMAP_PORT": 0, "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0,
+    }
+    values.update(overrides)
+    return Config.model_validate(values)
+
+
+@pytest.fixture
+def config(tmp_path: Path, server_cert: tuple[Path, Path]) -> Config:
+    return make_config(tmp_path, server_cert)
+
+
+@pytest.fixture
+async def runtime(config: Config) -> AsyncIterator[Runtime]:
+    from postroom.store.sqlite import SqliteStore
+
+    blobs = FileBlobStore(config.data_dir / "blobs")
+    blobs.prepare()
+    feed = ChangeFeed()
+    store = SqliteStore(config.db_path, blobs, feed)
+    await store.open()
+    try:
+        yield Runtime(config=config, store=store, blobs=blobs, feed=feed,
+                      accounts=AccountService(store),
+                      tls=TlsContexts(config.cert_path, config.key_path))
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
