@@ -136,6 +136,7 @@ def serve() -> None:
             tls = " (implicit TLS)" if listener.implicit_tls else ""
             typer.echo(f"postroom: {listener.name} listening on "
                        f"{listener.host}:{listener.port}{tls}", err=True)
+        typer.echo(f"postroom: ready as {config.hostname}", err=True)
         await server.run_until_signalled()
 
     try:
