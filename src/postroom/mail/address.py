@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from postroom.errors import BadSyntax
 
 # RFC 5322 §3.2.3 dot-atom: atext characters, dots only between atoms.
-_ATEXT = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]"
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(\.{_ATEXT}+)*")
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # `%` and `!` are atext but are the old relay hacks (RFC 5321 §3.6.1 leaves them to local

@@ -1,0 +1,186 @@
+"""Delivery Status Notifications: RFC 3464 `multipart/report; report-type=delivery-status`.
+
+Owns the bytes of a bounce (Action: failed) or a delay warning (Action: delayed):
+1. a text/plain part a person can read,
+2. a message/delivery-status part: per-message fields (Reporting-MTA, Arrival-Date,
+   Original-Envelope-Id) then one block per recipient (Final-Recipient, Action, Status,
+   Remote-MTA, Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until),
+3. the original message's header as text/rfc822-headers (RFC 6522 §4: headers only,
+   which is what Postfix sends by default, so a bounce never re-sends a large body).
+
+Invariants: the result is CRLF-terminated; every header line is under 998 octets; the
+notification is From MAILER-DAEMON@<reporting host> and carries `Auto-Submitted:
+auto-replied` (RFC 3834 §5) — the caller must send it with the null envelope sender
+(RFC 3464 §2 / RFC 5321 §4.5.5) so it can never bounce itself. Pure: no I/O, no clock,
+no randomness (the caller passes the date and the Message-ID).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import format_datetime
+
+from postroom.mail.headers import first_value, split_message
+
+_MAX_DIAGNOSTIC = 900  # keeps "Diagnostic-Code: smtp; …" within RFC 5322's 998 octets
+
+
+class DsnAction(enum.StrEnum):
+    FAILED = "failed"
+    DELAYED = "delayed"
+
+
+@dataclass(frozen=True, slots=True)
+class DsnRecipient:
+    recipient: str
+    action: DsnAction
+    status: str  # RFC 3463 enhanced code, e.g. "5.1.1"
+    diagnostic: str  # the remote reply "550 5.1.1 …" or our own explanation
+    is_smtp_diagnostic: bool = True
+    remote_mta: str = ""
+    last_attempt: dt.datetime | None = None
+    will_retry_until: dt.datetime | None = None  # delayed only
+    original_recipient: str = ""  # RFC 3461 ORCPT, when the client gave one
+
+
+@dataclass(frozen=True, slots=True)
+class DsnReport:
+    reporting_mta: str  # our host name
+    original_sender: str  # where the report goes (never "")
+    original_message: bytes  # only its header is copied
+    arrival_date: dt.datetime
+    recipients: Sequence[DsnRecipient]
+    envid: str = ""  # RFC 3461 ENVID of the original transaction
+
+
+def render_dsn(report: DsnReport, *, date: dt.datetime, message_id: str) -> bytes:
+    """The complete notification message, ready to spool (no Return-Path)."""
+    if not report.recipients:
+        raise ValueError("a DSN names at least one recipient")
+    boundary = _boundary(message_id)
+    original_header = _crlf(split_message(report.original_message)[0]).rstrip(b"\r\n")
+    parts = [
+        _part("text/plain; charset=utf-8", "8bit", _crlf(_human_text(report).encode())),
+        _part("message/delivery-status", "7bit", _status_fields(report)),
+        _part("text/rfc822-headers", "8bit", original_header + b"\r\n"),
+    ]
+    body = b"".join(b"--" + boundary + b"\r\n" + part for part in parts)
+    body += b"--" + boundary + b"--\r\n"
+    return _top_header(report, date, message_id, boundary, original_header) + b"\r\n" + body
+
+
+def _top_header(report: DsnReport, date: dt.datetime, message_id: str, boundary: bytes,
+                original_header: bytes) -> bytes:
+    is_failure = any(r.action is DsnAction.FAILED for r in report.recipients)
+    subject = ("Undelivered Mail Returned to Sender" if is_failure
+               else "Delayed Mail (still being retried)")
+    lines = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{report.reporting_mta}>",
+        f"To: <{report.original_sender}>",
+        f"Subject: {subject}",
+        f"Date: {format_datetime(date.astimezone(dt.UTC))}",
+        f"Message-ID: <{message_id}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status;\r\n'
+        f'\tboundary="{boundary.decode()}"',
+    ]
+    original_id = first_value(original_header + b"\r\n", "message-id")
+    if original_id and len(original_id) < _MAX_DIAGNOSTIC:
+        lines += [f"In-Reply-To: {original_id}", f"References: {original_id}"]
+    return "".join(line + "\r\n" for line in lines).encode()
+
+
+def _boundary(message_id: str) -> bytes:
+    # Derived from the Message-ID so rendering stays pure; the "=_" sequence cannot occur
+    # in quoted-printable or base64 text, so the boundary never collides with content.
+    digest = hashlib.sha256(message_id.encode()).hexdigest()[:24]
+    return f"=_postroom-dsn-{digest}".encode()
+
+
+def _part(content_type: str, encoding: str, content: bytes) -> bytes:
+    header = (f"Content-Type: {content_type}\r\n"
+              f"Content-Transfer-Encoding: {encoding}\r\n\r\n").encode()
+    return header + content + (b"" if content.endswith(b"\r\n") else b"\r\n")
+
+
+def _human_text(report: DsnReport) -> str:
+    failed = [r for r in report.recipients if r.action is DsnAction.FAILED]
+    delayed = [r for r in report.recipients if r.action is DsnAction.DELAYED]
+    lines = [f"This is the mail system at host {report.reporting_mta}.", ""]
+    if failed:
+        lines += ["Your message could not be delivered to one or more recipients.",
+                  "It is attached below (headers only).", ""]
+        lines += [_human_line(r) for r in failed]
+    if delayed:
+        if failed:
+            lines.append("")
+        lines += ["Delivery to the following recipients has been delayed. No action is",
+                  "needed on your part; delivery will be retried.", ""]
+        lines += [_human_line(r) for r in delayed]
+    return "\n".join(lines) + "\n"
+
+
+def _human_line(recipient: DsnRecipient) -> str:
+    where = f"host {recipient.remote_mta} said: " if recipient.remote_mta else ""
+    line = f"<{recipient.recipient}>: {where}{_clip(recipient.diagnostic)}"
+    if recipient.will_retry_until is not None:
+        line += f" (will retry until {format_datetime(recipient.will_retry_until)})"
+    return line
+
+
+def _status_fields(report: DsnReport) -> bytes:
+    """RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, blank-separated."""
+    blocks = [_per_message_fields(report)]
+    blocks += [_per_recipient_fields(r) for r in report.recipients]
+    return b"\r\n".join(
+        "".join(line + "\r\n" for line in block).encode("utf-8") for block in blocks
+    )
+
+
+def _per_message_fields(report: DsnReport) -> list[str]:
+    lines = []
+    if report.envid:
+        lines.append(f"Original-Envelope-Id: {_clip(report.envid)}")  # RFC 3464 §2.2.1
+    lines += [f"Reporting-MTA: dns; {report.reporting_mta}",
+              f"Arrival-Date: {format_datetime(report.arrival_date.astimezone(dt.UTC))}"]
+    return lines
+
+
+def _per_recipient_fields(recipient: DsnRecipient) -> list[str]:
+    lines = []
+    if recipient.original_recipient:  # RFC 3464 §2.3.1: only when ORCPT was given
+        lines.append(f"Original-Recipient: {_clip(recipient.original_recipient)}")
+    lines += [
+        f"Final-Recipient: {_address_type(recipient.recipient)}; {recipient.recipient}",
+        f"Action: {recipient.action.value}",
+        f"Status: {recipient.status}",
+    ]
+    if recipient.remote_mta:
+        lines.append(f"Remote-MTA: dns; {recipient.remote_mta}")
+    # RFC 3464 §2.3.6: "smtp" for a remote SMTP reply; an X- type for our own text.
+    diagnostic_type = "smtp" if recipient.is_smtp_diagnostic else "X-Postroom"
+    lines.append(f"Diagnostic-Code: {diagnostic_type}; {_clip(recipient.diagnostic)}")
+    if recipient.last_attempt is not None:
+        lines.append(f"Last-Attempt-Date: {format_datetime(recipient.last_attempt)}")
+    if recipient.will_retry_until is not None:
+        lines.append(f"Will-Retry-Until: {format_datetime(recipient.will_retry_until)}")
+    return lines
+
+
+def _address_type(address: str) -> str:
+    # RFC 6533 §3: internationalised addresses use the "utf-8" address type.
+    return "rfc822" if address.isascii() else "utf-8"
+
+
+def _clip(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_DIAGNOSTIC else flat[: _MAX_DIAGNOSTIC - 3] + "..."
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
