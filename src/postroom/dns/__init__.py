@@ -1,0 +1,11 @@
+"""DNS access for postroom: the `Resolver` protocol (resolver.py), the dnspython-backed
+`LiveResolver` (live.py) and the in-memory `FakeResolver` for unit tests (fake.py).
+
+Every module that needs DNS takes a `Resolver`; only `app.py` picks the implementation.
+"""
+
+from __future__ import annotations
+
+from postroom.dns.resolver import DnsError, DnsTemporaryError, MxRecord, NxDomain, Resolver
+
+__all__ = ["DnsError", "DnsTemporaryError", "MxRecord", "NxDomain", "Resolver"]

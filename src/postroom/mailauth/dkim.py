@@ -1,0 +1,229 @@
+"""DKIM (RFC 6376, RFC 8463 Ed25519) verification and signing through dkimpy.
+
+Owns: `verify_dkim` (every DKIM-Signature of a message, each with its own result),
+`sign_message` (our outgoing signatures), and the mapping of dkimpy outcomes onto RFC 8601
+results.
+
+How verification stays off the loop and on our resolver: the DKIM-Signature fields are
+parsed from the header block, each `s._domainkey.d` TXT record is fetched concurrently
+through the async Resolver, then dkimpy runs in a worker thread with a `dnsfunc` that only
+reads those prefetched answers (no DNS happens on the thread, and dkimpy never sees the
+system resolver).
+
+Result mapping (RFC 6376 §6.1, RFC 8601 §2.7.1): valid → pass; bad signature or body hash
+mismatch → fail; unparseable signature, missing or unusable key, expired signature →
+permerror; temporary DNS failure fetching the key → temperror. Nothing raises: a broken
+signature is a result, and an unexpected dkimpy error is logged and reported as permerror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dkim
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from postroom.dns.resolver import DnsTemporaryError, NxDomain, Resolver
+from postroom.mailauth.keys import ed25519_seed_base64, rsa_pkcs1_pem
+
+log = logging.getLogger(__name__)
+
+# Signed when present; From is signed once more than it occurs so none can be added
+# (RFC 6376 §8.15, "over-signing").
+SIGNED_HEADERS = (
+    "from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
+    "references", "mime-version", "content-type", "content-transfer-encoding",
+)
+_CANONICALIZATION = (b"relaxed", b"relaxed")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+class DkimVerdict(StrEnum):
+    PASS = "pass"  # noqa: S105 (a result name, not a password)
+    FAIL = "fail"
+    NEUTRAL = "neutral"
+    NONE = "none"
+    TEMPERROR = "temperror"
+    PERMERROR = "permerror"
+
+
+@dataclass(frozen=True, slots=True)
+class DkimResult:
+    result: DkimVerdict
+    domain: str  # d=
+    selector: str  # s=
+    reason: str
+    signature_b: str = ""  # the b= value without whitespace (header.b uses a prefix)
+    algorithm: str = ""  # a=
+
+    @property
+    def header_b(self) -> str:
+        """RFC 6008 header.b: the first 8 characters of the signature."""
+        return self.signature_b[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    index: int
+    tags: Mapping[bytes, bytes]
+
+    @property
+    def domain(self) -> str:
+        return self.tags.get(b"d", b"").decode("ascii", "replace").strip().lower()
+
+    @property
+    def selector(self) -> str:
+        return self.tags.get(b"s", b"").decode("ascii", "replace").strip()
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}".lower()
+
+    def result(self, verdict: DkimVerdict, reason: str) -> DkimResult:
+        b_value = re.sub(rb"\s+", b"", self.tags.get(b"b", b"")).decode("ascii", "replace")
+        algorithm = self.tags.get(b"a", b"").decode("ascii", "replace").strip()
+        return DkimResult(verdict, self.domain, self.selector, reason, b_value, algorithm)
+
+
+# A prefetched key: the TXT value, None for "no such record", or the temporary error text.
+_KeyAnswer = str | None | DnsTemporaryError
+
+
+async def verify_dkim(resolver: Resolver, raw: bytes) -> list[DkimResult]:
+    """One result per DKIM-Signature header field, in header order; [] when unsigned."""
+    header_values = _signature_header_values(raw)
+    results: list[DkimResult | None] = []
+    signatures: list[_Signature] = []
+    for index, value in enumerate(header_values):
+        try:
+            tags = parse_tag_value(value)
+        except InvalidTagValueList as exc:
+            results.append(DkimResult(DkimVerdict.PERMERROR, "", "", f"bad tag list: {exc}"))
+            continue
+        signature = _Signature(index, tags)
+        if not signature.domain or not signature.selector:
+            results.append(signature.result(DkimVerdict.PERMERROR, "missing d= or s="))
+            continue
+        results.append(None)
+        signatures.append(signature)
+    if signatures:
+        keys = await _prefetch_keys(resolver, {sig.key_name for sig in signatures})
+        verified = await asyncio.to_thread(_verify_all, raw, signatures, keys)
+        for signature, result in zip(signatures, verified, strict=True):
+            results[signature.index] = result
+    return [result for result in results if result is not None]
+
+
+def _signature_header_values(raw: bytes) -> list[bytes]:
+    match = _HEADER_END.search(raw)
+    header_block = raw[:match.end()] if match else raw
+    headers, _body = dkim.rfc822_parse(header_block)
+    return [value for name, value in headers if name.lower() == b"dkim-signature"]
+
+
+async def _prefetch_keys(resolver: Resolver, names: set[str]) -> dict[str, _KeyAnswer]:
+    async def fetch(name: str) -> _KeyAnswer:
+        try:
+            records = await resolver.txt(name)
+        except NxDomain:
+            return None
+        except DnsTemporaryError as exc:
+            return exc
+        # RFC 6376 §3.6.2.2: several records are ambiguous; use the first, like dkimpy.
+        return records[0] if records else None
+
+    ordered = sorted(names)
+    answers = await asyncio.gather(*(fetch(name) for name in ordered))
+    return dict(zip(ordered, answers, strict=True))
+
+
+def _verify_all(raw: bytes, signatures: list[_Signature], keys: Mapping[str, _KeyAnswer]
+                ) -> list[DkimResult]:
+    """Worker thread: dkimpy over the whole message, DNS answered from `keys` only."""
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        answer = keys.get(name.decode("ascii", "replace").rstrip(".").lower())
+        return answer.encode() if isinstance(answer, str) else None
+
+    verifier = dkim.DKIM(raw, minkey=1024)
+    return [_verify_one(verifier, signature, keys.get(signature.key_name), dnsfunc)
+            for signature in signatures]
+
+
+def _verify_one(verifier: dkim.DKIM, signature: _Signature, key: _KeyAnswer,
+                dnsfunc: object) -> DkimResult:
+    if isinstance(key, DnsTemporaryError):
+        return signature.result(DkimVerdict.TEMPERROR, f"key lookup failed: {key}")
+    if key is None:
+        return signature.result(DkimVerdict.PERMERROR, f"no key at {signature.key_name}")
+    try:
+        dkim.evaluate_pk(signature.key_name.encode(), key.encode())
+    except dkim.DKIMException as exc:
+        return signature.result(DkimVerdict.PERMERROR, f"unusable key: {exc}")
+    except ValueError as exc:  # base64 errors from a malformed p=
+        return signature.result(DkimVerdict.PERMERROR, f"unusable key: {exc}")
+    try:
+        is_valid = verifier.verify(idx=signature.index, dnsfunc=dnsfunc)
+    except dkim.ValidationError as exc:
+        verdict = DkimVerdict.FAIL if "body hash mismatch" in str(exc) \
+            else DkimVerdict.PERMERROR
+        return signature.result(verdict, str(exc))
+    except dkim.DKIMException as exc:
+        return signature.result(DkimVerdict.PERMERROR, str(exc))
+    except Exception as exc:
+        log.exception("dkimpy failed verifying signature %d", signature.index)
+        return signature.result(DkimVerdict.PERMERROR, f"unverifiable: {exc}")
+    if is_valid:
+        return signature.result(DkimVerdict.PASS, "good signature")
+    return signature.result(DkimVerdict.FAIL, "signature did not verify")
+
+
+# -- signing -----------------------------------------------------------------------------
+
+async def sign_message(raw: bytes, domain: str, selector: str, private_key_pem: bytes, *,
+                       ed25519_selector: str | None = None,
+                       ed25519_key: bytes | None = None) -> bytes:
+    """DKIM-Signature header field(s), CRLF-terminated, to prepend to `raw`.
+
+    rsa-sha256 with relaxed/relaxed canonicalization; with `ed25519_selector` and
+    `ed25519_key` (PEM) an ed25519-sha256 signature follows (RFC 8463 §5 dual signing).
+    Raises ValueError for a message without From or an unusable key.
+    """
+    return await asyncio.to_thread(_sign_sync, raw, domain, selector, private_key_pem,
+                                   ed25519_selector, ed25519_key)
+
+
+def _sign_sync(raw: bytes, domain: str, selector: str, private_key_pem: bytes,
+               ed25519_selector: str | None, ed25519_key: bytes | None) -> bytes:
+    signer = dkim.DKIM(raw, linesep=b"\r\n")
+    include = _headers_to_sign([name for name, _ in signer.headers])
+    lines = [_sign_with(signer, b"rsa-sha256", domain, selector,
+                        rsa_pkcs1_pem(private_key_pem), include)]
+    if ed25519_selector and ed25519_key:
+        lines.append(_sign_with(signer, b"ed25519-sha256", domain, ed25519_selector,
+                                ed25519_seed_base64(ed25519_key), include))
+    return b"".join(lines)
+
+
+def _headers_to_sign(present: list[bytes]) -> list[bytes]:
+    names = [name.lower() for name in present
+             if name.lower().decode("ascii", "replace") in SIGNED_HEADERS]
+    if b"from" not in names:
+        raise ValueError("a message without From cannot be DKIM-signed (RFC 6376 §5.4)")
+    return [*names, b"from"]
+
+
+def _sign_with(signer: dkim.DKIM, algorithm: bytes, domain: str, selector: str, key: bytes,
+               include: list[bytes]) -> bytes:
+    try:
+        signature: bytes = signer.sign(selector.encode(), domain.encode(), key,
+                                       signature_algorithm=algorithm,
+                                       canonicalize=_CANONICALIZATION,
+                                       include_headers=include)
+    except dkim.DKIMException as exc:
+        raise ValueError(f"DKIM signing failed: {exc}") from exc
+    return signature
