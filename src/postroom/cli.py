@@ -10,11 +10,12 @@ never a traceback.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -24,14 +25,21 @@ from postroom.errors import PostroomError
 from postroom.logsetup import setup_logging
 from postroom.store.changes import ChangeFeed
 
+if TYPE_CHECKING:
+    from postroom.dns.records import ZoneInput
+
 T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="postroom: a complete, self-hosted mail server.")
 email_app = typer.Typer(no_args_is_help=True, help="Manage mail accounts.")
 alias_app = typer.Typer(no_args_is_help=True, help="Manage aliases (catch-all: @domain).")
+dkim_app = typer.Typer(no_args_is_help=True, help="DKIM signing keys.")
+dns_app = typer.Typer(no_args_is_help=True, help="Print and check a domain's DNS records.")
 app.add_typer(email_app, name="email")
 app.add_typer(alias_app, name="alias")
+app.add_typer(dkim_app, name="dkim")
+app.add_typer(dns_app, name="dns")
 
 
 class _State:
@@ -202,6 +210,121 @@ def alias_list() -> None:
     """List aliases."""
     aliases = run_with_store(lambda accounts, _: accounts.list_aliases())
     print_table(("alias", "target"), [(a.source, a.target) for a in aliases])
+
+
+# -- dkim --------------------------------------------------------------------------------
+def dkim_dir(config: Config) -> Path:
+    return config.data_dir / "dkim"
+
+
+@dkim_app.command("generate")
+def dkim_generate(
+    domain: str,
+    selector: Annotated[str, typer.Option(help="DKIM selector")] = "mail",
+    keysize: Annotated[int, typer.Option(help="RSA key size in bits")] = 2048,
+    ed25519: Annotated[bool, typer.Option(
+        "--ed25519", help="make an Ed25519 key (RFC 8463) instead of RSA")] = False,
+    force: Annotated[bool, typer.Option(help="replace an existing key")] = False,
+) -> None:
+    """Generate a signing key for DOMAIN and print the DNS record to publish."""
+    from postroom.mail.address import normalize_domain
+    from postroom.mailauth.keys import KeyAlgorithm, generate_key, key_paths
+
+    config = current_config()
+    try:
+        domain = normalize_domain(domain)
+        private_path, _ = key_paths(dkim_dir(config), domain, selector)
+    except (PostroomError, ValueError) as error:
+        raise fail(str(error)) from None
+    if private_path.exists() and not force:
+        raise fail(f"a key for {domain} selector {selector} exists; use --force to replace it")
+    algorithm = KeyAlgorithm.ED25519 if ed25519 else KeyAlgorithm.RSA
+    try:
+        key = generate_key(dkim_dir(config), domain, selector, algorithm=algorithm,
+                           bits=keysize)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    typer.echo(f"; DKIM key written to {key.private_path}; publish this record in the "
+               f"zone of {domain}:", err=True)
+    typer.echo(key.txt_path.read_text().rstrip())
+
+
+@dkim_app.command("list")
+def dkim_list() -> None:
+    """List the domains and selectors that have signing keys."""
+    from postroom.mailauth.keys import list_keys
+
+    keys = list_keys(dkim_dir(current_config()))
+    print_table(("domain", "selector", "algorithm", "key file"),
+                [(k.domain, k.selector, k.algorithm.value, k.private_path) for k in keys])
+
+
+@dkim_app.command("show")
+def dkim_show(domain: str) -> None:
+    """Print the DNS record(s) for DOMAIN's keys."""
+    from postroom.mailauth.keys import dns_record_text, list_keys
+
+    keys = [k for k in list_keys(dkim_dir(current_config())) if k.domain == domain.lower()]
+    if not keys:
+        raise fail(f"no DKIM key for {domain}; run `postroom dkim generate {domain}`")
+    for key in keys:
+        typer.echo(dns_record_text(key.domain, key.selector, key.private_path.read_bytes()))
+
+
+# -- dns ---------------------------------------------------------------------------------
+def zone_input(domain: str, ip: str | None, ipv6: str | None) -> ZoneInput:
+    from postroom.dns.records import ZoneInput
+    from postroom.mail.address import normalize_domain
+
+    config = current_config()
+    try:
+        domain = normalize_domain(domain)
+        for value, version in ((ip, 4), (ipv6, 6)):
+            if value and ipaddress.ip_address(value).version != version:
+                raise ValueError(f"{value} is not an IPv{version} address")
+    except (PostroomError, ValueError) as error:
+        raise fail(str(error)) from None
+    return ZoneInput(domain=domain, hostname=config.hostname, ipv4=ip, ipv6=ipv6,
+                     dkim_dir=dkim_dir(config), postmaster=f"postmaster@{domain}")
+
+
+@dns_app.command("records")
+def dns_records(
+    domain: str,
+    ip: Annotated[str | None, typer.Option("--ip", help="the server's IPv4 address")] = None,
+    ipv6: Annotated[str | None, typer.Option("--ipv6", help="the server's IPv6 address")
+                    ] = None,
+) -> None:
+    """Print every record DOMAIN needs, as a BIND zone snippet."""
+    from postroom.dns.records import render_zone
+
+    typer.echo(render_zone(zone_input(domain, ip, ipv6)), nl=False)
+
+
+@dns_app.command("check")
+def dns_check(
+    domain: str,
+    ip: Annotated[str | None, typer.Option("--ip", help="the server's IPv4 address")] = None,
+    ipv6: Annotated[str | None, typer.Option("--ipv6", help="the server's IPv6 address")
+                    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Query DNS and check every record; exit 1 when a required one is missing or wrong."""
+    import json
+
+    from postroom.dns.live import LiveResolver
+    from postroom.dns.records import check_domain
+
+    spec = zone_input(domain, ip, ipv6)
+    resolver = LiveResolver(current_config().nameservers)
+    findings = run_cli(check_domain(resolver, spec))
+    if as_json:
+        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        print_table(("record", "status", "found", "fix"),
+                    [(f.record, f.status.value, f.found, f.fix) for f in findings])
+    if any(f.is_failure for f in findings):
+        raise typer.Exit(1)
 
 
 def main() -> None:
