@@ -1,0 +1,283 @@
+"""SEARCH criteria grammar (RFC 9051 §6.4.4, RFC 3501 §6.4.4) → a tree of frozen dataclasses.
+
+Owns: the `SearchKey` node types and `parse_search_criteria(lx, charset=...)`.
+
+Invariants:
+- The tree is pure data; evaluating it against messages is the command layer's job.
+- A criteria list of several keys becomes `AndKey`; rev1 shorthands expand to the same
+  nodes (NEW = RECENT UNSEEN, OLD = NOT RECENT, UNSEEN = FlagKey("\\Seen", False)).
+- BCC/CC/FROM/SUBJECT/TO are `HeaderKey` with the canonical field name.
+- Strings decode as UTF-8 for charset UTF-8/US-ASCII (or none); for any other charset they
+  decode as ISO-8859-1 so parsing never fails on them: the handler answers
+  NO [BADCHARSET] (RFC 9051 §6.4.4) by looking at `Search.charset`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from postroom.imap.wire.grammar import (
+    SequenceSet,
+    looks_like_sequence_set,
+    parse_date,
+    parse_flag,
+    parse_sequence_set,
+)
+from postroom.imap.wire.lexer import ATOM_CHARS, MAX_NUMBER64, Lexer, ParseError
+
+UTF8_CHARSETS = frozenset({"UTF-8", "US-ASCII"})
+MAX_DEPTH = 64  # bound recursion on hostile nesting like "NOT NOT NOT ..." or "((((("
+
+
+@dataclass(frozen=True, slots=True)
+class SearchKey:
+    """Base of every criteria node."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllKey(SearchKey):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FlagKey(SearchKey):
+    """Message has (`is_set`) or lacks flag/keyword `flag` (\\Seen, $Forwarded, ...)."""
+
+    flag: str
+    is_set: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderKey(SearchKey):
+    """Header `field` contains `value` (case-insensitive substring; "" matches presence)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class BodyKey(SearchKey):
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextKey(SearchKey):
+    """Header or body contains `text`."""
+
+    text: str
+
+
+class DateField(Enum):
+    INTERNAL = "INTERNAL"  # BEFORE ON SINCE: internal date, timezone ignored
+    SENT = "SENT"  # SENTBEFORE SENTON SENTSINCE: the Date: header
+
+
+class DateOp(Enum):
+    BEFORE = "BEFORE"
+    ON = "ON"
+    SINCE = "SINCE"
+
+
+@dataclass(frozen=True, slots=True)
+class DateKey(SearchKey):
+    field: DateField
+    op: DateOp
+    date: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class SizeKey(SearchKey):
+    """RFC822.SIZE larger (`is_larger`) or smaller than `size`."""
+
+    is_larger: bool
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceKey(SearchKey):
+    """Message sequence numbers; `sequence_set.is_saved` means `$` (RFC 5182)."""
+
+    sequence_set: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class UidKey(SearchKey):
+    sequence_set: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class ModSeqKey(SearchKey):
+    """RFC 7162 §3.1.5: mod-sequence >= `modseq`; entry name/type are informational."""
+
+    modseq: int
+    entry_name: str | None = None
+    entry_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WithinKey(SearchKey):
+    """RFC 5032: OLDER/YOUNGER n seconds relative to the internal date."""
+
+    is_older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class AndKey(SearchKey):
+    keys: tuple[SearchKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrKey(SearchKey):
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class NotKey(SearchKey):
+    key: SearchKey
+
+
+_FLAG_WORDS = {
+    "ANSWERED": FlagKey("\\Answered"),
+    "DELETED": FlagKey("\\Deleted"),
+    "DRAFT": FlagKey("\\Draft"),
+    "FLAGGED": FlagKey("\\Flagged"),
+    "SEEN": FlagKey("\\Seen"),
+    "RECENT": FlagKey("\\Recent"),  # rev1 only, harmless to accept
+    "UNANSWERED": FlagKey("\\Answered", False),
+    "UNDELETED": FlagKey("\\Deleted", False),
+    "UNDRAFT": FlagKey("\\Draft", False),
+    "UNFLAGGED": FlagKey("\\Flagged", False),
+    "UNSEEN": FlagKey("\\Seen", False),
+    "ALL": AllKey(),
+    # RFC 3501 §6.4.4: NEW = RECENT UNSEEN, OLD = NOT RECENT.
+    "NEW": AndKey((FlagKey("\\Recent"), FlagKey("\\Seen", False))),
+    "OLD": FlagKey("\\Recent", False),
+}
+_HEADER_WORDS = {"BCC": "Bcc", "CC": "Cc", "FROM": "From", "SUBJECT": "Subject", "TO": "To"}
+_DATE_WORDS = {
+    "BEFORE": (DateField.INTERNAL, DateOp.BEFORE),
+    "ON": (DateField.INTERNAL, DateOp.ON),
+    "SINCE": (DateField.INTERNAL, DateOp.SINCE),
+    "SENTBEFORE": (DateField.SENT, DateOp.BEFORE),
+    "SENTON": (DateField.SENT, DateOp.ON),
+    "SENTSINCE": (DateField.SENT, DateOp.SINCE),
+}
+
+
+class _SearchParser:
+    __slots__ = ("charset", "lx")
+
+    def __init__(self, lx: Lexer, charset: str | None) -> None:
+        self.lx = lx
+        self.charset = (charset or "UTF-8").upper()
+
+    def text(self) -> str:
+        self.lx.expect_sp()
+        raw = self.lx.read_astring()
+        if self.charset in UTF8_CHARSETS:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ParseError("search string is not valid UTF-8") from exc
+        return raw.decode("latin-1")
+
+    def key(self, depth: int) -> SearchKey:
+        if depth > MAX_DEPTH:
+            raise ParseError("search criteria nested too deeply")
+        lx = self.lx
+        if lx.peek() == 0x28:  # "(" search-key *(SP search-key) ")"
+            keys = lx.read_list(lambda: self.key(depth + 1), allow_empty=False)
+            return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+        if looks_like_sequence_set(lx):
+            return SequenceKey(parse_sequence_set(lx))
+        word = lx.read_atom(ATOM_CHARS).upper()
+        if word in _FLAG_WORDS:
+            return _FLAG_WORDS[word]
+        handler = self._handlers().get(word)
+        if handler is None:
+            raise ParseError(f"unknown search key {word}")
+        return handler(depth)
+
+    def _handlers(self) -> dict[str, Callable[[int], SearchKey]]:
+        return {
+            **{word: self._header_word(word) for word in _HEADER_WORDS},
+            **{word: self._date_word(word) for word in _DATE_WORDS},
+            "BODY": lambda _d: BodyKey(self.text()),
+            "TEXT": lambda _d: TextKey(self.text()),
+            "HEADER": lambda _d: self._header(),
+            "KEYWORD": lambda _d: FlagKey(self._keyword()),
+            "UNKEYWORD": lambda _d: FlagKey(self._keyword(), False),
+            "LARGER": lambda _d: SizeKey(True, self._number()),
+            "SMALLER": lambda _d: SizeKey(False, self._number()),
+            "NOT": lambda d: NotKey(self._sp_key(d)),
+            "OR": lambda d: OrKey(self._sp_key(d), self._sp_key(d)),
+            "UID": lambda _d: UidKey(self._sequence_set()),
+            "MODSEQ": lambda _d: self._modseq(),
+            "OLDER": lambda _d: WithinKey(True, self._nz_number()),
+            "YOUNGER": lambda _d: WithinKey(False, self._nz_number()),
+        }
+
+    def _header_word(self, word: str) -> Callable[[int], SearchKey]:
+        return lambda _d: HeaderKey(_HEADER_WORDS[word], self.text())
+
+    def _date_word(self, word: str) -> Callable[[int], SearchKey]:
+        field, op = _DATE_WORDS[word]
+
+        def parse(_depth: int) -> SearchKey:
+            self.lx.expect_sp()
+            return DateKey(field, op, parse_date(self.lx))
+
+        return parse
+
+    def _sp_key(self, depth: int) -> SearchKey:
+        self.lx.expect_sp()
+        return self.key(depth + 1)
+
+    def _header(self) -> SearchKey:
+        field = self.text()  # header-fld-name = astring
+        return HeaderKey(field, self.text())
+
+    def _keyword(self) -> str:
+        self.lx.expect_sp()
+        return parse_flag(self.lx)
+
+    def _number(self) -> int:
+        self.lx.expect_sp()
+        return self.lx.read_number(MAX_NUMBER64)
+
+    def _nz_number(self) -> int:
+        self.lx.expect_sp()
+        return self.lx.read_nz_number()
+
+    def _sequence_set(self) -> SequenceSet:
+        self.lx.expect_sp()
+        return parse_sequence_set(self.lx)
+
+    def _modseq(self) -> SearchKey:
+        # RFC 7162 §3.1.5: "MODSEQ" [SP entry-name SP entry-type-req] SP mod-sequence-valzer
+        lx = self.lx
+        lx.expect_sp()
+        if lx.peek() == 0x22:
+            name = lx.read_quoted().decode("utf-8", "replace")
+            lx.expect_sp()
+            entry_type = lx.read_atom().lower()
+            if entry_type not in ("priv", "shared", "all"):
+                raise ParseError("bad MODSEQ entry type")
+            lx.expect_sp()
+            return ModSeqKey(lx.read_number(MAX_NUMBER64), name, entry_type)
+        return ModSeqKey(lx.read_number(MAX_NUMBER64))
+
+
+def parse_search_criteria(lx: Lexer, *, charset: str | None = None) -> SearchKey:
+    """Parse 1*(SP-separated search-key) up to the end of the command."""
+    parser = _SearchParser(lx, charset)
+    keys = [parser.key(0)]
+    while not lx.at_end():
+        lx.expect_sp()
+        keys.append(parser.key(0))
+    return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
