@@ -1,0 +1,1 @@
+"""Final delivery: recipient resolution (aliases, catch-all) and local mailboxes."""

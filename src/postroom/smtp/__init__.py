@@ -1,0 +1,1 @@
+"""SMTP: sans-IO wire core, replies, policy, the asyncio session and receiving."""

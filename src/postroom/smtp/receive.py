@@ -1,0 +1,262 @@
+"""Receiving: from a spooled DATA body to stored mail, before the 250 is sent.
+
+Owns the step after `<CRLF>.<CRLF>`: loop check → message checks (the plug-in point for
+SPF/DKIM/DMARC: they may add `extra_headers`, retarget a recipient's mailbox, or refuse)
+→ trace headers + spooled body written as one durable blob → `message_meta` off-loop →
+local delivery to every resolved account (one blob shared) → remote targets handed to the
+outbound queue → only then `250 2.0.0 Ok: queued as <id>`.
+
+Invariants:
+- The spool file (DATA_DIR/spool) is not fsynced: nothing has been acknowledged while it
+  exists. The blob is fsynced and renamed, and every store row committed, before the
+  reply is returned (ARCHITECTURE.md rule 10).
+- The blob starts with `Return-Path: <sender>` (RFC 5321 §4.4, written at final
+  delivery). The outbound side strips a leading Return-Path before relaying.
+- A failure after the blob was written releases it when no message references it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from postroom.delivery.local import INBOX, deliver_local
+from postroom.delivery.recipients import LocalTarget
+from postroom.mail.mimetree import message_meta
+from postroom.mail.trace import TraceInfo, render_received, render_return_path
+from postroom.runtime import Runtime
+from postroom.smtp import replies
+from postroom.smtp.policy import MAX_RECEIVED_HEADERS
+from postroom.smtp.replies import Reply
+from postroom.smtp.wire import MailParams, RcptParams
+
+log = logging.getLogger("postroom.smtp")
+
+_COPY_CHUNK = 256 * 1024
+# Header scan for the loop check stops here: a header section this long is not mail.
+_HEADER_SCAN_LIMIT = 4 * 1024 * 1024
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str
+    helo_name: str
+    is_esmtp: bool
+    tls_version: str = ""
+    tls_cipher: str = ""
+    tls_bits: int = 0
+    auth_user: str = ""
+
+    @property
+    def protocol(self) -> str:
+        """RFC 3848 `with` keyword."""
+        if not self.is_esmtp:
+            return "SMTP"
+        return "ESMTP" + ("S" if self.tls_version else "") + ("A" if self.auth_user else "")
+
+
+@dataclass(slots=True)
+class AcceptedRecipient:
+    """One accepted RCPT, resolved. `mailbox` is where local copies go; a later
+    mail-authentication check may set it (e.g. "Junk")."""
+
+    address: str
+    params: RcptParams
+    local: tuple[LocalTarget, ...] = ()
+    remote: tuple[str, ...] = ()
+    mailbox: str = INBOX
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecipient:
+    address: str
+    notify: tuple[str, ...] = ()  # RFC 3461, from the RCPT that led here
+    orcpt: str | None = None
+
+
+@dataclass(slots=True)
+class ReceivedMessage:
+    queue_id: str
+    client: ClientInfo
+    sender: str  # "" for the null reverse-path
+    mail_params: MailParams
+    recipients: list[AcceptedRecipient]
+    spool_path: Path
+    size: int
+    received_at: dt.datetime
+    # Extra header lines (CRLF-terminated bytes) placed above our Received header, e.g.
+    # Authentication-Results (RFC 8601 §5) from the mail-authentication checks.
+    extra_headers: list[bytes] = field(default_factory=list)
+
+
+class OutboundQueue(Protocol):
+    """The outbound queue (issue 4); app.py passes the implementation."""
+
+    async def enqueue_remote(self, message: ReceivedMessage,
+                             recipients: Sequence[OutboundRecipient],
+                             blob_id: str, size: int) -> None: ...
+
+
+class MessageCheck(Protocol):
+    """A check run after DATA, before storage: returns a refusal, or None to go on."""
+
+    async def check(self, message: ReceivedMessage) -> Reply | None: ...
+
+
+class Spool:
+    """One DATA body on its way in; buffered writes, flushed off-loop."""
+
+    _FLUSH_AT = 256 * 1024
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in finish/discard
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self._FLUSH_AT:
+            await asyncio.to_thread(self._drain)
+
+    def _drain(self) -> None:
+        self._file.write(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_size = 0
+
+    async def finish(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._drain()
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def count_received_headers(path: Path) -> int:
+    """`Received:` fields in the header section (the loop check, RFC 5321 §6.3)."""
+    count = scanned = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if line in (b"\r\n", b"\n") or scanned > _HEADER_SCAN_LIMIT:
+                break
+            scanned += len(line)
+            if line[:9].lower() == b"received:":
+                count += 1
+    return count
+
+
+def _meta_of_blob(path: Path) -> str:
+    return message_meta(path.read_bytes())
+
+
+class Receiver:
+    def __init__(self, runtime: Runtime, outbound: OutboundQueue | None = None,
+                 checks: Sequence[MessageCheck] = ()) -> None:
+        self._runtime = runtime
+        self._outbound = outbound
+        self._checks = tuple(checks)
+        self.spool_dir = runtime.config.data_dir / "spool"
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def has_outbound(self) -> bool:
+        return self._outbound is not None
+
+    def open_spool(self, queue_id: str) -> Spool:
+        return Spool(self.spool_dir / queue_id)
+
+    async def accept(self, message: ReceivedMessage) -> Reply:
+        """Store and hand on a spooled message; the reply to send for DATA. The spool
+        file is removed in every case."""
+        try:
+            hops = await asyncio.to_thread(count_received_headers, message.spool_path)
+            if hops > MAX_RECEIVED_HEADERS:
+                return replies.MAIL_LOOP
+            for check in self._checks:
+                refusal = await check.check(message)
+                if refusal is not None:
+                    return refusal
+            await self._store(message)
+            return replies.queued(message.queue_id)
+        finally:
+            message.spool_path.unlink(missing_ok=True)
+
+    async def _store(self, message: ReceivedMessage) -> None:
+        blob_id, size = await self._write_blob(message)
+        try:
+            blob_path = self._runtime.blobs.path(blob_id)
+            meta = await asyncio.to_thread(_meta_of_blob, blob_path)
+            await self._deliver_local(message, blob_id, size, meta)
+            await self._hand_on_remote(message, blob_id, size)
+        except BaseException:
+            await self._runtime.store.release_blob_if_unused(blob_id)
+            raise
+
+    async def _write_blob(self, message: ReceivedMessage) -> tuple[str, int]:
+        writer = self._runtime.blobs.writer()
+        try:
+            await writer.write(render_return_path(message.sender))
+            for header in message.extra_headers:
+                await writer.write(header)
+            await writer.write(render_received(self._trace_info(message)))
+            with message.spool_path.open("rb") as spool:
+                while chunk := await asyncio.to_thread(spool.read, _COPY_CHUNK):
+                    await writer.write(chunk)
+            size = writer.size
+            return await writer.commit(), size
+        except BaseException:
+            await writer.abort()
+            raise
+
+    def _trace_info(self, message: ReceivedMessage) -> TraceInfo:
+        client = message.client
+        only = message.recipients[0].address if len(message.recipients) == 1 else ""
+        return TraceInfo(
+            client_name=client.helo_name, client_ip=client.ip,
+            hostname=self._runtime.config.hostname, protocol=client.protocol,
+            queue_id=message.queue_id, when=message.received_at,
+            tls_version=client.tls_version, tls_cipher=client.tls_cipher,
+            tls_bits=client.tls_bits, recipient=only)
+
+    async def _deliver_local(self, message: ReceivedMessage, blob_id: str, size: int,
+                             meta: str) -> None:
+        delivered: set[int] = set()  # one copy per account, however many RCPTs reach it
+        for recipient in message.recipients:
+            for target in recipient.local:
+                if target.account_id in delivered:
+                    continue
+                delivered.add(target.account_id)
+                await deliver_local(self._runtime.store, target.account_id, blob_id, size,
+                                    meta, mailbox=recipient.mailbox,
+                                    internal_date=message.received_at)
+
+    async def _hand_on_remote(self, message: ReceivedMessage, blob_id: str, size: int) -> None:
+        remote: dict[str, OutboundRecipient] = {}
+        for recipient in message.recipients:
+            for address in recipient.remote:
+                remote.setdefault(address, OutboundRecipient(
+                    address, recipient.params.notify, recipient.params.orcpt))
+        if not remote:
+            return
+        if self._outbound is None:
+            # Only remote targets of aliases that also reach a local account get here
+            # (policy refuses the rest at RCPT).
+            log.warning("queue_id=%s no outbound queue: not forwarding to %s",
+                        message.queue_id, ", ".join(remote))
+            return
+        await self._outbound.enqueue_remote(message, list(remote.values()), blob_id, size)

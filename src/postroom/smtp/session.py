@@ -1,0 +1,508 @@
+"""The asyncio SMTP driver: one task per connection over the sans-IO core in wire.py.
+
+Owns I/O and per-connection state: reads under a timeout, feeds `SmtpConnection`, calls a
+handler per event, and writes replies in order, flushed when the parser has consumed all
+input (RFC 2920 §3.1: pipelined replies may be batched). Decisions come from policy.py,
+storage from receive.py. Invariants:
+- A client never sees a traceback: an unexpected exception becomes `451 4.3.0` with the
+  traceback logged, and the connection goes on with the transaction reset.
+- After STARTTLS every byte received in plaintext is dropped and all state is reset
+  (RFC 3207 §4.2); a DATA body is never held in memory (it streams into the spool).
+- Once `runtime.shutting_down` is set, the transaction in flight finishes; the next
+  command (other than QUIT) or an idle wait gets `421 4.3.2` and the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from postroom.delivery.recipients import Resolution, resolve_recipient
+from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.runtime import Runtime
+from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
+from postroom.smtp import policy, replies
+from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
+from postroom.smtp.receive import (
+    AcceptedRecipient,
+    ClientInfo,
+    MessageCheck,
+    OutboundQueue,
+    ReceivedMessage,
+    Receiver,
+    Spool,
+    new_queue_id,
+)
+from postroom.smtp.replies import Reply
+from postroom.smtp.wire import (
+    Auth,
+    AuthResponse,
+    BadCommand,
+    BadKind,
+    BareNewline,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    DataEnd,
+    Ehlo,
+    Event,
+    Expn,
+    Helo,
+    Help,
+    LineTooLong,
+    Mail,
+    MailParams,
+    Mode,
+    NeedData,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    SizeExceeded,
+    SmtpConnection,
+    StartTls,
+    Vrfy,
+)
+
+log = logging.getLogger("postroom.smtp")
+
+READ_SIZE = 65536
+# Postfix's smtpd_hard_error_limit: a client this confused is not going to recover.
+MAX_ERRORS = 20
+
+_BAD_COMMAND_REPLIES: dict[BadKind, Callable[[str], Reply]] = {
+    BadKind.UNRECOGNIZED: lambda reason: replies.UNRECOGNIZED,
+    BadKind.SYNTAX: replies.syntax_error,
+    BadKind.BARE_NEWLINE: lambda reason: replies.BARE_LF_COMMAND,
+    BadKind.PARAMETER: replies.parameter_not_recognized,
+}
+
+
+class SmtpServer:
+    """One listener's sessions: `asyncio.start_server(server.handle_connection, …)`."""
+
+    def __init__(self, runtime: Runtime, mode: SmtpMode, outbound: OutboundQueue | None = None,
+                 *, command_timeout: float = 300.0, data_timeout: float = 180.0,
+                 checks: tuple[MessageCheck, ...] = ()) -> None:
+        self.runtime = runtime
+        self.mode = mode
+        # RFC 5321 §4.5.3.2: 5 minutes per command, 3 minutes per DATA block.
+        self.command_timeout = command_timeout
+        self.data_timeout = data_timeout
+        self.receiver = Receiver(runtime, outbound, checks)
+
+    async def handle_connection(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        session = SmtpSession(self, reader, writer)
+        try:
+            await session.run()
+        except (ConnectionError, ssl.SSLError, TimeoutError) as error:
+            log.debug("client=%s connection ended: %r", session.client_ip, error)
+        except Exception:
+            log.exception("client=%s session failed", session.client_ip)
+        finally:
+            session.discard_spool()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+@dataclass(slots=True)
+class Transaction:
+    queue_id: str
+    sender: str
+    params: MailParams
+    recipients: list[AcceptedRecipient] = field(default_factory=list)
+    spool: Spool | None = None
+
+
+class SmtpSession:
+    def __init__(self, server: SmtpServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.runtime = server.runtime
+        self.reader = reader
+        self.writer = writer
+        self.conn = SmtpConnection()
+        peer = writer.get_extra_info("peername")
+        self.client_ip: str = peer[0] if peer else "unknown"
+        self.is_trusted = policy.is_trusted(self.client_ip, self.runtime.config.networks)
+        self.helo_name: str | None = None
+        self.is_esmtp = False
+        self.auth_user = ""
+        self.transaction: Transaction | None = None
+        self.sasl: SaslExchange | None = None
+        self.errors = 0
+        self.is_closing = False
+        self._out: list[bytes] = []
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            Helo: self.handle_helo, Ehlo: self.handle_helo, Mail: self.handle_mail,
+            Rcpt: self.handle_rcpt, Data: self.handle_data, DataChunk: self.handle_chunk,
+            DataEnd: self.handle_data_end, SizeExceeded: self.handle_size_exceeded,
+            BareNewline: self.handle_bare_newline, Rset: self.handle_rset,
+            Noop: self.handle_simple, Vrfy: self.handle_simple, Expn: self.handle_simple,
+            Help: self.handle_simple, Quit: self.handle_quit, StartTls: self.handle_starttls,
+            Auth: self.handle_auth, AuthResponse: self.handle_auth_response,
+            LineTooLong: self.handle_error_event, BadCommand: self.handle_error_event,
+        }
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def is_tls(self) -> bool:
+        return self.writer.get_extra_info("ssl_object") is not None
+
+    @property
+    def facts(self) -> SessionFacts:
+        return SessionFacts(self.server.mode, self.is_tls, bool(self.auth_user),
+                            self.is_trusted)
+
+    @property
+    def size_limit(self) -> int:
+        return self.runtime.config.message_size_limit
+
+    def send(self, reply: Reply) -> None:
+        self._out.append(reply.render())
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+            await self.writer.drain()
+
+    async def run(self) -> None:
+        if self.runtime.shutting_down.is_set():
+            self.send(replies.SHUTTING_DOWN)
+            await self.flush()
+            return
+        self.send(replies.greeting(self.runtime.config.hostname))
+        while not self.is_closing:
+            event = self.conn.next_event()
+            if isinstance(event, NeedData):
+                await self.flush()
+                data = await self.read()
+                if data is None:
+                    break
+                self.conn.receive_data(data)
+            elif isinstance(event, ConnectionClosed):
+                break
+            else:
+                await self.dispatch(event)
+        await self.flush()
+
+    async def read(self) -> bytes | None:
+        """The next bytes; None (after a 421) on timeout or shutdown while idle."""
+        is_data = self.conn.mode is Mode.DATA
+        timeout = self.server.data_timeout if is_data else self.server.command_timeout
+        reading = asyncio.ensure_future(self.reader.read(READ_SIZE))
+        waiting: set[asyncio.Future[Any]] = {reading}
+        if not is_data and self.transaction is None:
+            stopping = asyncio.ensure_future(self.runtime.shutting_down.wait())
+            waiting.add(stopping)
+        done, _ = await asyncio.wait(waiting, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for task in waiting - {reading}:
+            task.cancel()
+        if reading in done:
+            return reading.result()
+        reading.cancel()
+        self.send(replies.SHUTTING_DOWN if done else replies.TIMEOUT)
+        return None
+
+    async def dispatch(self, event: Event) -> None:
+        if self.runtime.shutting_down.is_set() and self.is_idle and not isinstance(event, Quit):
+            self.send(replies.SHUTTING_DOWN)
+            self.is_closing = True
+            return
+        try:
+            await self._handlers[type(event)](event)
+        except Exception as error:  # rule 4: mapped here, once
+            if self.conn.mode is Mode.DATA and self.transaction is not None:
+                # Mid-DATA the client is not reading replies: keep consuming the body
+                # and answer once at its end (handle_data_end sees no spool → 451).
+                log.exception("client=%s error while receiving data", self.client_ip)
+                self.discard_spool()
+                return
+            self.send(self.reply_for_error(error))
+            self.discard_spool()
+            self.transaction = None
+            self.sasl = None
+
+    @property
+    def is_idle(self) -> bool:
+        return self.transaction is None and self.conn.mode is Mode.COMMAND
+
+    def reply_for_error(self, error: Exception) -> Reply:
+        if isinstance(error, BadSyntax):
+            return replies.syntax_error(str(error))
+        if isinstance(error, Refused):
+            status = error.code if error.code and error.code.startswith("5.") else "5.0.0"
+            return replies.reply(550, status, str(error))
+        if isinstance(error, TryLater):
+            return replies.reply(451, "4.3.0", str(error))
+        log.exception("client=%s unexpected error", self.client_ip)
+        return replies.LOCAL_ERROR
+
+    def discard_spool(self) -> None:
+        if self.transaction is not None and self.transaction.spool is not None:
+            self.transaction.spool.discard()
+            self.transaction.spool = None
+
+    def refuse(self, reply: Reply) -> None:
+        """A 5xx/4xx for a client mistake; too many of them end the session."""
+        self.send(reply)
+        self.errors += 1
+        if self.errors >= MAX_ERRORS:
+            self.send(replies.reply(421, "4.7.0", "Too many errors, closing connection"))
+            self.is_closing = True
+
+    # -- connection commands ------------------------------------------------------------
+
+    async def handle_helo(self, command: Helo | Ehlo) -> None:
+        self.reset_transaction()
+        self.helo_name = command.domain
+        self.is_esmtp = isinstance(command, Ehlo)
+        hostname = self.runtime.config.hostname
+        if isinstance(command, Ehlo):
+            keywords = policy.capabilities(self.facts, self.size_limit)
+            self.send(replies.ehlo(hostname, self.client_ip, keywords))
+        else:
+            self.send(replies.helo(hostname))
+
+    async def handle_simple(self, command: Noop | Vrfy | Expn | Help) -> None:
+        if isinstance(command, Noop):
+            self.send(replies.OK)
+        elif isinstance(command, Vrfy):
+            self.send(replies.VRFY_CANNOT)  # RFC 5321 §3.5.3: no address harvesting
+        elif isinstance(command, Expn):
+            self.send(replies.EXPN_NOT_IMPLEMENTED)
+        else:
+            self.send(replies.HELP)
+
+    async def handle_rset(self, command: Rset) -> None:
+        self.reset_transaction()
+        self.send(replies.RESET_OK)
+
+    async def handle_quit(self, command: Quit) -> None:
+        self.send(replies.BYE)
+        self.is_closing = True
+
+    async def handle_error_event(self, event: LineTooLong | BadCommand) -> None:
+        if isinstance(event, LineTooLong):
+            self.refuse(replies.LINE_TOO_LONG)
+        else:
+            self.refuse(_BAD_COMMAND_REPLIES[event.kind](event.reason))
+
+    def reset_transaction(self) -> None:
+        self.discard_spool()
+        self.transaction = None
+
+    async def handle_starttls(self, command: StartTls) -> None:
+        if self.is_tls:
+            self.refuse(replies.TLS_ALREADY)
+            return
+        self.send(replies.READY_TLS)
+        await self.flush()
+        # RFC 3207 §4.2 / CVE-2011-0411 class: nothing sent before the handshake may be
+        # executed after it. Drop what the parser holds and what the StreamReader holds:
+        # asyncio offers no public call for the latter, hence the guarded private access.
+        self.conn.discard_buffered()
+        buffered = getattr(self.reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            buffered.clear()
+        try:
+            await self.writer.start_tls(self.runtime.tls.server_context)
+        except (ssl.SSLError, ConnectionError, TimeoutError) as error:
+            log.info("client=%s TLS handshake failed: %s", self.client_ip, error)
+            self.is_closing = True
+            return
+        self.reset_transaction()
+        self.helo_name, self.is_esmtp, self.auth_user = None, False, ""
+
+    # -- AUTH (RFC 4954) ----------------------------------------------------------------
+
+    async def handle_auth(self, command: Auth) -> None:
+        refusal = policy.check_auth_allowed(self.facts)
+        if refusal is None and self.helo_name is None:
+            refusal = replies.NEED_HELO
+        if refusal is None and self.transaction is not None:
+            refusal = replies.AUTH_IN_TRANSACTION
+        if refusal is None and command.mechanism not in MECHANISMS:
+            refusal = replies.AUTH_MECHANISM_UNKNOWN
+        if refusal is not None:
+            self.refuse(refusal)
+            return
+        self.sasl = SaslExchange(command.mechanism)
+        await self.continue_auth(lambda exchange: exchange.start(command.initial))
+
+    async def handle_auth_response(self, response: AuthResponse) -> None:
+        if self.sasl is None:  # cannot happen: the parser only yields these after a 334
+            self.send(replies.LOCAL_ERROR)
+            return
+        line = response.line
+        await self.continue_auth(lambda exchange: exchange.step(line))
+
+    async def continue_auth(self, step: Callable[[SaslExchange], Challenge | Credentials]
+                            ) -> None:
+        assert self.sasl is not None
+        try:
+            result = step(self.sasl)
+        except BadSyntax as error:
+            self.sasl = None
+            is_cancel = "cancel" in str(error)
+            self.refuse(replies.AUTH_CANCELLED if is_cancel else replies.AUTH_BAD_RESPONSE)
+            return
+        if isinstance(result, Challenge):
+            self.send(replies.challenge(result.text))
+            self.conn.expect_auth_response()
+            return
+        self.sasl = None
+        await self.authenticate(result)
+
+    async def authenticate(self, credentials: Credentials) -> None:
+        account = None
+        if credentials.authzid in ("", credentials.username):
+            account = await self.runtime.accounts.authenticate(credentials.username,
+                                                               credentials.password)
+        if account is None:
+            log.info("client=%s AUTH failed for %r", self.client_ip, credentials.username)
+            self.refuse(replies.AUTH_FAILED)
+            return
+        self.auth_user = account.address
+        log.info("client=%s AUTH ok user=%s", self.client_ip, account.address)
+        self.send(replies.AUTH_OK)
+
+    # -- the mail transaction -----------------------------------------------------------
+
+    async def handle_mail(self, command: Mail) -> None:
+        refusal = policy.check_mail_allowed(self.facts)
+        if refusal is None and self.helo_name is None:
+            refusal = replies.NEED_HELO
+        if refusal is None and self.transaction is not None:
+            refusal = replies.NESTED_MAIL
+        if refusal is None:
+            refusal = policy.check_size(command.params.size, self.size_limit)
+        sender = str(command.address) if command.address else ""
+        if refusal is None and not sender.isascii() and not command.params.is_smtputf8:
+            refusal = replies.SMTPUTF8_NEEDED  # RFC 6531 §3.4
+        if refusal is not None:
+            self.refuse(refusal)
+            return
+        self.transaction = Transaction(new_queue_id(), sender, command.params)
+        self.send(replies.SENDER_OK)
+
+    async def handle_rcpt(self, command: Rcpt) -> None:
+        transaction = self.transaction
+        if transaction is None:
+            self.refuse(replies.NEED_MAIL)
+            return
+        if len(transaction.recipients) >= policy.MAX_RECIPIENTS:
+            self.send(replies.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10
+            return
+        address = str(command.address)
+        if not address.isascii() and not transaction.params.is_smtputf8:
+            self.refuse(replies.SMTPUTF8_NEEDED)
+            return
+        resolution = await self.resolve(command)
+        reply = policy.decide_recipient(_classify(resolution), self.facts,
+                                        self.server.receiver.has_outbound, address)
+        if not reply.is_positive:
+            log.info("client=%s queue_id=%s reject rcpt=<%s>: %s %s", self.client_ip,
+                     transaction.queue_id, address, reply.code, reply.text)
+            self.refuse(reply)
+            return
+        transaction.recipients.append(AcceptedRecipient(
+            address, command.params, resolution.local, resolution.remote))
+        self.send(reply)
+
+    async def resolve(self, command: Rcpt) -> Resolution:
+        mailbox = command.address
+        if not mailbox.domain:  # RFC 5321 §4.1.1.3 bare <Postmaster>
+            return await resolve_recipient(self.runtime.store, self.runtime.config.postmaster)
+        if mailbox.has_route:
+            # §4.1.1.3: routes are ignored, but such a recipient is never local.
+            return Resolution(str(mailbox), is_local_domain=False, remote=(str(mailbox),))
+        return await resolve_recipient(self.runtime.store, str(mailbox))
+
+    async def handle_data(self, command: Data) -> None:
+        transaction = self.transaction
+        if transaction is None:
+            self.refuse(replies.NEED_MAIL)
+            return
+        if not transaction.recipients:
+            self.refuse(replies.NO_VALID_RECIPIENTS)  # RFC 2920 §3.1
+            return
+        transaction.spool = self.server.receiver.open_spool(transaction.queue_id)
+        self.send(replies.START_DATA)
+        self.conn.begin_data(self.size_limit)
+
+    async def handle_chunk(self, chunk: DataChunk) -> None:
+        transaction = self.transaction
+        if transaction is None or transaction.spool is None:
+            return  # the spool failed earlier; the parser still consumes to the end
+        await transaction.spool.write(chunk.data)  # errors: see dispatch
+
+    async def handle_data_end(self, end: DataEnd) -> None:
+        transaction = self.transaction
+        if transaction is None or transaction.spool is None:
+            self.finish_transaction(replies.LOCAL_ERROR)
+            return
+        spool, transaction.spool = transaction.spool, None
+        try:
+            await spool.finish()
+            message = ReceivedMessage(
+                transaction.queue_id, self.client_info(), transaction.sender,
+                transaction.params, transaction.recipients, spool.path, end.size,
+                dt.datetime.now(dt.UTC))
+            reply = await self.server.receiver.accept(message)
+        except Exception as error:
+            spool.path.unlink(missing_ok=True)
+            reply = self.reply_for_error(error)
+        self.finish_transaction(reply, end.size)
+
+    async def handle_size_exceeded(self, event: SizeExceeded) -> None:
+        self.finish_transaction(replies.size_too_big(self.size_limit), event.size)
+
+    async def handle_bare_newline(self, event: BareNewline) -> None:
+        self.finish_transaction(replies.BARE_NEWLINE_DATA)
+        self.is_closing = True  # what the client thinks it sent is not what we read
+
+    def finish_transaction(self, reply: Reply, size: int = 0) -> None:
+        """Send the DATA reply and write the one log line for the transaction."""
+        transaction = self.transaction
+        if transaction is not None:
+            log.info("client=%s helo=%s user=%s queue_id=%s sender=<%s> rcpts=%s size=%d "
+                     "result=%d %s", self.client_ip, self.helo_name, self.auth_user or "-",
+                     transaction.queue_id, transaction.sender,
+                     ",".join(f"<{r.address}>" for r in transaction.recipients), size,
+                     reply.code, reply.text)
+        self.reset_transaction()
+        self.send(reply)
+
+    def client_info(self) -> ClientInfo:
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        version = cipher = ""
+        bits = 0
+        if ssl_object is not None:
+            version = ssl_object.version() or ""
+            cipher_info = ssl_object.cipher()
+            if cipher_info:
+                cipher, bits = cipher_info[0], cipher_info[2] or 0
+        return ClientInfo(self.client_ip, self.helo_name or "unknown", self.is_esmtp,
+                          version, cipher, bits, self.auth_user)
+
+
+def _classify(resolution: Resolution) -> RecipientClass:
+    if resolution.is_remote:
+        return RecipientClass.REMOTE
+    if resolution.is_unknown:
+        return RecipientClass.UNKNOWN
+    if not resolution.local:
+        return RecipientClass.FORWARD
+    return RecipientClass.LOCAL
