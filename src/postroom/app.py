@@ -56,6 +56,15 @@ def prepare_tls(config: Config) -> TlsContexts:
     return TlsContexts(config.cert_path, config.key_path)
 
 
+def clear_leftovers(config: Config) -> None:
+    """Spool files and unfinished blob temp files from a crash were never acknowledged
+    (the 250 comes after the final blob is committed), so they are safe to remove."""
+    for folder in (config.data_dir / "spool", config.data_dir / "blobs" / "tmp"):
+        if folder.is_dir():
+            for leftover in folder.iterdir():
+                leftover.unlink(missing_ok=True)
+
+
 async def open_store(config: Config, feed: ChangeFeed) -> tuple[SqliteStore, FileBlobStore]:
     blobs = FileBlobStore(config.data_dir / "blobs")
     await asyncio.to_thread(blobs.prepare)
@@ -83,6 +92,7 @@ class App:
     async def start(self) -> None:
         config = self.config
         tls = prepare_tls(config)
+        await asyncio.to_thread(clear_leftovers, config)
         feed = ChangeFeed()
         store, blobs = await open_store(config, feed)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
@@ -116,16 +126,26 @@ class App:
                 ListenerSpec("pop3s", config.pop3s_port,
                              Pop3Server(runtime, implicit_tls=True).handle_connection, True),
             ]
+        if config.enable_imap:
+            from postroom.imap.session import ImapServer
+
+            specs += [
+                ListenerSpec("imap", config.imap_port,
+                             ImapServer(runtime, implicit_tls=False).handle_connection, False),
+                ListenerSpec("imaps", config.imaps_port,
+                             ImapServer(runtime, implicit_tls=True).handle_connection, True),
+            ]
         return specs
 
     async def _listen(self, spec: ListenerSpec) -> None:
-        context: ssl.SSLContext | None = (
-            self.runtime.tls.listener_context() if spec.implicit_tls else None
+        tls: dict[str, ssl.SSLContext | float] = (
+            {"ssl": self.runtime.tls.listener_context(), "ssl_handshake_timeout": 30}
+            if spec.implicit_tls else {}
         )
         for host in self.config.listen_addresses:
             server = await asyncio.start_server(
-                self._tracked(spec.handler), host, spec.port, ssl=context,
-                ssl_handshake_timeout=30, reuse_address=True, limit=1024 * 1024,
+                self._tracked(spec.handler), host, spec.port, reuse_address=True,
+                limit=1024 * 1024, **tls,  # type: ignore[arg-type]
             )
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]

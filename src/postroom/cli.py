@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="postroom: a complete, self-hosted mail server.")
 email_app = typer.Typer(no_args_is_help=True, help="Manage mail accounts.")
 alias_app = typer.Typer(no_args_is_help=True, help="Manage aliases (catch-all: @domain).")
@@ -328,4 +328,10 @@ def dns_check(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:
+        # Last resort: a bug must still be one line for the user; details go to the log.
+        logging.getLogger("postroom").debug("unexpected error", exc_info=True)
+        typer.echo(f"postroom: internal error: {error!r}", err=True)
+        sys.exit(70)
