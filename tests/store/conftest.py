@@ -1,0 +1,59 @@
+"""Fixtures for the store contract suite: every test runs once per backend.
+
+To add a backend, append its name to BACKENDS and teach `make_store` to build it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from postroom.store.api import Store
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.store.sqlite import SqliteStore
+
+BACKENDS = ["sqlite"]
+
+StoreMaker = Callable[[], Store]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def feed() -> ChangeFeed:
+    return ChangeFeed()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobStore:
+    blob_store = FileBlobStore(tmp_path / "blobs")
+    blob_store.prepare()
+    return blob_store
+
+
+@pytest.fixture
+def make_store(backend: str, tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed) -> StoreMaker:
+    """Builds an unopened store over the same data each call (for close + reopen tests)."""
+
+    def make() -> Store:
+        if backend == "sqlite":
+            return SqliteStore(tmp_path / "db" / "postroom.sqlite3", blobs, feed)
+        raise AssertionError(f"unknown backend {backend}")
+
+    return make
+
+
+@pytest.fixture
+async def store(make_store: StoreMaker) -> AsyncIterator[Store]:
+    opened = make_store()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -1,0 +1,192 @@
+"""SQLite-specific behaviour: pragmas, migrations, write serialisation, large mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from postroom.store.api import FlagMode, NewMessage
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.store.migrate import Migration, load_migrations, migrate, pending_migrations
+from postroom.store.sqlite import SqliteStore, split_statements
+
+WHEN = dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "dir" / "postroom.sqlite3"
+
+
+@pytest.fixture
+async def sqlite_store(
+    db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(db_path, blobs, feed)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_open_creates_folder_and_uses_wal(sqlite_store: SqliteStore, db_path: Path) -> None:
+    assert db_path.exists()
+    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_connection_pragmas(sqlite_store: SqliteStore) -> None:
+    writer = sqlite_store._writer
+    assert writer is not None
+    assert list(await writer.execute_fetchall("PRAGMA synchronous")) == [(2,)]  # FULL
+    assert list(await writer.execute_fetchall("PRAGMA foreign_keys")) == [(1,)]
+    assert next(iter(await writer.execute_fetchall("PRAGMA busy_timeout")))[0] > 0
+
+
+async def test_migration_is_idempotent(
+    db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+) -> None:
+    shipped = [m.version for m in load_migrations("sqlite")]
+    assert shipped[0] == 1 and shipped == sorted(set(shipped))
+    for _ in range(2):
+        store = SqliteStore(db_path, blobs, feed)
+        await store.open()
+        await store.close()
+    rows = query(db_path, "SELECT version FROM schema_version ORDER BY version")
+    assert [row[0] for row in rows] == shipped
+
+
+class RecordingTarget:
+    def __init__(self, applied: set[int]) -> None:
+        self.applied = applied
+        self.calls: list[int] = []
+
+    async def applied_versions(self) -> set[int]:
+        return set(self.applied)
+
+    async def apply(self, migration: Migration) -> bool:
+        self.calls.append(migration.version)
+        self.applied.add(migration.version)
+        return True
+
+
+async def test_migrate_applies_only_pending_in_order() -> None:
+    target = RecordingTarget(set())
+    first = await migrate(target, "sqlite")
+    assert first == target.calls == [m.version for m in load_migrations("sqlite")]
+    assert await migrate(target, "sqlite") == []
+    assert target.calls == first
+    assert pending_migrations(
+        [Migration(1, "a", ""), Migration(2, "b", ""), Migration(3, "c", "")], {1, 3}
+    ) == [Migration(2, "b", "")]
+
+
+def test_split_statements_keeps_trigger_bodies() -> None:
+    script = (
+        "-- comment\nCREATE TABLE t (a INTEGER);\n"
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN\n  UPDATE t SET a = 1;\nEND;\n"
+        "-- trailing comment\n"
+    )
+    statements = split_statements(script)
+    assert len(statements) == 3
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+
+
+async def test_concurrent_appends_get_distinct_ascending_uids(
+    sqlite_store: SqliteStore, blobs: FileBlobStore
+) -> None:
+    account = await sqlite_store.create_account("a@example.org", "h")
+    inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    blob_id = await blobs.put(b"x")
+
+    async def append(n: int) -> tuple[int, int]:
+        row = await sqlite_store.append_message(
+            inbox.id, NewMessage(blob_id, 1, WHEN, frozenset({f"$T{n}"}))
+        )
+        return row.uid, row.modseq
+
+    results = await asyncio.gather(*(append(n) for n in range(60)))
+    uids = [uid for uid, _ in results]
+    modseqs = [modseq for _, modseq in results]
+    assert len(set(uids)) == 60 and len(set(modseqs)) == 60
+    # Each uid goes with a larger modseq than every smaller uid: one allocation order.
+    assert [m for _, m in sorted(results)] == sorted(modseqs)
+    listed = await sqlite_store.list_messages(inbox.id)
+    assert [m.uid for m in listed] == sorted(uids) == list(range(1, 61))
+    after = await sqlite_store.get_mailbox_by_id(inbox.id)
+    assert after is not None and after.uidnext == 61
+
+
+def bulk_insert(path: Path, mailbox_id: int, count: int, blob_id: str) -> None:
+    rows = [
+        (mailbox_id, uid, uid + 1, blob_id, 100, WHEN.isoformat(),
+         "\\Seen" if uid % 2 else "", "2026-02-03T04:05:06.000000+00:00")
+        for uid in range(1, count + 1)
+    ]  # fmt: skip
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, size, internal_date,"
+            " flags, saved_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.execute(
+            "UPDATE mailboxes SET uidnext = ?, highest_modseq = ? WHERE id = ?",
+            (count + 1, count + 1, mailbox_id),
+        )
+
+
+async def test_list_messages_on_a_large_mailbox(
+    sqlite_store: SqliteStore, blobs: FileBlobStore, db_path: Path
+) -> None:
+    account = await sqlite_store.create_account("big@example.org", "h")
+    inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    count = 20_000
+    await asyncio.to_thread(bulk_insert, db_path, inbox.id, count, await blobs.put(b"x"))
+    started = time.perf_counter()
+    rows = await sqlite_store.list_messages(inbox.id)
+    elapsed = time.perf_counter() - started
+    assert len(rows) == count and rows[0].uid == 1 and rows[-1].uid == count
+    assert rows[0].flags == {"\\Seen"} and rows[1].flags == frozenset()
+    assert elapsed < 2.0, f"list_messages took {elapsed:.2f}s for {count} rows"
+    changed = await sqlite_store.store_flags(
+        inbox.id, [5, 10_000], frozenset({"$New"}), FlagMode.ADD
+    )
+    recent = await sqlite_store.list_messages(inbox.id, changed_since=count + 1)
+    assert [m.uid for m in recent] == [5, 10_000] == [m.uid for m in changed]
+    counts = await sqlite_store.mailbox_counts(inbox.id)
+    assert (counts.messages, counts.unseen, counts.size) == (count, count // 2, count * 100)
+
+
+def explain(path: Path, sql: str) -> str:
+    with sqlite3.connect(path) as db:
+        return " ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + sql))
+
+
+def test_message_listing_queries_use_indexes(tmp_path: Path) -> None:
+    # The schema alone decides the plan; build it with the shipped migration.
+    path = tmp_path / "plan.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in split_statements(load_migrations("sqlite")[0].sql):
+            db.execute(statement)
+    everything = explain(path, "SELECT uid FROM messages WHERE mailbox_id = 1 ORDER BY uid")
+    assert "SCAN" not in everything and "TEMP B-TREE" not in everything, everything
+    changed = explain(
+        path, "SELECT uid FROM messages WHERE mailbox_id = 1 AND modseq > 5 ORDER BY uid"
+    )
+    assert "USING INDEX messages_modseq" in changed, changed
+    vanished = explain(path, "SELECT uid FROM expunged WHERE mailbox_id = 1 AND modseq > 5")
+    assert "USING INDEX expunged_modseq" in vanished, vanished
