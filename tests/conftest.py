@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from postroom.accounts.service import AccountService
 from postroom.config import Config
 from postroom.runtime import Runtime
-from postroom.store.blobs import FileBlobStore
-from postroom.store.changes import ChangeFeed
-from postroom.tls.contexts import TlsContexts
+from tests.support.runtime import open_runtime
 
 TEST_HOSTNAME = "mail.example.test"
 
@@ -71,19 +68,8 @@ def config(tmp_path: Path, server_cert: tuple[Path, Path]) -> Config:
 
 @pytest.fixture
 async def runtime(config: Config) -> AsyncIterator[Runtime]:
-    from postroom.store.sqlite import SqliteStore
-
-    blobs = FileBlobStore(config.data_dir / "blobs")
-    blobs.prepare()
-    feed = ChangeFeed()
-    store = SqliteStore(config.db_path, blobs, feed)
-    await store.open()
-    try:
-        yield Runtime(config=config, store=store, blobs=blobs, feed=feed,
-                      accounts=AccountService(store),
-                      tls=TlsContexts(config.cert_path, config.key_path))
-    finally:
-        await store.close()
+    async with open_runtime(config) as opened:
+        yield opened
 
 
 @pytest.fixture

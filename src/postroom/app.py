@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from postroom.accounts.service import AccountService
+from postroom.clock import SystemClock
 from postroom.config import Config
+from postroom.dns.live import LiveResolver
+from postroom.queue.signing import DkimSigner
+from postroom.queue.worker import QueueWorker
 from postroom.runtime import Runtime
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -56,6 +62,10 @@ def prepare_tls(config: Config) -> TlsContexts:
     return TlsContexts(config.cert_path, config.key_path)
 
 
+def pid_path(config: Config) -> Path:
+    return config.data_dir / "postroom.pid"
+
+
 def clear_leftovers(config: Config) -> None:
     """Spool files and unfinished blob temp files from a crash were never acknowledged
     (the 250 comes after the final blob is committed), so they are safe to remove."""
@@ -81,6 +91,7 @@ class App:
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._runtime: Runtime | None = None
+        self._queue: QueueWorker | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -96,13 +107,17 @@ class App:
         feed = ChangeFeed()
         store, blobs = await open_store(config, feed)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
-                                accounts=AccountService(store), tls=tls)
+                                accounts=AccountService(store), tls=tls,
+                                resolver=LiveResolver(config.nameservers))
+        self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
+                                  DkimSigner.from_config(config))
         try:
             for spec in self._listener_specs():
                 await self._listen(spec)
         except BaseException:
             await self.stop()
             raise
+        self._queue.start()
         if await store.count_accounts() == 0:
             log.warning("no account exists yet: add one with `postroom email add ADDRESS`")
 
@@ -110,14 +125,16 @@ class App:
         from postroom.pop3.session import Pop3Server
         from postroom.smtp.session import SmtpMode, SmtpServer
 
-        runtime, config = self.runtime, self.config
+        runtime, config, queue = self.runtime, self.config, self.queue
         specs = [
             ListenerSpec("smtp", config.smtp_port,
-                         SmtpServer(runtime, SmtpMode.MX).handle_connection, False),
+                         SmtpServer(runtime, SmtpMode.MX, queue).handle_connection, False),
             ListenerSpec("submission", config.submission_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSION).handle_connection, False),
+                         SmtpServer(runtime, SmtpMode.SUBMISSION, queue).handle_connection,
+                         False),
             ListenerSpec("submissions", config.submissions_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSIONS).handle_connection, True),
+                         SmtpServer(runtime, SmtpMode.SUBMISSIONS, queue).handle_connection,
+                         True),
         ]
         if config.enable_pop3:
             specs += [
@@ -168,6 +185,12 @@ class App:
 
         return run
 
+    @property
+    def queue(self) -> QueueWorker:
+        if self._queue is None:
+            raise RuntimeError("App.start() has not run")
+        return self._queue
+
     def port(self, name: str) -> int:
         """The bound port of a listener (tests run with port 0)."""
         for listener in self.listeners:
@@ -189,16 +212,26 @@ class App:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        if self._queue is not None:
+            await self._queue.stop()
         if self._runtime is not None:
             await self._runtime.store.close()
         self._stopped.set()
 
     async def run_until_signalled(self) -> None:
+        """Serve until SIGTERM/SIGINT. SIGUSR1 (sent by `postroom queue flush`, like
+        Postfix's `postqueue -f`) makes the queue worker look at the queue now."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_requested.set)
-        await stop_requested.wait()
+        loop.add_signal_handler(signal.SIGUSR1, self.queue.kick)
+        pid_file = pid_path(self.config)
+        pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            await stop_requested.wait()
+        finally:
+            pid_file.unlink(missing_ok=True)
         log.info("shutting down: draining connections (up to %ss)", self.drain_seconds)
         await self.stop()
         log.info("stopped")

@@ -40,6 +40,8 @@ app.add_typer(email_app, name="email")
 app.add_typer(alias_app, name="alias")
 app.add_typer(dkim_app, name="dkim")
 app.add_typer(dns_app, name="dns")
+queue_app = typer.Typer(no_args_is_help=True, help="The outbound mail queue.")
+app.add_typer(queue_app, name="queue")
 
 
 class _State:
@@ -325,6 +327,56 @@ def dns_check(
                     [(f.record, f.status.value, f.found, f.fix) for f in findings])
     if any(f.is_failure for f in findings):
         raise typer.Exit(1)
+
+
+# -- queue -------------------------------------------------------------------------------
+@queue_app.command("list")
+def queue_list() -> None:
+    """Queued messages: id, sender, recipients, attempts, next try, last error."""
+    from postroom.queue.admin import list_queued
+
+    queued = run_with_store(lambda _, store: list_queued(store))
+    print_table(("id", "sender", "recipients", "attempts", "next try", "last error"),
+                [(q.message_id, q.sender or "<>", ", ".join(q.recipients), q.attempts,
+                  q.next_attempt.strftime("%Y-%m-%d %H:%M:%S"), q.last_error)
+                 for q in queued])
+
+
+@queue_app.command("flush")
+def queue_flush() -> None:
+    """Retry everything now (a running server picks it up at its next queue poll)."""
+    from postroom.clock import SystemClock
+    from postroom.queue.admin import flush_queue
+
+    count = run_with_store(lambda _, store: flush_queue(store, SystemClock()))
+    typer.echo(f"{count} recipient(s) due now")
+    wake_server(current_config())
+
+
+def wake_server(config: Config) -> None:
+    """Tell a running `serve` (its pid file in DATA_DIR) to look at the queue now."""
+    import os
+    import signal
+
+    from postroom.app import pid_path
+
+    try:
+        pid = int(pid_path(config).read_text().strip())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        typer.echo("postroom: no running server found; the queue runs when serve starts",
+                   err=True)
+
+
+@queue_app.command("delete")
+def queue_delete(message_id: str) -> None:
+    """Drop a queued message (every recipient) without sending a bounce."""
+    from postroom.queue.admin import delete_queued
+
+    removed = run_with_store(lambda _, store: delete_queued(store, message_id))
+    if removed == 0:
+        raise fail(f"no queued message {message_id}")
+    typer.echo(f"deleted {message_id} ({removed} recipient(s))")
 
 
 def main() -> None:

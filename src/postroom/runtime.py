@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from postroom.accounts.service import AccountService
 from postroom.config import Config
+from postroom.dns.resolver import Resolver
 from postroom.store.api import Store
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -26,6 +27,7 @@ class Runtime:
     feed: ChangeFeed
     accounts: AccountService
     tls: TlsContexts
+    resolver: Resolver  # DNS_NAMESERVERS (or the system resolver), shared and cached
     # Set when SIGTERM arrives: sessions finish the transaction in flight, then refuse
     # new work (SMTP 421, IMAP BYE, POP3 -ERR) and close.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)

@@ -58,9 +58,13 @@ class SessionError(Exception):
     AUTH), else None (connection refused, timeout, lost connection).
     """
 
-    def __init__(self, message: str, reply: SmtpReply | None = None) -> None:
+    def __init__(self, message: str, reply: SmtpReply | None = None, *,
+                 is_service_refusal: bool = False) -> None:
         super().__init__(message)
         self.reply = reply
+        # True when the server refused to serve us at all (greeting or HELO refused),
+        # the only session failures a 5xx can make permanent (RFC 5321 §3.1, §4.2.5).
+        self.is_service_refusal = is_service_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +143,8 @@ class OutboundSession:
             # RFC 5321 §3.1: a 554 (or 421) greeting means "no service here"; other MX
             # hosts may still serve.
             raise SessionError(f"greeting refused: {exc.code} {exc.message}",
-                               _reply(exc.code, exc.message)) from exc
+                               _reply(exc.code, exc.message),
+                               is_service_refusal=True) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SessionError(f"cannot connect: {exc}") from exc
 
@@ -151,7 +156,8 @@ class OutboundSession:
                 await self._smtp.helo()
             except aiosmtplib.SMTPResponseException as exc:
                 raise SessionError(f"HELO refused: {exc.code} {exc.message}",
-                                   _reply(exc.code, exc.message)) from exc
+                                   _reply(exc.code, exc.message),
+                                   is_service_refusal=True) from exc
         except aiosmtplib.SMTPException as exc:
             raise SessionError(f"EHLO failed: {exc}") from exc
 

@@ -1,0 +1,27 @@
+"""What `postroom queue list | flush | delete` do, independent of the CLI's output.
+
+Owns the admin operations on the outbound queue; they work on the store directly, so the
+CLI can run them while `postroom serve` runs in another process (the running worker
+notices flushed rows at its next poll, within `worker.POLL_SECONDS`).
+"""
+
+from __future__ import annotations
+
+from postroom.clock import Clock
+from postroom.queue.model import QueuedMessage, summarize_queue
+from postroom.store.api import Store
+
+
+async def list_queued(store: Store) -> list[QueuedMessage]:
+    """One item per queued message: sender, recipients, attempts, next try, last error."""
+    return summarize_queue(await store.list_queue())
+
+
+async def flush_queue(store: Store, clock: Clock) -> int:
+    """Make every queued recipient due now; returns how many rows changed."""
+    return await store.flush_queue(clock.now())
+
+
+async def delete_queued(store: Store, message_id: str) -> int:
+    """Drop a queued message (all its recipients) without a bounce; returns rows removed."""
+    return await store.delete_queue_message(message_id)
