@@ -1,8 +1,10 @@
 """Receiving: from a spooled DATA body to stored mail, before the 250 is sent.
 
-Owns the step after `<CRLF>.<CRLF>`: loop check → message checks (the plug-in point for
-SPF/DKIM/DMARC: they may add `extra_headers`, retarget a recipient's mailbox, or refuse)
-→ trace headers + spooled body written as one durable blob → `message_meta` off-loop →
+Owns the step after `<CRLF>.<CRLF>`: one header scan (headerscan.py) → loop check →
+message checks (the plug-in point for DKIM/DMARC and SPOOF_PROTECTION: they may add
+`extra_headers`, retarget a recipient's mailbox, or refuse) → trace headers + spooled
+body, minus Authentication-Results fields forged under our authserv-id (RFC 8601 §5),
+written as one durable blob → `message_meta` off-loop →
 local delivery to every resolved account (one blob shared) → remote targets handed to the
 outbound queue → only then `250 2.0.0 Ok: queued as <id>`.
 
@@ -13,6 +15,8 @@ Invariants:
 - The blob starts with `Return-Path: <sender>` (RFC 5321 §4.4, written at final
   delivery). The outbound side strips a leading Return-Path before relaying.
 - A failure after the blob was written releases it when no message references it.
+- The spooled body is streamed, never held whole in memory here; forged
+  Authentication-Results fields are skipped by byte range while copying.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from postroom.delivery.local import INBOX, deliver_local
 from postroom.delivery.recipients import LocalTarget
@@ -32,15 +36,18 @@ from postroom.mail.mimetree import message_meta
 from postroom.mail.trace import TraceInfo, render_received, render_return_path
 from postroom.runtime import Runtime
 from postroom.smtp import replies
+from postroom.smtp.headerscan import HeaderFacts, scan_header
 from postroom.smtp.policy import MAX_RECEIVED_HEADERS
 from postroom.smtp.replies import Reply
 from postroom.smtp.wire import MailParams, RcptParams
+from postroom.store.blobs import BlobWriter
+
+if TYPE_CHECKING:
+    from postroom.mailauth.spf import SpfResult
 
 log = logging.getLogger("postroom.smtp")
 
 _COPY_CHUNK = 256 * 1024
-# Header scan for the loop check stops here: a header section this long is not mail.
-_HEADER_SCAN_LIMIT = 4 * 1024 * 1024
 
 
 def new_queue_id() -> str:
@@ -56,6 +63,7 @@ class ClientInfo:
     tls_cipher: str = ""
     tls_bits: int = 0
     auth_user: str = ""
+    is_trusted: bool = False  # in TRUSTED_NETWORKS
 
     @property
     def protocol(self) -> str:
@@ -97,6 +105,8 @@ class ReceivedMessage:
     # Extra header lines (CRLF-terminated bytes) placed above our Received header, e.g.
     # Authentication-Results (RFC 8601 §5) from the mail-authentication checks.
     extra_headers: list[bytes] = field(default_factory=list)
+    spf: SpfResult | None = None  # evaluated at RCPT on port 25, when it was
+    header: HeaderFacts = field(default_factory=HeaderFacts)  # set by Receiver.accept
 
 
 class OutboundQueue(Protocol):
@@ -147,21 +157,20 @@ class Spool:
         self.path.unlink(missing_ok=True)
 
 
-def count_received_headers(path: Path) -> int:
-    """`Received:` fields in the header section (the loop check, RFC 5321 §6.3)."""
-    count = scanned = 0
-    with path.open("rb") as handle:
-        for line in handle:
-            if line in (b"\r\n", b"\n") or scanned > _HEADER_SCAN_LIMIT:
-                break
-            scanned += len(line)
-            if line[:9].lower() == b"received:":
-                count += 1
-    return count
-
-
 def _meta_of_blob(path: Path) -> str:
     return message_meta(path.read_bytes())
+
+
+async def _copy_until(spool: IO[bytes], writer: BlobWriter, stop: int | None) -> None:
+    """Copy from the current position up to offset `stop` (None: end of file)."""
+    while True:
+        want = _COPY_CHUNK if stop is None else min(_COPY_CHUNK, stop - spool.tell())
+        if want <= 0:
+            return
+        chunk = await asyncio.to_thread(spool.read, want)
+        if not chunk:
+            return
+        await writer.write(chunk)
 
 
 class Receiver:
@@ -184,8 +193,9 @@ class Receiver:
         """Store and hand on a spooled message; the reply to send for DATA. The spool
         file is removed in every case."""
         try:
-            hops = await asyncio.to_thread(count_received_headers, message.spool_path)
-            if hops > MAX_RECEIVED_HEADERS:
+            message.header = await asyncio.to_thread(
+                scan_header, message.spool_path, self._runtime.config.hostname)
+            if message.header.received_count > MAX_RECEIVED_HEADERS:
                 return replies.MAIL_LOOP
             for check in self._checks:
                 refusal = await check.check(message)
@@ -214,14 +224,21 @@ class Receiver:
             for header in message.extra_headers:
                 await writer.write(header)
             await writer.write(render_received(self._trace_info(message)))
-            with message.spool_path.open("rb") as spool:
-                while chunk := await asyncio.to_thread(spool.read, _COPY_CHUNK):
-                    await writer.write(chunk)
+            await self._copy_spool(message, writer)
             size = writer.size
             return await writer.commit(), size
         except BaseException:
             await writer.abort()
             raise
+
+    @staticmethod
+    async def _copy_spool(message: ReceivedMessage, writer: BlobWriter) -> None:
+        """The spooled message into the blob, skipping the forged ranges."""
+        with message.spool_path.open("rb") as spool:
+            for start, end in message.header.forged_ranges:
+                await _copy_until(spool, writer, start)
+                await asyncio.to_thread(spool.seek, end)
+            await _copy_until(spool, writer, None)
 
     def _trace_info(self, message: ReceivedMessage) -> TraceInfo:
         client = message.client

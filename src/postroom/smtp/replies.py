@@ -73,6 +73,8 @@ NESTED_MAIL = reply(503, "5.5.1", "Nested MAIL command")
 NEED_RCPT = reply(503, "5.5.1", "Need RCPT command")
 NO_VALID_RECIPIENTS = reply(554, "5.5.1", "No valid recipients")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Too many recipients")
+# Exim's smtp_accept_max_per_connection: 421 and close; the client reconnects for more.
+TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages in one connection; reconnect")
 
 
 def syntax_error(reason: str) -> Reply:
@@ -106,6 +108,22 @@ def bad_recipient(address: str) -> Reply:
     return reply(553, "5.1.3", f"<{address}>: Recipient address rejected: invalid address")
 
 
+def sender_not_owned(sender: str, login: str) -> Reply:
+    """SPOOF_PROTECTION at MAIL (Postfix reject_sender_login_mismatch wording)."""
+    return reply(553, "5.7.1", f"<{sender}>: Sender address rejected: not owned by user {login}")
+
+
+# RFC 7372 §3.2: X.7.23 "SPF validation failed", X.7.24 "SPF validation error".
+def spf_fail(address: str) -> Reply:
+    return reply(550, "5.7.23", f"<{address}>: Recipient address rejected: "
+                 "Message rejected due to: SPF fail - not authorized.")
+
+
+def spf_temperror(address: str) -> Reply:
+    return reply(451, "4.7.24", f"<{address}>: Recipient address rejected: "
+                 "SPF temporary error, try again later")
+
+
 def size_too_big(limit: int) -> Reply:
     return reply(552, "5.3.4", f"Message size exceeds fixed limit ({limit} bytes)")
 
@@ -115,6 +133,16 @@ START_DATA = reply(354, "", "End data with <CR><LF>.<CR><LF>")
 BARE_NEWLINE_DATA = reply(521, "5.5.2", "Bare <LF> or <CR> received in message data; "
                           "closing connection")
 MAIL_LOOP = reply(554, "5.4.6", "Too many Received headers: mail forwarding loop")
+
+
+def dmarc_rejected(domain: str) -> Reply:
+    return reply(550, "5.7.1", f"Message rejected due to DMARC policy of {domain}")
+
+
+def from_not_owned(address: str, login: str) -> Reply:
+    """SPOOF_PROTECTION after DATA: a From: address the login does not own."""
+    return reply(553, "5.7.1",
+                 f"<{address}>: From header address rejected: not owned by user {login}")
 
 
 def queued(queue_id: str) -> Reply:

@@ -3,7 +3,9 @@
 Owns I/O and per-connection state: reads under a timeout, feeds `SmtpConnection`, calls a
 handler per event, and writes replies in order, flushed when the parser has consumed all
 input (RFC 2920 §3.1: pipelined replies may be batched). Decisions come from policy.py,
-storage from receive.py. Invariants:
+storage from receive.py, mail authentication from inbound.py (port 25: SPF once per
+transaction at the first RCPT that is otherwise acceptable) and senders.py
+(SPOOF_PROTECTION at MAIL). Invariants:
 - A client never sees a traceback: an unexpected exception becomes `451 4.3.0` with the
   traceback logged, and the connection goes on with the transaction reset.
 - After STARTTLS every byte received in plaintext is dropped and all state is reset
@@ -25,9 +27,11 @@ from typing import Any
 
 from postroom.delivery.recipients import Resolution, resolve_recipient
 from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.mailauth.spf import SpfResult
 from postroom.runtime import Runtime
 from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postroom.smtp import policy, replies
+from postroom.smtp.inbound import InboundAuth
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
 from postroom.smtp.receive import (
     AcceptedRecipient,
@@ -40,6 +44,7 @@ from postroom.smtp.receive import (
     new_queue_id,
 )
 from postroom.smtp.replies import Reply
+from postroom.smtp.senders import SenderOwnership
 from postroom.smtp.wire import (
     Auth,
     AuthResponse,
@@ -85,17 +90,32 @@ _BAD_COMMAND_REPLIES: dict[BadKind, Callable[[str], Reply]] = {
 
 
 class SmtpServer:
-    """One listener's sessions: `asyncio.start_server(server.handle_connection, …)`."""
+    """One listener's sessions: `asyncio.start_server(server.handle_connection, …)`.
+
+    `verify_senders` turns on sender verification as the config asks: SPF/DKIM/DMARC and
+    Authentication-Results on port 25 (through `runtime.resolver`), SPOOF_PROTECTION on
+    submission. app.py sets it; tests of other concerns leave it off and need no DNS.
+    """
 
     def __init__(self, runtime: Runtime, mode: SmtpMode, outbound: OutboundQueue | None = None,
                  *, command_timeout: float = 300.0, data_timeout: float = 180.0,
-                 checks: tuple[MessageCheck, ...] = ()) -> None:
+                 checks: tuple[MessageCheck, ...] = (), verify_senders: bool = False) -> None:
         self.runtime = runtime
         self.mode = mode
         # RFC 5321 §4.5.3.2: 5 minutes per command, 3 minutes per DATA block.
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
-        self.receiver = Receiver(runtime, outbound, checks)
+        self.inbound: InboundAuth | None = None
+        self.senders: SenderOwnership | None = None
+        own_checks: list[MessageCheck] = []
+        if verify_senders and mode is SmtpMode.MX:
+            self.inbound = InboundAuth(runtime.config, runtime.resolver)
+            own_checks.append(self.inbound)
+        elif verify_senders:
+            self.senders = SenderOwnership(runtime.config, runtime.store)
+            own_checks.append(self.senders)
+        # The caller's checks first: they are cheap refusals, ours wait on DNS.
+        self.receiver = Receiver(runtime, outbound, (*checks, *own_checks))
 
     async def handle_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
@@ -120,6 +140,7 @@ class Transaction:
     params: MailParams
     recipients: list[AcceptedRecipient] = field(default_factory=list)
     spool: Spool | None = None
+    spf: SpfResult | None = None  # evaluated once, at the first RCPT that needs it
 
 
 class SmtpSession:
@@ -139,6 +160,7 @@ class SmtpSession:
         self.transaction: Transaction | None = None
         self.sasl: SaslExchange | None = None
         self.errors = 0
+        self.messages = 0  # mail transactions started (SMTP_MAX_MESSAGES_PER_CONNECTION)
         self.is_closing = False
         self._out: list[bytes] = []
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -381,6 +403,11 @@ class SmtpSession:
     # -- the mail transaction -----------------------------------------------------------
 
     async def handle_mail(self, command: Mail) -> None:
+        limit = self.runtime.config.smtp_max_messages_per_connection
+        if limit and self.messages >= limit:
+            self.send(replies.TOO_MANY_MESSAGES)
+            self.is_closing = True
+            return
         refusal = policy.check_mail_allowed(self.facts)
         if refusal is None and self.helo_name is None:
             refusal = replies.NEED_HELO
@@ -391,11 +418,21 @@ class SmtpSession:
         sender = str(command.address) if command.address else ""
         if refusal is None and not sender.isascii() and not command.params.is_smtputf8:
             refusal = replies.SMTPUTF8_NEEDED  # RFC 6531 §3.4
+        if refusal is None:
+            refusal = await self.check_sender_owned(sender)
         if refusal is not None:
             self.refuse(refusal)
             return
         self.transaction = Transaction(new_queue_id(), sender, command.params)
+        self.messages += 1
         self.send(replies.SENDER_OK)
+
+    async def check_sender_owned(self, sender: str) -> Reply | None:
+        senders = self.server.senders
+        if senders is None or not policy.must_own_sender(
+                self.facts, self.runtime.config.spoof_protection):
+            return None
+        return await senders.check_envelope(self.auth_user, sender)
 
     async def handle_rcpt(self, command: Rcpt) -> None:
         transaction = self.transaction
@@ -412,6 +449,8 @@ class SmtpSession:
         resolution = await self.resolve(command)
         reply = policy.decide_recipient(_classify(resolution), self.facts,
                                         self.server.receiver.has_outbound, address)
+        if reply.is_positive:
+            reply = await self.check_spf(transaction, address) or reply
         if not reply.is_positive:
             log.info("client=%s queue_id=%s reject rcpt=<%s>: %s %s", self.client_ip,
                      transaction.queue_id, address, reply.code, reply.text)
@@ -420,6 +459,18 @@ class SmtpSession:
         transaction.recipients.append(AcceptedRecipient(
             address, command.params, resolution.local, resolution.remote))
         self.send(reply)
+
+    async def check_spf(self, transaction: Transaction, address: str) -> Reply | None:
+        """RFC 7208 at RCPT (where docker-mailserver's policyd-spf answers), so the
+        refusal names the recipient; evaluated once per transaction."""
+        inbound = self.server.inbound
+        if inbound is None or not policy.is_spf_enforced(self.facts,
+                                                         self.runtime.config.enable_spf):
+            return None
+        if transaction.spf is None:
+            transaction.spf = await inbound.evaluate_spf(
+                self.client_ip, transaction.sender, self.helo_name or "")
+        return policy.refuse_spf(transaction.spf.result, address)
 
     async def resolve(self, command: Rcpt) -> Resolution:
         mailbox = command.address
@@ -459,7 +510,7 @@ class SmtpSession:
             message = ReceivedMessage(
                 transaction.queue_id, self.client_info(), transaction.sender,
                 transaction.params, transaction.recipients, spool.path, end.size,
-                dt.datetime.now(dt.UTC))
+                dt.datetime.now(dt.UTC), spf=transaction.spf)
             reply = await self.server.receiver.accept(message)
         except Exception as error:
             spool.path.unlink(missing_ok=True)
@@ -495,7 +546,7 @@ class SmtpSession:
             if cipher_info:
                 cipher, bits = cipher_info[0], cipher_info[2] or 0
         return ClientInfo(self.client_ip, self.helo_name or "unknown", self.is_esmtp,
-                          version, cipher, bits, self.auth_user)
+                          version, cipher, bits, self.auth_user, self.is_trusted)
 
 
 def _classify(resolution: Resolution) -> RecipientClass:
