@@ -4,16 +4,16 @@ Owns: adding `Date` and `Message-ID` when the client left them out (RFC 6409 §8
 RFC 5322 §3.6 makes Date mandatory and Message-ID a SHOULD). Nothing else is changed —
 the message is signed afterwards, and DKIM covers what the recipient sees.
 
-Pure: the caller passes the time and, if it wants exact ids in tests, the id token.
+Pure: the caller passes the header field names, the time and, if it wants exact ids
+in tests, the id token.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Collection
 from email.utils import format_datetime
-
-from postroom.mail.headers import find_body_start, parse_header_fields
 
 
 def render_message_id(hostname: str, token: str | None = None) -> str:
@@ -21,24 +21,17 @@ def render_message_id(hostname: str, token: str | None = None) -> str:
     return f"<{token or secrets.token_hex(16)}@{hostname}>"
 
 
-def missing_submission_headers(raw: bytes, *, hostname: str, now: dt.datetime,
-                               token: str | None = None) -> bytes:
-    """Header lines (CRLF-terminated) to prepend so the message has Date and Message-ID.
+def missing_submission_headers(field_names: Collection[str], *, hostname: str,
+                               now: dt.datetime, token: str | None = None) -> bytes:
+    """Header lines (CRLF-terminated) to add so the message has Date and Message-ID.
 
-    Returns b"" when both are present. Prepending is safe: RFC 5322 §3.6 sets no order
-    for these fields, and trace fields added later go above them anyway.
+    `field_names` are the lower-cased names of the message's header fields (the SMTP
+    receiver collects them while scanning the header once). Returns b"" when both are
+    present. Placement is free: RFC 5322 §3.6 sets no order for these fields.
     """
-    header = raw[: find_body_start(raw)]
-    names = {field.name.strip().lower() for field in parse_header_fields(header)}
     lines = []
-    if "date" not in names:
+    if "date" not in field_names:
         lines.append(f"Date: {format_datetime(now.astimezone(dt.UTC))}\r\n")
-    if "message-id" not in names:
+    if "message-id" not in field_names:
         lines.append(f"Message-ID: {render_message_id(hostname, token)}\r\n")
     return "".join(lines).encode("ascii")
-
-
-def complete_submission(raw: bytes, *, hostname: str, now: dt.datetime,
-                        token: str | None = None) -> bytes:
-    """The message with any missing Date/Message-ID added (see above)."""
-    return missing_submission_headers(raw, hostname=hostname, now=now, token=token) + raw

@@ -37,6 +37,7 @@ class HeaderFacts:
     received_count: int = 0
     from_values: tuple[str, ...] = ()  # unfolded, one per From field (RFC 5322 wants one)
     forged_ranges: tuple[tuple[int, int], ...] = ()  # [start, end) byte offsets
+    field_names: frozenset[str] = frozenset()  # lower-cased, e.g. to see a missing Date
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,14 @@ class _Scanner:
         self.received = 0
         self.from_values: list[str] = []
         self.forged: list[tuple[int, int]] = []
+        self.field_names: set[str] = set()
 
     def feed(self, offset: int, piece: bytes, is_line_start: bool) -> None:
         if is_line_start and piece[:1] not in (b" ", b"\t"):
             self.finish(offset)
             name = piece.partition(b":")[0].strip().lower()
             self.current = _Field(offset, name)
+            self.field_names.add(name.decode("ascii", "replace"))
         current = self.current
         if current is not None and current.name in _KEPT and len(current.kept) < _FIELD_KEEP:
             current.kept += piece[:_FIELD_KEEP - len(current.kept)]
@@ -88,7 +91,8 @@ class _Scanner:
             self.forged.append((current.start, end))
 
     def facts(self) -> HeaderFacts:
-        return HeaderFacts(self.received, tuple(self.from_values), tuple(self.forged))
+        return HeaderFacts(self.received, tuple(self.from_values), tuple(self.forged),
+                           frozenset(self.field_names))
 
 
 def _claims_authserv_id(header_field: bytes, authserv_id: str) -> bool:

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from postroom.delivery.local import INBOX, deliver_local
 from postroom.delivery.recipients import LocalTarget
 from postroom.mail.mimetree import message_meta
+from postroom.mail.submission import missing_submission_headers
 from postroom.mail.trace import TraceInfo, render_received, render_return_path
 from postroom.runtime import Runtime
 from postroom.smtp import replies
@@ -224,6 +225,11 @@ class Receiver:
             for header in message.extra_headers:
                 await writer.write(header)
             await writer.write(render_received(self._trace_info(message)))
+            if message.client.auth_user:
+                # RFC 6409 §8.2/§8.3: submission completes what the client left out.
+                await writer.write(missing_submission_headers(
+                    message.header.field_names, hostname=self._runtime.config.hostname,
+                    now=message.received_at))
             await self._copy_spool(message, writer)
             size = writer.size
             return await writer.commit(), size
