@@ -1,0 +1,53 @@
+"""APPEND (RFC 9051 §6.3.12; RFC 4315 APPENDUID; RFC 7889 APPENDLIMIT; RFC 3516 literal8).
+
+Owns storing client-supplied messages: size check, metadata computed once (off the event
+loop) so FETCH never re-parses, the durable blob, then the store row.
+
+Invariants: a missing mailbox is NO [TRYCREATE]; a message above the size limit is
+NO [TOOBIG] (the connection refuses a literal that big before reading it, this check
+covers several messages adding up); the blob is durable before the row is committed and
+released again if the row cannot be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from postroom.errors import BadSyntax, Refused
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.grammar import SequenceSet
+from postroom.mail.mimetree import message_meta
+from postroom.store.api import Mailbox, NewMessage
+
+
+async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) -> int:
+    data = message.data
+    limit = ctx.runtime.config.message_size_limit
+    if limit and len(data) > limit:
+        raise Refused(f"message larger than {limit} octets", code="TOOBIG")
+    if not data:
+        raise BadSyntax("empty message")
+    meta = await asyncio.to_thread(message_meta, data)
+    blob_id = await ctx.runtime.blobs.put(data)
+    flags = frozenset(flag for flag in message.flags if flag != "\\Recent")
+    when = message.internal_date or dt.datetime.now(dt.UTC)
+    try:
+        row = await ctx.runtime.store.append_message(
+            mailbox.id, NewMessage(blob_id, len(data), when, flags, meta))
+    except BaseException:
+        await ctx.runtime.store.release_blob_if_unused(blob_id)
+        raise
+    return row.uid
+
+
+async def handle_append(ctx: Context, command: c.Append) -> Done:
+    mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
+    if mailbox is None:
+        raise Refused(f"no mailbox {command.mailbox}", code="TRYCREATE")
+    uids = [await _append_one(ctx, mailbox, message) for message in command.messages]
+    if ctx.selected is not None and ctx.selected.mailbox_id == mailbox.id:
+        ctx.is_selected_stale = True
+    return Done("APPEND completed", "APPENDUID",
+                (mailbox.uidvalidity, SequenceSet.from_values(uids)))  # fmt: skip

@@ -1,0 +1,74 @@
+"""LOGIN and AUTHENTICATE (RFC 9051 §6.2.2-§6.2.3, RFC 4959 SASL-IR, RFC 4616 PLAIN).
+
+Owns turning credentials into an authenticated session: the account service verifies
+the password (off the event loop), this module moves the connection to AUTHENTICATED and
+subscribes it to the account's change feed.
+
+Invariants: neither command works before TLS (LOGINDISABLED, RFC 9051 §6.2.3 / §11.1);
+a failure never says whether the user or the password was wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from postroom.errors import BadSyntax, Refused
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.connection import ConnectionState
+from postroom.imap.wire.responses import Atom, render_continuation
+from postroom.sasl import Challenge, Credentials, SaslAborted, SaslExchange
+
+log = logging.getLogger("postroom.imap")
+
+
+def _require_tls(ctx: Context) -> None:
+    if not ctx.is_tls:
+        raise Refused("use STARTTLS first", code="PRIVACYREQUIRED")
+
+
+async def _log_in(ctx: Context, credentials: Credentials) -> Done:
+    if credentials.authzid and credentials.authzid != credentials.username:
+        raise Refused("authorization identity not permitted", code="AUTHORIZATIONFAILED")
+    account = await ctx.runtime.accounts.authenticate(credentials.username, credentials.password)
+    if account is None:
+        log.info("imap: failed login for %r", credentials.username)
+        raise Refused("invalid credentials", code="AUTHENTICATIONFAILED")
+    ctx.account = account
+    ctx.state = ConnectionState.AUTHENTICATED
+    ctx.subscription = ctx.runtime.feed.subscribe(account.id)
+    # RFC 9051 §6.2.2: the OK may carry the new capability list.
+    return Done("logged in", "CAPABILITY", tuple(_atoms(ctx.capabilities())))
+
+
+def _atoms(capabilities: list[str]) -> list[Atom]:
+    return [Atom(cap) for cap in capabilities]
+
+
+async def handle_login(ctx: Context, command: c.Login) -> Done:
+    _require_tls(ctx)
+    return await _log_in(ctx, Credentials(command.username, command.password))
+
+
+async def handle_authenticate(ctx: Context, command: c.Authenticate) -> Done:
+    _require_tls(ctx)
+    try:
+        exchange = SaslExchange(command.mechanism)
+    except BadSyntax as error:
+        raise Refused(str(error), code="CANNOT") from error
+    initial = command.initial_response
+    try:
+        step = exchange.start(None if initial is None else _b64(initial))
+        while isinstance(step, Challenge):
+            await ctx.write(render_continuation(step.text))
+            line = await ctx.io.read_line()
+            step = exchange.step(line.decode("ascii", "replace"))
+    except SaslAborted:
+        return Done("authentication cancelled", status="BAD")
+    return await _log_in(ctx, step)
+
+
+def _b64(data: bytes) -> str:
+    # SaslExchange takes the wire form; the parser already decoded SASL-IR.
+    return base64.b64encode(data).decode("ascii") if data else "="

@@ -1,0 +1,35 @@
+"""EXPUNGE and UID EXPUNGE (RFC 9051 §6.4.3, §6.4.9; RFC 4315 §2.1).
+
+Owns permanently removing \\Deleted messages of the selected mailbox. The view is
+re-read first so a \\Deleted flag another session removed a moment ago is honoured;
+the EXPUNGE responses go out right after, from the selected view.
+"""
+
+from __future__ import annotations
+
+from postroom.errors import Refused
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.selected import SelectedMailbox
+from postroom.imap.wire import commands as c
+
+
+async def deleted_uids(ctx: Context, view: SelectedMailbox) -> list[int]:
+    await view.refresh(ctx.runtime.store)
+    return [uid for uid in view.uids
+            if uid not in view.pending_expunge and "\\Deleted" in view.rows[uid].flags]  # fmt: skip
+
+
+async def handle_expunge(ctx: Context, command: c.Expunge | c.UidExpunge) -> Done:
+    view = ctx.require_selected()
+    if view.is_read_only:
+        raise Refused("the mailbox is read-only", code="READ-ONLY")
+    uids = await deleted_uids(ctx, view)
+    name = "EXPUNGE"
+    if isinstance(command, c.UidExpunge):
+        wanted = set(view.resolve(command.sequence_set, is_uid=True))
+        uids = [uid for uid in uids if uid in wanted]
+        name = "UID EXPUNGE"
+    if uids:
+        gone = await ctx.runtime.store.expunge(view.mailbox_id, uids)
+        view.note_expunged(gone)
+    return Done(f"{name} completed")

@@ -1,0 +1,307 @@
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 7162 CHANGEDSINCE,
+MODSEQ and VANISHED).
+
+Owns turning fetch attributes into FETCH responses, one message at a time, streamed.
+
+Invariants (the 100,000-message rule):
+- FLAGS, UID, INTERNALDATE, RFC822.SIZE and MODSEQ come from the selected view's rows:
+  no store query, no blob, no metadata.
+- ENVELOPE, BODY and BODYSTRUCTURE come from the metadata stored at delivery/APPEND
+  (`get_meta`); the blob is never parsed for them.
+- The blob is read only for body sections, and only its header when every requested
+  section lies in the header.
+- BODY[...] and BINARY[...] without .PEEK (and rev1 RFC822, RFC822.TEXT) set \\Seen
+  unless the mailbox is read-only; FLAGS is then added to the answer (RFC 9051 §6.4.5).
+- A message expunged by someone else before we read its body is skipped, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from postroom.errors import BadSyntax
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.selected import SelectedMailbox, uids_within
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.fetch import (
+    BinarySection,
+    BinarySize,
+    BodySection,
+    FetchAttribute,
+    SimpleAttribute,
+)
+from postroom.imap.wire.responses import (
+    Atom,
+    Raw,
+    Value,
+    render_fetch,
+    render_value,
+    render_vanished,
+)
+from postroom.mail.bodystructure import body_structure
+from postroom.mail.mimetree import MessageMeta, parse_message
+from postroom.mail.sections import binary_size, decode_binary, extract_section
+from postroom.store.api import FlagMode, MessageRow
+from postroom.store.errors import NotFound
+
+FetchItem = tuple[str | FetchAttribute, Value]
+_ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE"})
+YIELD_EVERY = 500
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def needs_meta(attribute: FetchAttribute) -> bool:
+    return not (isinstance(attribute, SimpleAttribute) and attribute.name in _ROW_ONLY)
+
+
+def needs_blob(attribute: FetchAttribute) -> bool:
+    if isinstance(attribute, BodySection | BinarySection | BinarySize):
+        return True
+    return isinstance(attribute, SimpleAttribute) and attribute.name.startswith("RFC822") and (
+        attribute.name != "RFC822.SIZE"
+    )
+
+
+def is_header_only(attribute: FetchAttribute) -> bool:
+    """The attribute reads nothing past the top-level header."""
+    if isinstance(attribute, BodySection):
+        return not attribute.section.part and attribute.section.text in _HEADER_TEXTS
+    if isinstance(attribute, SimpleAttribute):
+        return attribute.name == "RFC822.HEADER" or not needs_blob(attribute)
+    return False
+
+
+# -- BODY / BODYSTRUCTURE rendering ------------------------------------------------------------
+def render_body(data: list[Any], *, is_utf8: bool) -> Raw:
+    """RFC 9051 body: like a list, but consecutive multipart children have no space
+    between them (body-type-mpart = 1*body SP media-subtype)."""
+    out: list[bytes] = []
+    _render_body(data, out, is_utf8)
+    return Raw(b"".join(out))
+
+
+def _is_message_body(data: list[Any]) -> bool:
+    return (len(data) > 8 and data[0] == "MESSAGE" and data[1] in ("RFC822", "GLOBAL")
+            and isinstance(data[8], list))  # fmt: skip
+
+
+def _render_body(data: list[Any], out: list[bytes], is_utf8: bool) -> None:
+    out.append(b"(")
+    if data and isinstance(data[0], list):  # multipart: children, then subtype and extension
+        index = 0
+        while index < len(data) and isinstance(data[index], list):
+            _render_body(data[index], out, is_utf8)
+            index += 1
+        for item in data[index:]:
+            out.append(b" ")
+            render_value(item, out, is_utf8=is_utf8)
+    else:
+        is_message = _is_message_body(data)
+        for index, item in enumerate(data):
+            if index:
+                out.append(b" ")
+            if is_message and index == 8:
+                _render_body(item, out, is_utf8)
+            else:
+                render_value(item, out, is_utf8=is_utf8)
+    out.append(b")")
+
+
+# -- reading one message ----------------------------------------------------------------------
+def _read_blob(path: Path, limit: int | None) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read() if limit is None else handle.read(limit)
+
+
+class _Message:
+    """Lazily loaded metadata and bytes of one message."""
+
+    def __init__(self, ctx: Context, view: SelectedMailbox, row: MessageRow) -> None:
+        self.ctx, self.view, self.row = ctx, view, row
+        self._meta: MessageMeta | None = None
+        self._raw: bytes | None = None
+
+    async def meta(self) -> MessageMeta:
+        if self._meta is None:
+            text = await self.ctx.runtime.store.get_meta(self.view.mailbox_id, self.row.uid)
+            if text:
+                self._meta = MessageMeta.from_json(text)
+            else:  # stored without metadata (should not happen): parse once, off-loop
+                self._meta = await asyncio.to_thread(parse_message, await self.raw())
+        return self._meta
+
+    async def raw(self, *, header_only: bool = False) -> bytes:
+        if self._raw is None:
+            limit = None
+            if header_only:
+                limit = (await self.meta()).root.body_start
+            # local_path: a blob kept remotely (PostgreSQL) is fetched into the cache first.
+            path = await self.ctx.runtime.blobs.local_path(self.row.blob_id)
+            self._raw = await asyncio.to_thread(_read_blob, path, limit)
+        return self._raw
+
+
+async def _item(msg: _Message, attribute: FetchAttribute, header_only: bool) -> Value:
+    if isinstance(attribute, SimpleAttribute):
+        return await _simple_item(msg, attribute.name, header_only)
+    if isinstance(attribute, BodySection):
+        section = attribute.section
+        partial = None
+        if attribute.partial is not None:
+            partial = (attribute.partial.offset, attribute.partial.length)
+        if not section.part and section.text is None:  # BODY[]: no metadata needed
+            whole = await msg.raw()
+            return whole if partial is None else whole[partial[0] : partial[0] + partial[1]]
+        return extract_section(await msg.raw(header_only=header_only), await msg.meta(),
+                               section.part, section.text, section.fields, partial)  # fmt: skip
+    if isinstance(attribute, BinarySection):
+        data = decode_binary(await msg.raw(), await msg.meta(), attribute.part)
+        if attribute.partial:
+            start = attribute.partial.offset
+            data = data[start : start + attribute.partial.length]
+        return data
+    if isinstance(attribute, BinarySize):
+        return binary_size(await msg.raw(), await msg.meta(), attribute.part)
+    raise TypeError(f"unhandled fetch attribute {attribute!r}")
+
+
+def _row_item(ctx: Context, view: SelectedMailbox, row: MessageRow, name: str) -> Value:
+    """The items answered from the view's row alone (see _ROW_ONLY)."""
+    if name == "UID":
+        return row.uid
+    if name == "FLAGS":
+        return [Atom(flag) for flag in view.flags_of(row.uid, is_rev1=not ctx.is_rev2)]
+    if name == "INTERNALDATE":
+        return row.internal_date
+    if name == "RFC822.SIZE":
+        return row.size
+    if name == "MODSEQ":
+        return [row.modseq]  # RFC 7162 §3.1.4.1
+    return row.saved_date  # SAVEDATE (RFC 8514)
+
+
+async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
+    if name in _ROW_ONLY:
+        return _row_item(msg.ctx, msg.view, msg.row, name)
+    if name == "ENVELOPE":
+        return (await msg.meta()).envelope
+    if name in ("BODY", "BODYSTRUCTURE"):
+        return render_body(body_structure(await msg.meta(), name == "BODYSTRUCTURE"),
+                           is_utf8=msg.ctx.is_utf8)  # fmt: skip
+    if name == "RFC822":
+        return await msg.raw()
+    if name in ("RFC822.HEADER", "RFC822.TEXT"):
+        meta = await msg.meta()
+        raw = await msg.raw(header_only=header_only)
+        if name == "RFC822.HEADER":
+            return raw[: meta.root.body_start]
+        return raw[meta.root.body_start :]
+    return None  # EMAILID / THREADID: not advertised (RFC 8474), answered NIL
+
+
+# -- the command --------------------------------------------------------------------------------
+def _with_uid(ctx: Context, command: c.Fetch) -> list[FetchAttribute]:
+    attributes = list(command.attributes)
+    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
+    if "MODSEQ" in names or command.changed_since is not None:
+        ctx.enable_condstore()  # RFC 7162 §3.1: CONDSTORE-enabling
+    if command.is_uid and "UID" not in names:
+        attributes.insert(0, SimpleAttribute("UID"))  # RFC 9051 §6.4.9
+    if command.changed_since is not None and "MODSEQ" not in names:
+        attributes.append(SimpleAttribute("MODSEQ"))  # RFC 7162 §3.1.4.1
+    return attributes
+
+
+async def _mark_seen(ctx: Context, view: SelectedMailbox, uids: Sequence[int]) -> set[int]:
+    unseen = [uid for uid in uids if "\\Seen" not in view.rows[uid].flags]
+    if not unseen:
+        return set()
+    changed = await ctx.runtime.store.store_flags(
+        view.mailbox_id, unseen, frozenset({"\\Seen"}), FlagMode.ADD)
+    view.note_stored(changed)
+    return {row.uid for row in changed}
+
+
+async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
+    view = ctx.require_selected()
+    if command.is_vanished:
+        await _report_vanished(ctx, view, command)
+    uids = view.resolve(command.sequence_set, is_uid=command.is_uid)
+    if command.changed_since is not None:
+        uids = [uid for uid in uids if view.rows[uid].modseq > command.changed_since]
+    attributes = _with_uid(ctx, command)
+    header_only = all(is_header_only(attribute) for attribute in attributes)
+    newly_seen: set[int] = set()
+    if not view.is_read_only and any(attribute.sets_seen for attribute in attributes):
+        newly_seen = await _mark_seen(ctx, view, uids)
+    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
+    if not newly_seen and all(not needs_meta(attribute) for attribute in attributes):
+        row_names = [a.name for a in attributes if isinstance(a, SimpleAttribute)]
+        await _fetch_rows(ctx, view, uids, row_names)
+        return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
+    for index, uid in enumerate(uids):
+        items = await _fetch_message(ctx, view, uid, attributes, header_only)
+        if items is None:
+            continue
+        if uid in newly_seen:
+            # RFC 9051 §6.4.5 / RFC 7162 §3.1.4: report the implicit flag change.
+            message = _Message(ctx, view, view.rows[uid])
+            if "FLAGS" not in names:
+                items.append(("FLAGS", await _simple_item(message, "FLAGS", False)))
+            if ctx.is_condstore and "MODSEQ" not in names:
+                items.append(("MODSEQ", await _simple_item(message, "MODSEQ", False)))
+        await ctx.write(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
+        if index % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)  # a 100,000-message FETCH must not starve other sessions
+    return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
+
+
+async def _report_vanished(ctx: Context, view: SelectedMailbox, command: c.Fetch) -> None:
+    """UID FETCH ... (CHANGEDSINCE m VANISHED): expunged UIDs in the set (RFC 7162 §3.2.6)."""
+    if not ctx.is_qresync:
+        raise BadSyntax("VANISHED needs ENABLE QRESYNC")
+    since = command.changed_since or 0
+    expunged = await ctx.runtime.store.expunged_since(view.mailbox_id, since)
+    largest = max(view.uidnext - 1, max(expunged, default=0))
+    wanted = uids_within(expunged, command.sequence_set, largest)
+    if wanted:
+        await ctx.write(render_vanished(wanted, is_earlier=True))
+
+
+async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], names: list[str]
+                      ) -> None:  # fmt: skip
+    """The fast path (UID FETCH 1:* (FLAGS) on 100,000 messages): rows only, batched."""
+    chunks: list[bytes] = []
+    for uid in uids:
+        row = view.rows[uid]
+        items = [(name, _row_item(ctx, view, row, name)) for name in names]
+        chunks.append(render_fetch(view.seq_of(uid), items))
+        if len(chunks) == YIELD_EVERY:
+            await ctx.write(b"".join(chunks))
+            chunks.clear()
+            await asyncio.sleep(0)  # must not starve other sessions
+    if chunks:
+        await ctx.write(b"".join(chunks))
+
+
+async def _fetch_message(
+    ctx: Context, view: SelectedMailbox, uid: int, attributes: list[FetchAttribute],
+    header_only: bool,
+) -> list[FetchItem] | None:
+    msg = _Message(ctx, view, view.rows[uid])
+    items: list[FetchItem] = []
+    try:
+        for attribute in attributes:
+            value = await _item(msg, attribute, header_only)
+            label: str | FetchAttribute = (
+                attribute.name if isinstance(attribute, SimpleAttribute) else attribute
+            )
+            items.append((label, value))
+    except (NotFound, FileNotFoundError):
+        # Expunged by another session after our view was taken (RFC 9051 §7.5.1 lets
+        # us omit it until the EXPUNGE can be sent).
+        return None
+    return items

@@ -1,0 +1,70 @@
+"""CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE (RFC 9051 §6.1, §6.3.1, §6.3.10,
+§6.4.1; RFC 2971 ID; RFC 5161 ENABLE; RFC 2342 NAMESPACE).
+
+Owns the commands that read or change session settings only. NOOP and CHECK exist to
+let pending mailbox updates through, which the session does after every command anyway;
+they just force a re-read of the store first.
+"""
+
+from __future__ import annotations
+
+from postroom import __version__
+from postroom.imap.commands.context import ENABLEABLE, Context, Done
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.connection import ConnectionState
+from postroom.imap.wire.responses import (
+    render_capability,
+    render_enabled,
+    render_id,
+    render_namespace,
+    render_untagged_status,
+)
+
+SEPARATOR = "/"
+
+
+async def handle_capability(ctx: Context, command: c.Capability) -> Done:
+    await ctx.write(render_capability(ctx.capabilities()))
+    return Done("CAPABILITY completed")
+
+
+async def handle_noop(ctx: Context, command: c.Noop | c.Check) -> Done:
+    # RFC 9051 §6.1.2: NOOP is how clients poll; re-read the store whatever the feed says.
+    if ctx.selected is not None:
+        ctx.is_selected_stale = True
+    return Done(f"{type(command).__name__.upper()} completed")
+
+
+async def handle_logout(ctx: Context, command: c.Logout) -> Done:
+    await ctx.write(render_untagged_status("BYE", "postroom logging out"))
+    ctx.state = ConnectionState.LOGOUT
+    return Done("LOGOUT completed")
+
+
+async def handle_id(ctx: Context, command: c.Id) -> Done:
+    # RFC 2971 §3.2: the server's own identification, whatever the client sent.
+    await ctx.write(render_id([("name", "postroom"), ("version", __version__)]))
+    return Done("ID completed")
+
+
+async def handle_enable(ctx: Context, command: c.Enable) -> Done:
+    """RFC 5161 §3.1: unknown capabilities are ignored; ENABLED lists new ones only."""
+    newly: list[str] = []
+    names = list(command.capabilities)
+    if "QRESYNC" in names and "CONDSTORE" not in names:
+        names.append("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+    for name in names:
+        if name in ENABLEABLE and name not in ctx.enabled:
+            ctx.enabled.add(name)
+            newly.append("IMAP4rev2" if name == "IMAP4REV2" else name)
+    if ctx.enabled & {"IMAP4REV2", "UTF8=ACCEPT"}:
+        # RFC 9051 §5.1 / RFC 6855 §3: both make mailbox names UTF-8 on the wire.
+        ctx.conn.enable_utf8()
+    await ctx.write(render_enabled(newly))
+    return Done("ENABLE completed")
+
+
+async def handle_namespace(ctx: Context, command: c.Namespace) -> Done:
+    # One personal namespace, no prefix (RFC 9051 §6.3.10).
+    await ctx.write(render_namespace([("", SEPARATOR)], is_utf8=ctx.is_utf8))
+    return Done("NAMESPACE completed")

@@ -1,0 +1,300 @@
+"""SEARCH and UID SEARCH (RFC 9051 §6.4.4; RFC 4731 ESEARCH; RFC 5182 SEARCHRES;
+RFC 3501 §6.4.4 for IMAP4rev1's untagged SEARCH).
+
+Owns evaluating a search-key tree (from `imap/wire/search.py`) against the selected view.
+
+Invariants:
+- Each message is first judged from its row alone (flags, size, dates, UID, sequence
+  number) with three-valued logic; only when the answer depends on the header or body is
+  the blob read — the header alone (the first 64 KiB) when no body key is involved.
+- Text matching is case-insensitive substring matching on decoded text: RFC 2047 words
+  in headers, transfer encodings and charsets in bodies (RFC 9051 §6.4.4).
+- SENT* dates use the Date: header's own date; BEFORE/ON/SINCE the internal date's own
+  date, both disregarding time and timezone (RFC 9051 §6.4.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.selected import SelectedMailbox
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.grammar import SequenceSet
+from postroom.imap.wire.responses import render_esearch, render_search
+from postroom.imap.wire.search import (
+    UTF8_CHARSETS,
+    AllKey,
+    AndKey,
+    BodyKey,
+    DateField,
+    DateKey,
+    DateOp,
+    FlagKey,
+    HeaderKey,
+    ModSeqKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SizeKey,
+    TextKey,
+    UidKey,
+    WithinKey,
+)
+from postroom.mail.headers import (
+    decode_words,
+    find_body_start,
+    header_values,
+    parse_header_fields,
+    unfold,
+)
+from postroom.mail.mimetree import parse_message
+from postroom.mail.sections import text_for_search
+from postroom.store.api import MessageRow
+
+HEADER_READ = 64 * 1024
+SEARCH_BATCH = 256  # messages read and judged per worker-thread call
+
+
+@dataclass(slots=True)
+class _Content:
+    """What header/body keys look at; None when not loaded."""
+
+    header: bytes | None = None
+    body_text: str | None = None
+
+
+@dataclass(slots=True)
+class _Evaluator:
+    view: SelectedMailbox
+    now: dt.datetime
+    sets: dict[SearchKey, frozenset[int]]
+
+    def judge(self, key: SearchKey, row: MessageRow, content: _Content) -> bool | None:
+        """True/False, or None when the answer needs content not loaded yet."""
+        if isinstance(key, AndKey):
+            results = [self.judge(part, row, content) for part in key.keys]
+            if False in results:
+                return False
+            return None if None in results else True
+        if isinstance(key, OrKey):
+            left = self.judge(key.left, row, content)
+            if left is True:
+                return True
+            right = self.judge(key.right, row, content)
+            if right is True:
+                return True
+            return None if None in (left, right) else False
+        if isinstance(key, NotKey):
+            inner = self.judge(key.key, row, content)
+            return None if inner is None else not inner
+        return self._leaf(key, row, content)
+
+    def _leaf(self, key: SearchKey, row: MessageRow, content: _Content) -> bool | None:
+        if isinstance(key, AllKey):
+            return True
+        if isinstance(key, FlagKey):
+            return self._has_flag(row, key.flag) == key.is_set
+        if isinstance(key, SizeKey):
+            return row.size > key.size if key.is_larger else row.size < key.size
+        if isinstance(key, SequenceKey | UidKey):
+            return row.uid in self.sets[key]
+        if isinstance(key, ModSeqKey):
+            return row.modseq >= key.modseq
+        if isinstance(key, WithinKey):
+            age = (self.now - row.internal_date).total_seconds()
+            return age >= key.seconds if key.is_older else age < key.seconds
+        if isinstance(key, DateKey) and key.field is DateField.INTERNAL:
+            return _compare_date(row.internal_date.date(), key)
+        return self._content_leaf(key, content)
+
+    def _has_flag(self, row: MessageRow, flag: str) -> bool:
+        if flag == "\\Recent":
+            return row.uid in self.view.recent
+        wanted = flag.upper()
+        return any(have.upper() == wanted for have in row.flags)
+
+    def _content_leaf(self, key: SearchKey, content: _Content) -> bool | None:
+        header = content.header
+        if isinstance(key, HeaderKey):
+            if header is None:
+                return None
+            values = header_values(header, key.field)
+            if not key.value:
+                return bool(values)
+            wanted = key.value.casefold()
+            return any(wanted in decode_words(value).casefold() for value in values)
+        if isinstance(key, DateKey):
+            if header is None:
+                return None
+            sent = _sent_date(header)
+            return sent is not None and _compare_date(sent, key)
+        if isinstance(key, BodyKey | TextKey):
+            if content.body_text is None or header is None:
+                return None
+            wanted = key.text.casefold()
+            if wanted in content.body_text.casefold():
+                return True
+            return isinstance(key, TextKey) and wanted in _header_text(header).casefold()
+        raise TypeError(f"unknown search key {key!r}")
+
+
+def _compare_date(day: dt.date, key: DateKey) -> bool:
+    if key.op is DateOp.BEFORE:
+        return day < key.date
+    if key.op is DateOp.ON:
+        return day == key.date
+    return day >= key.date
+
+
+def _sent_date(header: bytes) -> dt.date | None:
+    values = header_values(header, "Date")
+    if not values:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(values[0]).date()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _header_text(header: bytes) -> str:
+    return "\n".join(f"{field.name}: {decode_words(unfold(field.value))}"
+                     for field in parse_header_fields(header))  # fmt: skip
+
+
+def _walk(key: SearchKey) -> Iterator[SearchKey]:
+    yield key
+    if isinstance(key, AndKey):
+        for part in key.keys:
+            yield from _walk(part)
+    elif isinstance(key, OrKey):
+        yield from _walk(key.left)
+        yield from _walk(key.right)
+    elif isinstance(key, NotKey):
+        yield from _walk(key.key)
+
+
+def _needs_body(key: SearchKey) -> bool:
+    return any(isinstance(node, BodyKey | TextKey) for node in _walk(key))
+
+
+def _resolve_sets(view: SelectedMailbox, key: SearchKey) -> dict[SearchKey, frozenset[int]]:
+    sets: dict[SearchKey, frozenset[int]] = {}
+    for node in _walk(key):
+        if isinstance(node, SequenceKey | UidKey):
+            is_uid = isinstance(node, UidKey)
+            sets[node] = frozenset(view.resolve(node.sequence_set, is_uid=is_uid))
+    return sets
+
+
+# -- loading content ----------------------------------------------------------------------------
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(HEADER_READ)
+        end = find_body_start(data)
+        if end >= len(data) and len(data) == HEADER_READ:
+            data += handle.read()  # a header longer than 64 KiB: read it all
+            end = find_body_start(data)
+        return data[:end]
+
+
+def _load_content(path: Path, with_body: bool) -> _Content:
+    if not with_body:
+        return _Content(header=_read_head(path))
+    raw = path.read_bytes()
+    # Parsing here (in the worker thread) is cheaper than one metadata query per message.
+    meta = parse_message(raw)
+    return _Content(header=raw[: meta.root.body_start], body_text=text_for_search(raw, meta))
+
+
+def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[tuple[MessageRow, Path]],
+                  with_body: bool) -> list[int]:  # fmt: skip
+    """Runs in a worker thread: read each message and judge it."""
+    found: list[int] = []
+    for row, path in batch:
+        try:
+            content = _load_content(path, with_body)
+        except FileNotFoundError:
+            continue  # expunged meanwhile
+        if evaluator.judge(key, row, content):
+            found.append(row.uid)
+    return found
+
+
+async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey) -> list[int]:
+    """UIDs of the messages matching `key`, ascending."""
+    evaluator = _Evaluator(view, dt.datetime.now(dt.UTC), _resolve_sets(view, key))
+    with_body = _needs_body(key)
+    found: list[int] = []
+    batch: list[tuple[MessageRow, Path]] = []
+    empty = _Content()
+    for index, uid in enumerate(list(view.uids)):
+        if index % 1000 == 999:
+            await asyncio.sleep(0)  # let other sessions run during a long search
+        row = view.rows.get(uid)
+        if row is None or uid in view.pending_expunge:
+            continue  # expunged elsewhere: its number stays until EXPUNGE, it matches nothing
+        verdict = evaluator.judge(key, row, empty)
+        if verdict is None:  # needs the message itself: judged in batches off the loop
+            try:
+                batch.append((row, await ctx.runtime.blobs.local_path(row.blob_id)))
+            except FileNotFoundError:
+                continue  # expunged meanwhile
+        elif verdict:
+            found.append(uid)
+        if len(batch) >= SEARCH_BATCH:
+            found += await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body)
+            batch = []
+    if batch:
+        found += await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body)
+    return sorted(found)
+
+
+# -- the command --------------------------------------------------------------------------------
+async def handle_search(ctx: Context, command: c.Search) -> Done:
+    view = ctx.require_selected()
+    name = f"{'UID ' if command.is_uid else ''}SEARCH"
+    if command.charset is not None and command.charset not in UTF8_CHARSETS:
+        # RFC 9051 §6.4.4: NO [BADCHARSET (supported charsets)].
+        return Done("unsupported charset", "BADCHARSET", (["UTF-8", "US-ASCII"],), status="NO")
+    uids = await evaluate(ctx, view, key=command.criteria)
+    modseq = None
+    if any(isinstance(node, ModSeqKey) for node in _walk(command.criteria)):
+        # RFC 7162 §3.1.5: the highest mod-sequence of the matching messages.
+        ctx.enable_condstore()
+        modseq = max((view.rows[uid].modseq for uid in uids), default=None)
+    options = command.return_options
+    if options is not None and "SAVE" in options:
+        view.saved = _saved_result(uids, options)
+    numbers = uids if command.is_uid else [view.seq_of(uid) for uid in uids]
+    if options is None and not ctx.is_rev2:
+        await ctx.write(render_search(numbers, modseq=modseq))  # IMAP4rev1 answer
+        return Done(f"{name} completed")
+    wanted = set(options or ("ALL",))
+    if wanted != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone gets no ESEARCH
+        await ctx.write(render_esearch(
+            command.tag, is_uid=command.is_uid,
+            minimum=min(numbers) if numbers and "MIN" in wanted else None,
+            maximum=max(numbers) if numbers and "MAX" in wanted else None,
+            all_values=SequenceSet.from_values(numbers) if "ALL" in wanted else None,
+            count=len(numbers) if "COUNT" in wanted else None,
+            modseq=modseq,
+        ))  # fmt: skip
+    return Done(f"{name} completed")
+
+
+def _saved_result(uids: list[int], options: tuple[str, ...]) -> tuple[int, ...]:
+    """RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT, save only those."""
+    wanted = set(options)
+    if uids and not wanted & {"ALL", "COUNT"} and wanted & {"MIN", "MAX"}:
+        picked = {uids[0]} if "MIN" in wanted else set()
+        if "MAX" in wanted:
+            picked.add(uids[-1])
+        return tuple(sorted(picked))
+    return tuple(uids)

@@ -1,0 +1,124 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT (RFC 9051 §6.3.2-§6.3.3, §6.4.2; RFC 3691 UNSELECT;
+RFC 7162 CONDSTORE/QRESYNC select parameters).
+
+Owns entering and leaving the selected state and the SELECT response set: FLAGS,
+PERMANENTFLAGS, EXISTS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the mailbox's LIST line for
+IMAP4rev2 clients, RECENT / [UNSEEN n] for IMAP4rev1 clients (RFC 3501 §6.3.1), and the
+QRESYNC answer (VANISHED (EARLIER) + FETCH of what changed since the client's MODSEQ).
+
+Invariants: SELECT costs one list_messages query (plus the mailbox row); a SELECT while
+a mailbox is selected first deselects it, answering `* OK [CLOSED]` (RFC 9051 §7.1), so
+a failed SELECT leaves the session in the authenticated state.
+"""
+
+from __future__ import annotations
+
+from postroom.errors import BadSyntax, Refused
+from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.expunge import deleted_uids
+from postroom.imap.commands.mailboxes import SEPARATOR
+from postroom.imap.selected import SelectedMailbox, open_selected, uids_within
+from postroom.imap.wire import commands as c
+from postroom.imap.wire.connection import ConnectionState
+from postroom.imap.wire.grammar import SYSTEM_FLAGS
+from postroom.imap.wire.responses import (
+    Atom,
+    render_exists,
+    render_fetch,
+    render_flags,
+    render_list,
+    render_recent,
+    render_untagged_status,
+    render_vanished,
+)
+
+_STORABLE = tuple(flag for flag in SYSTEM_FLAGS if flag != "\\Recent")
+
+
+def _deselect(ctx: Context) -> None:
+    ctx.selected = None
+    ctx.is_selected_stale = False
+    ctx.state = ConnectionState.AUTHENTICATED
+
+
+async def handle_select(ctx: Context, command: c.Select | c.Examine) -> Done:
+    is_read_only = isinstance(command, c.Examine)
+    if command.condstore:
+        ctx.enable_condstore()  # RFC 7162 §3.1.8
+    if command.qresync is not None and not ctx.is_qresync:
+        raise BadSyntax("QRESYNC parameter without ENABLE QRESYNC")  # RFC 7162 §3.2.5
+    if ctx.selected is not None:
+        _deselect(ctx)
+        await ctx.write(render_untagged_status("OK", "previous mailbox closed", "CLOSED"))
+    if ctx.subscription is not None:
+        ctx.subscription.drain()  # everything before this point is in what we read now
+    mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
+    if mailbox is None:
+        raise Refused(f"no mailbox {command.mailbox}", code="NONEXISTENT")
+    view = await open_selected(ctx.runtime.store, mailbox, is_read_only=is_read_only)
+    await ctx.write(_select_responses(ctx, view))
+    if command.qresync is not None and command.qresync.uidvalidity == view.uidvalidity:
+        await _resync(ctx, view, command.qresync)
+    ctx.selected = view
+    ctx.state = ConnectionState.SELECTED
+    code = "READ-ONLY" if is_read_only else "READ-WRITE"
+    return Done(f"{'EXAMINE' if is_read_only else 'SELECT'} completed", code)
+
+
+def _select_responses(ctx: Context, view: SelectedMailbox) -> bytes:
+    keywords = sorted({flag for row in view.rows.values() for flag in row.flags
+                       if not flag.startswith("\\")})  # fmt: skip
+    flags = [*_STORABLE, *keywords]
+    permanent = [] if view.is_read_only else [*flags, "\\*"]
+    out = [
+        render_flags(flags),
+        render_untagged_status("OK", "flags allowed", "PERMANENTFLAGS",
+                               ([Atom(flag) for flag in permanent],)),
+        render_exists(view.count),
+    ]
+    if not ctx.is_rev2:
+        out.append(render_recent(len(view.recent)))
+        first_unseen = next((seq for seq, uid in enumerate(view.uids, 1)
+                             if "\\Seen" not in view.rows[uid].flags), None)  # fmt: skip
+        if first_unseen is not None:
+            out.append(render_untagged_status("OK", "first unseen", "UNSEEN", (first_unseen,)))
+    out += [
+        render_untagged_status("OK", "UIDs valid", "UIDVALIDITY", (view.uidvalidity,)),
+        render_untagged_status("OK", "predicted next UID", "UIDNEXT", (view.uidnext,)),
+        # RFC 7162 §3.1.2.1: a CONDSTORE server reports HIGHESTMODSEQ on every SELECT.
+        render_untagged_status("OK", "highest mod-sequence", "HIGHESTMODSEQ",
+                               (view.baseline,)),
+    ]
+    if ctx.is_rev2:  # RFC 9051 §6.3.2: the LIST response for the mailbox is required
+        out.append(render_list([], SEPARATOR, view.mailbox.name, is_utf8=ctx.is_utf8))
+    return b"".join(out)
+
+
+async def _resync(ctx: Context, view: SelectedMailbox, qresync: c.QResync) -> None:
+    """RFC 7162 §3.2.5.1: what changed since the client's MODSEQ, in two answers."""
+    expunged = await ctx.runtime.store.expunged_since(view.mailbox_id, qresync.modseq)
+    known = qresync.known_uids
+    if known is not None:
+        largest = max(view.uidnext - 1, max(expunged, default=0))
+        expunged = uids_within(expunged, known, largest)
+    if expunged:
+        await ctx.write(render_vanished(expunged, is_earlier=True))
+    chunks = []
+    for seq, uid in enumerate(view.uids, 1):
+        row = view.rows[uid]
+        if row.modseq > qresync.modseq:
+            flags = [Atom(flag) for flag in view.flags_of(uid, is_rev1=not ctx.is_rev2)]
+            chunks.append(render_fetch(seq, [("UID", uid), ("FLAGS", flags),
+                                             ("MODSEQ", [row.modseq])]))  # fmt: skip
+    await ctx.write(b"".join(chunks))
+
+
+async def handle_close(ctx: Context, command: c.Close | c.Unselect) -> Done:
+    view = ctx.require_selected()
+    if isinstance(command, c.Close) and not view.is_read_only:
+        # RFC 9051 §6.4.2: expunge silently, no EXPUNGE responses.
+        uids = await deleted_uids(ctx, view)
+        if uids:
+            await ctx.runtime.store.expunge(view.mailbox_id, uids)
+    _deselect(ctx)
+    return Done(f"{type(command).__name__.upper()} completed")

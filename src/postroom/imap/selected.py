@@ -1,0 +1,279 @@
+"""The selected-mailbox view of one IMAP session (RFC 9051 §2.3.1, §5.2, §7.5.1).
+
+Owns the session's picture of the selected mailbox: the ordered UIDs that give sequence
+numbers, the last-seen row of each message (flags, size, dates), \\Recent for IMAP4rev1
+clients, the SEARCHRES saved result (RFC 5182), and the updates the client has not been
+told about yet.
+
+Invariants:
+- `uids` is strictly ascending; sequence number n is `uids[n - 1]`. A message another
+  session expunged stays in `uids` (keeping numbers stable) until its EXPUNGE response
+  is sent, which never happens during FETCH, STORE or SEARCH (RFC 9051 §7.5.1).
+- Updates are found by re-reading the store — `list_messages(changed_since=baseline)`
+  and `expunged_since(baseline)` — never from the change-feed payload, so a missed or
+  coalesced feed event loses nothing. The baseline is the mailbox's HIGHESTMODSEQ read
+  *before* those queries, so a change racing the refresh is seen again next time (and
+  de-duplicated), never skipped.
+- SELECT costs one `list_messages` query; nothing here reads metadata or blobs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from postroom.errors import BadSyntax, Refused
+from postroom.imap.wire.grammar import SequenceSet
+from postroom.store.api import Mailbox, MessageRow, Store
+
+# \Recent is tracked in process (the brief allows it): per store and mailbox, the highest
+# UID some session has already been told about. The first session to see a newer message
+# gets it as \Recent (RFC 3501 §2.3.2). Weak keys: a closed store takes its claims along.
+_recent_claims: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
+def claim_recent(store: Store, mailbox_id: int, uids: Iterable[int]) -> set[int]:
+    """The UIDs among `uids` no session has seen yet; they are now claimed by the caller."""
+    claims = _recent_claims.setdefault(store, {})
+    claimed = claims.get(mailbox_id, 0)
+    fresh = {uid for uid in uids if uid > claimed}
+    if fresh:
+        claims[mailbox_id] = max(fresh)
+    return fresh
+
+
+def count_unclaimed(store: Store, mailbox_id: int, uids: Iterable[int]) -> int:
+    """How many of `uids` would be \\Recent for the next session (STATUS RECENT)."""
+    claimed = _recent_claims.get(store, {}).get(mailbox_id, 0)
+    return sum(1 for uid in uids if uid > claimed)
+
+
+class MailboxGone(Refused):
+    """The selected mailbox was deleted (or renamed away) by someone else."""
+
+
+def uids_within(uids: Iterable[int], sequence_set: SequenceSet, largest: int) -> list[int]:
+    """The members of `uids` that a UID set names (`*` = `largest`; `$` names none of
+    these: the saved result only holds UIDs still present)."""
+    if sequence_set.is_saved:
+        return []
+    spans = sequence_set.resolve(largest)
+    starts = [low for low, _ in spans]
+    found = []
+    for uid in uids:
+        index = bisect.bisect_right(starts, uid) - 1
+        if index >= 0 and uid <= spans[index][1]:
+            found.append(uid)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeUpdate:
+    seq: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExistsUpdate:
+    count: int
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsUpdate:
+    seq: int
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+
+
+Update = ExpungeUpdate | ExistsUpdate | FlagsUpdate
+
+
+@dataclass(slots=True)
+class SelectedMailbox:
+    """See the module docstring. Built by `open_selected`."""
+
+    mailbox: Mailbox
+    is_read_only: bool
+    uids: list[int]
+    rows: dict[int, MessageRow]
+    baseline: int
+    recent: set[int] = field(default_factory=set)
+    saved: tuple[int, ...] = ()  # RFC 5182 SEARCHRES, as UIDs
+    announced: int = 0  # the EXISTS count the client knows
+    announced_recent: int = 0
+    pending_expunge: set[int] = field(default_factory=set)
+    pending_flags: set[int] = field(default_factory=set)
+
+    @property
+    def mailbox_id(self) -> int:
+        return self.mailbox.id
+
+    @property
+    def uidvalidity(self) -> int:
+        return self.mailbox.uidvalidity
+
+    @property
+    def count(self) -> int:
+        return len(self.uids)
+
+    @property
+    def uidnext(self) -> int:
+        last = self.uids[-1] + 1 if self.uids else 1
+        return max(self.mailbox.uidnext, last)
+
+    def seq_of(self, uid: int) -> int:
+        """Sequence number of `uid` (1-based); 0 when it is not in the view."""
+        index = bisect.bisect_left(self.uids, uid)
+        if index < len(self.uids) and self.uids[index] == uid:
+            return index + 1
+        return 0
+
+    def flags_of(self, uid: int, *, is_rev1: bool) -> tuple[str, ...]:
+        """FLAGS as shown to the client: stored flags, plus \\Recent for rev1 clients."""
+        row = self.rows.get(uid)
+        flags = sorted(row.flags) if row else []
+        if is_rev1 and uid in self.recent:
+            flags.append("\\Recent")
+        return tuple(flags)
+
+    # -- sequence sets ------------------------------------------------------------------
+    def resolve(self, sequence_set: SequenceSet, *, is_uid: bool) -> list[int]:
+        """The UIDs a sequence set names, ascending (RFC 9051 §6.4.8, RFC 5182 `$`).
+
+        UID sets name only existing messages (gaps are fine); message sequence numbers
+        beyond the mailbox size are an error.
+        """
+        if sequence_set.is_saved:
+            present = [uid for uid in self.saved if uid in self.rows]
+            return present
+        if is_uid:
+            largest = self.uids[-1] if self.uids else 0
+            if largest == 0:
+                return []
+            found: list[int] = []
+            for low, high in sequence_set.resolve(largest):
+                start = bisect.bisect_left(self.uids, low)
+                end = bisect.bisect_right(self.uids, high)
+                found.extend(self.uids[start:end])
+            return found
+        return self._resolve_sequence_numbers(sequence_set)
+
+    def _resolve_sequence_numbers(self, sequence_set: SequenceSet) -> list[int]:
+        count = len(self.uids)
+        if count == 0:
+            if sequence_set.uses_star:
+                return []
+            raise BadSyntax("invalid message sequence number: the mailbox is empty")
+        found: list[int] = []
+        for low, high in sequence_set.resolve(count):
+            if high > count:
+                raise BadSyntax(f"invalid message sequence number {high}")
+            found.extend(self.uids[low - 1 : high])
+        return found
+
+    # -- updates ------------------------------------------------------------------------
+    async def refresh(self, store: Store) -> None:
+        """Re-read the store and queue what changed since the baseline."""
+        mailbox = await store.get_mailbox_by_id(self.mailbox_id)
+        if mailbox is None:
+            raise MailboxGone("the selected mailbox was deleted", code="NONEXISTENT")
+        if mailbox.highest_modseq == self.baseline:
+            return
+        changed = await store.list_messages(self.mailbox_id, changed_since=self.baseline)
+        expunged = await store.expunged_since(self.mailbox_id, self.baseline)
+        self.mailbox = mailbox
+        self.baseline = mailbox.highest_modseq
+        self._note_changed(changed, store)
+        for uid in expunged:
+            if uid in self.rows:
+                self.pending_expunge.add(uid)
+                self.pending_flags.discard(uid)
+
+    def _note_changed(self, changed: list[MessageRow], store: Store) -> None:
+        last = self.uids[-1] if self.uids else 0
+        new_uids: list[int] = []
+        for row in changed:
+            known = self.rows.get(row.uid)
+            if known is None:
+                if row.uid > last:
+                    new_uids.append(row.uid)
+                    self.rows[row.uid] = row
+                continue
+            if known.flags != row.flags and row.uid not in self.pending_expunge:
+                self.pending_flags.add(row.uid)
+            self.rows[row.uid] = row
+        if new_uids:
+            self.uids.extend(new_uids)
+            if not self.is_read_only:
+                self.recent |= claim_recent(store, self.mailbox_id, new_uids)
+
+    def note_stored(self, rows: Iterable[MessageRow]) -> None:
+        """Our own STORE changed these rows; the client hears about them from STORE."""
+        for row in rows:
+            if row.uid in self.rows:
+                self.rows[row.uid] = row
+                self.pending_flags.discard(row.uid)
+
+    def note_expunged(self, uids: Iterable[int]) -> None:
+        """Our own EXPUNGE/MOVE removed these; announce with the next `take_updates`."""
+        for uid in uids:
+            if uid in self.rows:
+                self.pending_expunge.add(uid)
+                self.pending_flags.discard(uid)
+
+    def take_updates(self, *, may_expunge: bool, is_rev1: bool) -> list[Update]:
+        """Updates to send now, in order: EXPUNGE, then EXISTS (+RECENT), then FETCH FLAGS."""
+        updates: list[Update] = []
+        if may_expunge and self.pending_expunge:
+            updates.extend(self._apply_expunges())
+        if self.count != self.announced or (is_rev1 and len(self.recent) != self.announced_recent):
+            if self.count > self.announced or is_rev1:
+                updates.append(ExistsUpdate(self.count, len(self.recent)))
+            self.announced = self.count
+            self.announced_recent = len(self.recent)
+        for uid in sorted(self.pending_flags):
+            seq = self.seq_of(uid)
+            if seq and seq <= self.announced:
+                flags = self.flags_of(uid, is_rev1=is_rev1)
+                updates.append(FlagsUpdate(seq, uid, flags, self.rows[uid].modseq))
+        self.pending_flags.clear()
+        return updates
+
+    def _apply_expunges(self) -> list[Update]:
+        # Descending order: each EXPUNGE number stays right without renumbering the rest.
+        positions = sorted(((self.seq_of(uid), uid) for uid in self.pending_expunge),
+                           reverse=True)  # fmt: skip
+        updates: list[Update] = [ExpungeUpdate(seq, uid) for seq, uid in positions if seq]
+        gone = self.pending_expunge
+        self.uids = [uid for uid in self.uids if uid not in gone]
+        for uid in gone:
+            self.rows.pop(uid, None)
+        self.recent -= gone
+        self.saved = tuple(uid for uid in self.saved if uid not in gone)
+        self.announced -= len(updates)
+        self.announced_recent = min(self.announced_recent, len(self.recent))
+        self.pending_expunge = set()
+        return updates
+
+
+async def open_selected(store: Store, mailbox: Mailbox, *, is_read_only: bool) -> SelectedMailbox:
+    """Load the view with one list_messages query (RFC 9051 §6.3.2)."""
+    # Read HIGHESTMODSEQ first: anything committed after it is picked up by refresh().
+    rows = await store.list_messages(mailbox.id)
+    uids = [row.uid for row in rows]
+    view = SelectedMailbox(
+        mailbox=mailbox,
+        is_read_only=is_read_only,
+        uids=uids,
+        rows={row.uid: row for row in rows},
+        baseline=mailbox.highest_modseq,
+    )
+    if not is_read_only:
+        view.recent = claim_recent(store, mailbox.id, uids)
+    view.announced = len(uids)
+    view.announced_recent = len(view.recent)
+    return view
