@@ -201,3 +201,13 @@ def test_surrogate_strings_do_not_crash() -> None:
     assert value(escaped) == b"{4}\r\ncaf\xe9"
     assert value(escaped, is_utf8=True) == b"{4}\r\ncaf\xe9"
     assert value("x\ud800") == b"{2}\r\nx?"
+
+
+def test_leading_lists_are_not_space_separated() -> None:
+    # RFC 9051 §9: body-type-mpart = 1*body SP media-subtype; env-from = "(" 1*address ")"
+    multipart = [["TEXT", "PLAIN", None], ["TEXT", "HTML", None], "MIXED", ["BOUNDARY", "b"]]
+    assert r.render_values([multipart]) == (
+        b'(("TEXT" "PLAIN" NIL)("TEXT" "HTML" NIL) "MIXED" ("BOUNDARY" "b"))')
+    disposition_then_language = ["attachment", ["FILENAME", "x"]], ["EN"]
+    assert r.render_values([[None, *disposition_then_language]]) == (
+        b'(NIL ("attachment" ("FILENAME" "x")) ("EN"))')

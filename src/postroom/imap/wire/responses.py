@@ -119,14 +119,25 @@ def render_value(value: Value, out: list[bytes], *, is_utf8: bool = False) -> No
     elif isinstance(value, dt.datetime):
         out.append(b'"' + render_datetime(value).encode("ascii") + b'"')
     elif isinstance(value, list | tuple):
-        out.append(b"(")
-        for index, item in enumerate(value):
-            if index:
-                out.append(b" ")
-            render_value(item, out, is_utf8=is_utf8)
-        out.append(b")")
+        _render_list(value, out, is_utf8)
     else:
         raise TypeError(f"cannot render {type(value).__name__} as an IMAP value")
+
+
+def _render_list(items: list[Value] | tuple[Value, ...], out: list[bytes], is_utf8: bool
+                 ) -> None:
+    """A parenthesised list. A leading run of lists is written without spaces between
+    them: that is the grammar of a multipart's bodies (`1*body SP media-subtype`) and of
+    ENVELOPE address lists (`"(" 1*address ")"`), RFC 9051 §9, as Dovecot writes them."""
+    out.append(b"(")
+    is_leading_run = True
+    for index, item in enumerate(items):
+        is_list = isinstance(item, list | tuple)
+        if index and not (is_leading_run and is_list):
+            out.append(b" ")
+        is_leading_run = is_leading_run and is_list
+        render_value(item, out, is_utf8=is_utf8)
+    out.append(b")")
 
 
 def render_values(values: Iterable[Value], *, is_utf8: bool = False) -> bytes:
