@@ -4,6 +4,10 @@ Owns the only place where concrete implementations are chosen and wired together
 listener table, and shutdown: on SIGTERM the listeners stop accepting, sessions see
 `runtime.shutting_down` and finish (or refuse with 421 / BYE / -ERR) what is in flight,
 and whatever is still running after the drain deadline is cancelled. The store closes last.
+Every connection passes `_tracked` first (security/): it is counted against
+MAX_CONNECTIONS / MAX_CONNECTIONS_PER_IP, refused before the greeting when over a limit
+or banned (each protocol's own 421 / BYE / -ERR line), watched for a client that stops
+reading, and its address is put where the login guard in AccountService reads it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from postroom.accounts.service import AccountService
 from postroom.clock import SystemClock
 from postroom.config import Config
 from postroom.dns.live import LiveResolver
+from postroom.errors import ConfigError
 from postroom.queue.signing import DkimSigner
 from postroom.queue.worker import QueueWorker
 from postroom.runtime import Runtime
-from postroom.store.blobs import FileBlobStore
+from postroom.security.bans import AuthGuard, ban_policy
+from postroom.security.headers import HeaderLimitCheck
+from postroom.security.limits import ConnectionLimiter, Refusal, WireProtocol, render_refusal
+from postroom.security.peer import CLIENT_ADDRESS, peer_key
+from postroom.security.stalls import watch_stalls
+from postroom.smtp.receive import MessageCheck
+from postroom.store.api import Store
+from postroom.store.blobs import BlobStore, FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.sqlite import SqliteStore
 from postroom.tls.contexts import TlsContexts
@@ -34,6 +46,8 @@ from postroom.tls.selfsigned import ensure_self_signed
 log = logging.getLogger("postroom")
 
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# A refused client gets its one line; one that does not read it is not waited for long.
+REFUSAL_WRITE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,7 @@ class ListenerSpec:
     port: int
     handler: ConnectionHandler
     implicit_tls: bool
+    protocol: WireProtocol  # which words `_tracked` uses to turn a client away
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +90,16 @@ def clear_leftovers(config: Config) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-async def open_store(config: Config, feed: ChangeFeed) -> tuple[SqliteStore, FileBlobStore]:
+async def open_store(config: Config, feed: ChangeFeed) -> tuple[Store, BlobStore]:
+    """The STORAGE backend, opened: SQLite + files under DATA_DIR, or PostgreSQL holding
+    everything (bodies too, cached per node under DATA_DIR/blob-cache)."""
+    if config.storage == "postgresql":
+        try:
+            from postroom.store.postgres import open_postgres
+        except ImportError as error:  # psycopg is the optional extra `postroom[postgres]`
+            raise ConfigError("config: STORAGE=postgresql needs psycopg: "
+                              "pip install 'postroom[postgres]'") from error
+        return await open_postgres(config.database_url, feed, config.data_dir / "blob-cache")
     blobs = FileBlobStore(config.data_dir / "blobs")
     await asyncio.to_thread(blobs.prepare)
     store = SqliteStore(config.db_path, blobs, feed)
@@ -93,6 +117,9 @@ class App:
         self._runtime: Runtime | None = None
         self._queue: QueueWorker | None = None
         self._stopped = asyncio.Event()
+        self.limiter = ConnectionLimiter(config.max_connections, config.max_connections_per_ip,
+                                         config.networks)
+        self.guard: AuthGuard | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -106,8 +133,9 @@ class App:
         await asyncio.to_thread(clear_leftovers, config)
         feed = ChangeFeed()
         store, blobs = await open_store(config, feed)
+        self.guard = AuthGuard(store, ban_policy(config), config.networks)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
-                                accounts=AccountService(store), tls=tls,
+                                accounts=AccountService(store, self.guard), tls=tls,
                                 resolver=LiveResolver(config.nameservers))
         self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
                                   DkimSigner.from_config(config))
@@ -126,33 +154,47 @@ class App:
         from postroom.smtp.session import SmtpMode, SmtpServer
 
         runtime, config, queue = self.runtime, self.config, self.queue
+        smtp, pop3, imap = WireProtocol.SMTP, WireProtocol.POP3, WireProtocol.IMAP
+        checks = self._smtp_checks()
         specs = [
             ListenerSpec("smtp", config.smtp_port,
-                         SmtpServer(runtime, SmtpMode.MX, queue).handle_connection, False),
+                         SmtpServer(runtime, SmtpMode.MX, queue, checks=checks,
+                                    verify_senders=True
+                                    ).handle_connection, False, smtp),
             ListenerSpec("submission", config.submission_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSION, queue).handle_connection,
-                         False),
+                         SmtpServer(runtime, SmtpMode.SUBMISSION, queue, checks=checks,
+                                    verify_senders=True
+                                    ).handle_connection, False, smtp),
             ListenerSpec("submissions", config.submissions_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSIONS, queue).handle_connection,
-                         True),
+                         SmtpServer(runtime, SmtpMode.SUBMISSIONS, queue, checks=checks,
+                                    verify_senders=True
+                                    ).handle_connection, True, smtp),
         ]
         if config.enable_pop3:
             specs += [
                 ListenerSpec("pop3", config.pop3_port,
-                             Pop3Server(runtime, implicit_tls=False).handle_connection, False),
+                             Pop3Server(runtime, implicit_tls=False).handle_connection, False,
+                             pop3),
                 ListenerSpec("pop3s", config.pop3s_port,
-                             Pop3Server(runtime, implicit_tls=True).handle_connection, True),
+                             Pop3Server(runtime, implicit_tls=True).handle_connection, True,
+                             pop3),
             ]
         if config.enable_imap:
             from postroom.imap.session import ImapServer
 
             specs += [
                 ListenerSpec("imap", config.imap_port,
-                             ImapServer(runtime, implicit_tls=False).handle_connection, False),
+                             ImapServer(runtime, implicit_tls=False).handle_connection, False,
+                             imap),
                 ListenerSpec("imaps", config.imaps_port,
-                             ImapServer(runtime, implicit_tls=True).handle_connection, True),
+                             ImapServer(runtime, implicit_tls=True).handle_connection, True,
+                             imap),
             ]
         return specs
+
+    def _smtp_checks(self) -> tuple[MessageCheck, ...]:
+        """Checks run on every received message before it is stored, cheapest first."""
+        return (HeaderLimitCheck(),)
 
     async def _listen(self, spec: ListenerSpec) -> None:
         tls: dict[str, ssl.SSLContext | float] = (
@@ -161,29 +203,58 @@ class App:
         )
         for host in self.config.listen_addresses:
             server = await asyncio.start_server(
-                self._tracked(spec.handler), host, spec.port, reuse_address=True,
+                self._tracked(spec), host, spec.port, reuse_address=True,
                 limit=1024 * 1024, **tls,  # type: ignore[arg-type]
             )
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(BoundListener(spec.name, host, port, spec.implicit_tls))
 
-    def _tracked(self, handler: ConnectionHandler) -> ConnectionHandler:
+    def _tracked(self, spec: ListenerSpec) -> ConnectionHandler:
+        """Every connection: counted for the drain, limited, refused before any protocol
+        work when banned or over a limit, and its client address put where
+        AccountService's guard reads it (security/peer.py)."""
+
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._connections.add(task)  # type: ignore[arg-type]
+            key = peer_key(writer.get_extra_info("peername"))
+            refusal = self.limiter.admit(key)
+            is_admitted = refusal is None
+            stalls = watch_stalls(writer, str(key))  # a client that stops reading is cut off
             try:
-                await handler(reader, writer)
+                if is_admitted:
+                    CLIENT_ADDRESS.set(key)  # this connection task's context only
+                    refusal = await self._refusal_for(key)
+                if refusal is not None:
+                    await self._refuse(spec, writer, key, refusal)
+                else:
+                    await spec.handler(reader, writer)
             except Exception:
                 log.exception("connection handler failed")
             finally:
+                if is_admitted:
+                    self.limiter.release(key)
+                stalls.stop()
                 self._connections.discard(task)  # type: ignore[arg-type]
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
 
         return run
+
+    async def _refusal_for(self, key: str | None) -> Refusal | None:
+        if key is not None and self.guard is not None and await self.guard.is_banned(key):
+            return Refusal.BANNED
+        return None
+
+    async def _refuse(self, spec: ListenerSpec, writer: asyncio.StreamWriter,
+                      key: str | None, refusal: Refusal) -> None:
+        log.info("client=%s refused on %s: %s", key, spec.name, refusal.value)
+        writer.write(render_refusal(spec.protocol, refusal, self.config.hostname))
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await asyncio.wait_for(writer.drain(), REFUSAL_WRITE_TIMEOUT)
 
     @property
     def queue(self) -> QueueWorker:
@@ -218,9 +289,11 @@ class App:
             await self._runtime.store.close()
         self._stopped.set()
 
-    async def run_until_signalled(self) -> None:
+    async def run_until_signalled(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Serve until SIGTERM/SIGINT. SIGUSR1 (sent by `postroom queue flush`, like
-        Postfix's `postqueue -f`) makes the queue worker look at the queue now."""
+        Postfix's `postqueue -f`) makes the queue worker look at the queue now.
+        `on_ready` runs once the handlers and the pid file are in place, so whoever
+        waits for "ready" can signal the process safely."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -228,6 +301,7 @@ class App:
         loop.add_signal_handler(signal.SIGUSR1, self.queue.kick)
         pid_file = pid_path(self.config)
         pid_file.write_text(f"{os.getpid()}\n")
+        on_ready()
         try:
             await stop_requested.wait()
         finally:

@@ -27,6 +27,7 @@ from postroom.store.changes import ChangeFeed
 
 if TYPE_CHECKING:
     from postroom.dns.records import ZoneInput
+    from postroom.store.transfer import TransferReport
 
 T = TypeVar("T")
 
@@ -40,8 +41,16 @@ app.add_typer(email_app, name="email")
 app.add_typer(alias_app, name="alias")
 app.add_typer(dkim_app, name="dkim")
 app.add_typer(dns_app, name="dns")
+import_app = typer.Typer(no_args_is_help=True, help="Import another mail server's data.")
+export_app = typer.Typer(no_args_is_help=True, help="Export an account (no lock-in).")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 queue_app = typer.Typer(no_args_is_help=True, help="The outbound mail queue.")
 app.add_typer(queue_app, name="queue")
+migrate_app = typer.Typer(no_args_is_help=True, help="Move an installation to another store.")
+app.add_typer(migrate_app, name="migrate")
+ban_app = typer.Typer(no_args_is_help=True, help="Client addresses banned after failed logins.")
+app.add_typer(ban_app, name="ban")
 
 
 class _State:
@@ -146,8 +155,8 @@ def serve() -> None:
             tls = " (implicit TLS)" if listener.implicit_tls else ""
             typer.echo(f"postroom: {listener.name} listening on "
                        f"{listener.host}:{listener.port}{tls}", err=True)
-        typer.echo(f"postroom: ready as {config.hostname}", err=True)
-        await server.run_until_signalled()
+        await server.run_until_signalled(
+            on_ready=lambda: typer.echo(f"postroom: ready as {config.hostname}", err=True))
 
     try:
         run_cli(main())
@@ -377,6 +386,180 @@ def queue_delete(message_id: str) -> None:
     if removed == 0:
         raise fail(f"no queued message {message_id}")
     typer.echo(f"deleted {message_id} ({removed} recipient(s))")
+
+
+# -- import / export -------------------------------------------------------------------
+def run_with_blobs(config: Config, action: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Like run_with_store, but the action also gets the blob store."""
+    from postroom.app import open_store
+
+    async def main() -> T:
+        store, blobs = await open_store(config, ChangeFeed())
+        try:
+            return await action(store, blobs)
+        finally:
+            await store.close()
+
+    return run_cli(main())
+
+
+@import_app.command("docker-mailserver")
+def import_docker_mailserver(
+    directory: Annotated[Path, typer.Argument(
+        help="docker-mailserver's data folder (holding config/ and mail-data/)")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="report what would be imported; change nothing")] = False,
+) -> None:
+    """Import accounts (with their passwords), aliases, DKIM keys and Maildirs."""
+    import dataclasses
+    import tempfile
+
+    from postroom.accounts.dms_import import import_docker_mailserver as run_import
+
+    config = current_config()
+    keys_dir = dkim_dir(config)  # a dry run only reads it
+    with tempfile.TemporaryDirectory(prefix="postroom-dry-run-") as scratch:
+        if dry_run and not config.db_path.exists():
+            # Nothing to compare against: plan against an empty scratch store instead of
+            # creating the real database.
+            config = config.model_copy(update={"data_dir": Path(scratch)})
+        report = run_with_blobs(config, lambda store, blobs: run_import(
+            directory, store, blobs, keys_dir, dry_run=dry_run))
+    if dry_run:
+        typer.echo("dry run: nothing was changed; an import would give:")
+    print_table(("item", "new", "already present"),
+                [(f.name, getattr(report, f.name).new, getattr(report, f.name).present)
+                 for f in dataclasses.fields(report) if f.name not in {"is_dry_run", "skipped"}])
+    if report.skipped:
+        typer.echo(f"skipped ({len(report.skipped)}):")
+        for item in report.skipped:
+            typer.echo(f"  {item.where}: {item.reason}")
+
+
+@export_app.command("maildir")
+def export_maildir(address: str, directory: Path) -> None:
+    """Write ADDRESS's mailboxes to DIRECTORY as a Dovecot Maildir++ tree."""
+    from postroom.accounts.maildir_export import export_maildir as run_export
+
+    config = current_config()
+    report = run_with_blobs(config, lambda store, blobs: run_export(
+        store, blobs, address.strip().lower(), directory, config.hostname))
+    typer.echo(f"exported {report.folders} folders, {report.messages} messages to {directory}")
+    for item in report.skipped:
+        typer.echo(f"  skipped {item.where}: {item.reason}")
+
+
+
+# -- ban ---------------------------------------------------------------------------------
+def ban_key(address: str) -> str:
+    from postroom.security.peer import address_key
+
+    try:
+        return address_key(address)
+    except ValueError:
+        raise fail(f"{address!r} is not an IP address or network") from None
+
+
+@ban_app.command("list")
+def ban_list() -> None:
+    """List the addresses banned now (IPv6 clients are banned by /64)."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    bans = run_with_store(lambda _, store: store.list_bans(now))
+    print_table(("address", "banned until", "failures", "reason"),
+                [(b.address, b.expires.isoformat(timespec="seconds"), b.failures, b.reason)
+                 for b in bans])
+
+
+@ban_app.command("del")
+def ban_del(address: str) -> None:
+    """Lift the ban on ADDRESS now (a running `serve` sees it at the next connection)."""
+    key = ban_key(address)
+    removed = run_with_store(lambda _, store: store.delete_ban(key))
+    if not removed:
+        raise fail(f"no ban for {key}")
+    typer.echo(f"unbanned {key}")
+
+
+@ban_app.command("add")
+def ban_add(
+    address: str,
+    duration: Annotated[str | None, typer.Option(
+        "--time", help="how long, e.g. 30m, 12h, 7d (default: AUTH_BAN_TIME)")] = None,
+) -> None:
+    """Ban ADDRESS (or a network) by hand."""
+    import datetime as dt
+
+    from postroom.config import parse_duration
+    from postroom.store.api import Ban
+
+    key = ban_key(address)
+    config = current_config()
+    try:
+        seconds = parse_duration(duration) if duration else config.auth_ban_time
+    except ValueError as error:
+        raise fail(f"--time: {error}") from None
+    now = dt.datetime.now(dt.UTC)
+    ban = Ban(key, now, now + dt.timedelta(seconds=seconds), 0, "banned by hand")
+    run_with_store(lambda _, store: store.add_ban(ban))
+    typer.echo(f"banned {key} until {ban.expires.isoformat(timespec='seconds')}")
+
+
+# -- migrate ------------------------------------------------------------------------------
+@migrate_app.command("sqlite-to-postgresql")
+def migrate_sqlite_to_postgresql(
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="target database (default: DATABASE_URL from the config)")
+    ] = None,
+) -> None:
+    """Copy DATA_DIR's SQLite store and blobs into an empty PostgreSQL database, keeping
+    UIDVALIDITY and UIDs; then set STORAGE=postgresql."""
+    config = current_config()
+    url = database_url or config.database_url
+    if not url:
+        raise fail("no target: set DATABASE_URL in the config or pass --database-url", 2)
+    if not config.db_path.is_file():
+        raise fail(f"no SQLite store at {config.db_path}")
+    report = run_cli(_migrate_with_progress(config, url))
+    typer.echo(f"copied {report.accounts} accounts, {report.mailboxes} mailboxes, "
+               f"{report.messages} messages ({report.blobs} bodies), {report.aliases} "
+               f"aliases, {report.queue_entries} queued recipients; now set "
+               "STORAGE=postgresql and DATABASE_URL, and start serve")
+
+
+async def _migrate_with_progress(config: Config, url: str) -> TransferReport:
+    from postroom.store.blobs import FileBlobStore
+    from postroom.store.pgblobs import PgBlobStore
+    from postroom.store.postgres import PostgresStore, new_pool
+    from postroom.store.sqlite import SqliteStore
+    from postroom.store.transfer import Progress, transfer
+
+    source_blobs = FileBlobStore(config.data_dir / "blobs")
+    source = SqliteStore(config.db_path, source_blobs, ChangeFeed())
+    pool = new_pool(url)
+    target_blobs = PgBlobStore(pool, config.data_dir / "blob-cache", is_caching_writes=False)
+    target = PostgresStore(url, target_blobs, ChangeFeed(), pool=pool)
+    await source.open()
+    try:
+        await target.open()
+        try:
+            if not sys.stdout.isatty():
+                return await transfer(source, source_blobs, target, target_blobs)
+            from rich.progress import Progress as Bar
+
+            with Bar() as bar:
+                task = bar.add_task("messages", total=None)
+
+                def draw(step: Progress) -> None:
+                    bar.update(task, description=step.stage, completed=step.done,
+                               total=step.total)
+
+                return await transfer(source, source_blobs, target, target_blobs, draw)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
 
 
 def main() -> None:

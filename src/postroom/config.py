@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from postroom.errors import ConfigError
 
@@ -79,6 +87,14 @@ def _parse_duration(value: Any) -> Any:
             raise ValueError("expected a duration such as 5d, 12h, 30m or 3600")
         return int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
     return value
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a Postfix-style duration (`30m`, `12h`, `3600`); ValueError otherwise."""
+    seconds = _parse_duration(text)
+    if seconds < 1:
+        raise ValueError("a duration must be at least 1s")
+    return int(seconds)
 
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -140,9 +156,36 @@ class Config(BaseModel):
     log_level: Literal["trace", "debug", "info", "warn", "warning", "error"] = Field(
         default="info", alias="LOG_LEVEL"
     )
+    # Storage backend (issue 10): one node on SQLite under DATA_DIR, or any number of
+    # nodes sharing one PostgreSQL database (mail bodies included) at DATABASE_URL.
+    storage: Literal["sqlite", "postgresql"] = Field(default="sqlite", alias="STORAGE")
+    database_url: str = Field(default="", alias="DATABASE_URL", repr=False)
     enable_spf: Flag = Field(default=True, alias="ENABLE_POLICYD_SPF")
     enable_dkim: Flag = Field(default=True, alias="ENABLE_OPENDKIM")
     enable_dmarc: Flag = Field(default=True, alias="ENABLE_OPENDMARC")
+    # Hardening (security/): Fail2ban's sshd-jail defaults — 5 failed logins within
+    # 10 minutes ban the address for 1 hour; AUTH_BAN_MAX_FAILURES=0 turns bans off.
+    auth_ban_max_failures: int = Field(default=5, ge=0, alias="AUTH_BAN_MAX_FAILURES")
+    auth_ban_find_time: Seconds = Field(default=600, alias="AUTH_BAN_FIND_TIME")
+    auth_ban_time: Seconds = Field(default=3600, alias="AUTH_BAN_TIME")
+    # Seconds before a failed login is answered (Dovecot's auth_failure_delay).
+    auth_failure_delay: float = Field(default=2.0, ge=0, le=60, alias="AUTH_FAILURE_DELAY")
+    # Open connections over all listeners, and from one address (an IPv6 /64); 0 = no
+    # limit. Postfix's smtpd_client_connection_count_limit is 50.
+    max_connections: int = Field(default=500, ge=0, alias="MAX_CONNECTIONS")
+    max_connections_per_ip: int = Field(default=50, ge=0, alias="MAX_CONNECTIONS_PER_IP")
+    # Mail transactions one SMTP connection may start (Exim's smtp_accept_max_per_connection).
+    smtp_max_messages_per_connection: int = Field(
+        default=1000, ge=0, alias="SMTP_MAX_MESSAGES_PER_CONNECTION")
+
+    @model_validator(mode="after")
+    def _check_storage(self) -> Config:
+        if self.storage == "postgresql" and not self.database_url:
+            # Raised as a field error so the message names the key (see _describe).
+            raise ValueError("DATABASE_URL: required when STORAGE=postgresql")
+        if self.database_url and not re.match(r"(postgres(ql)?://|\w+\s*=)", self.database_url):
+            raise ValueError("DATABASE_URL: expected postgresql://user:password@host/db")
+        return self
 
     @field_validator("hostname")
     @classmethod
@@ -316,8 +359,10 @@ def load_config(
 
 def _describe(error: ValidationError, values: Mapping[str, str]) -> str:
     first = error.errors()[0]
-    key = str(first["loc"][0]) if first["loc"] else "config"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check across keys (model validator) names its key itself
+        return f"config: {message}"
+    key = str(first["loc"][0])
     shown = values.get(key)
     suffix = f" (got {shown!r})" if shown is not None and "PASSWORD" not in key else ""
     return f"config: {key}: {message}{suffix}"

@@ -9,11 +9,15 @@ the user or the password was wrong.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from postroom.accounts.passwords import hash_password, needs_rehash, verify_password
 from postroom.errors import BadSyntax, Refused
 from postroom.mail.address import parse_address, parse_alias_source
 from postroom.store.api import Account, AccountSummary, Alias, Store
+
+if TYPE_CHECKING:
+    from postroom.security.bans import AuthGuard
 
 MIN_PASSWORD_LENGTH = 1
 MAX_PASSWORD_LENGTH = 1024
@@ -27,8 +31,11 @@ def _check_password(password: str) -> None:
 
 
 class AccountService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, guard: AuthGuard | None = None) -> None:
         self._store = store
+        # The brute-force guard (security/bans.py) `serve` installs: every protocol's
+        # login passes through `authenticate`, so every protocol is protected by it.
+        self._guard = guard
 
     async def add_account(self, address: str, password: str) -> Account:
         canonical = str(parse_address(address))
@@ -78,7 +85,13 @@ class AccountService:
         return await self._store.list_aliases()
 
     async def authenticate(self, username: str, password: str) -> Account | None:
-        """The account when the password matches, else None (also for unknown users)."""
+        """The account when the password matches, else None (also for unknown users, and
+        for a client the guard has banned, whose password is then not even checked)."""
+        if self._guard is None:
+            return await self._verify(username, password)
+        return await self._guard.guarded(lambda: self._verify(username, password))
+
+    async def _verify(self, username: str, password: str) -> Account | None:
         try:
             canonical = str(parse_address(username))
         except BadSyntax:

@@ -8,8 +8,9 @@ the outbound queue — and nothing about how it is kept. Implementations
 Invariants every implementation keeps:
 - Addresses and domains are stored lower-cased (local parts too: postroom treats local
   parts case-insensitively, as Postfix and Dovecot do by default).
-- A mailbox's UIDVALIDITY never changes while the mailbox exists; UIDs within a mailbox
-  are strictly ascending and never reused (RFC 9051 §2.3.1.1), even after expunge.
+- A mailbox's UIDVALIDITY never changes while the mailbox holds messages (only an import
+  gives an empty mailbox the UID space it had elsewhere); UIDs within a mailbox are
+  strictly ascending and never reused (RFC 9051 §2.3.1.1), even after expunge.
 - MODSEQ is per mailbox, strictly increasing; every change to a message (append, flag
   change, expunge) takes a new MODSEQ (RFC 7162 §3.1).
 - A message body lives once, as a blob (see `store/blobs.py`); COPY shares it. A blob is
@@ -109,6 +110,20 @@ class MessageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class FlagColumns:
+    """Flags and MODSEQ of every message in one mailbox, column by column in UID order.
+
+    What SELECT needs on a 100,000-message mailbox without building a MessageRow per
+    message; the other columns come from `get_messages` for the UIDs a command touches.
+    Equal flag sets share one frozenset.
+    """
+
+    uids: list[int]
+    modseqs: list[int]
+    flags: list[frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """What delivery or APPEND hands the store once the blob is durable.
 
@@ -149,6 +164,18 @@ class QueueEntry:
     last_error: str
     envid: str = ""
     notify: str = ""  # RFC 3461 NOTIFY value from RCPT, "" when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A client refused after failed logins (issue 7, security/bans.py). `address` is a
+    security/peer.py key: an IPv4 address or an IPv6 /64 network."""
+
+    address: str
+    created: dt.datetime
+    expires: dt.datetime
+    failures: int
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +228,10 @@ class Store(Protocol):
         self, mailbox_id: int, *, changed_since: int = 0
     ) -> list[MessageRow]: ...
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRow | None: ...
+    async def list_flag_columns(self, mailbox_id: int) -> FlagColumns: ...
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
+        """The rows of those `uids` that exist, in UID order."""
+        ...
     async def get_meta(self, mailbox_id: int, uid: int) -> str: ...
     async def store_flags(
         self,
@@ -230,6 +261,38 @@ class Store(Protocol):
     async def finish_queue_entry(self, entry_id: int) -> None: ...
     async def flush_queue(self, now: dt.datetime) -> int: ...
     async def delete_queue_message(self, message_id: str) -> int: ...
+
+    # -- importers (issue 9, accounts/dms_import.py) ----------------------------------
+    async def set_mailbox_uids(self, mailbox_id: int, uidvalidity: int, uidnext: int) -> Mailbox:
+        """Give a mailbox an imported UID space. Another UIDVALIDITY is taken only while the
+        mailbox holds no message (Refused otherwise), and no later mailbox is handed it;
+        within one UIDVALIDITY, UIDNEXT only rises (RFC 9051 §2.3.1.1)."""
+        ...
+
+    async def import_message(
+        self, mailbox_id: int, message: NewMessage, *, source_key: str, uid: int | None = None
+    ) -> MessageRow | None:
+        """Append `message` once per (mailbox, `source_key`): None when that key was
+        imported before, even if its message was expunged since. `uid` is used when it is
+        not below UIDNEXT, else the next UID; the key is recorded in the same transaction."""
+        ...
+
+    async def imported_keys(self, mailbox_id: int) -> set[str]: ...
+
+    # -- bans (issue 7) ------------------------------------------------------------------
+    async def add_ban(self, ban: Ban) -> None:
+        """Ban `ban.address`, replacing any ban it has; expired bans are purged."""
+        ...
+
+    async def get_ban(self, address: str, now: dt.datetime) -> Ban | None:
+        """The ban on `address` still in force at `now`, if any."""
+        ...
+
+    async def list_bans(self, now: dt.datetime) -> list[Ban]:
+        """Bans in force at `now`, the soonest to expire first."""
+        ...
+
+    async def delete_ban(self, address: str) -> int: ...
 
     # -- blobs -----------------------------------------------------------------------
     async def release_blob_if_unused(self, blob_id: str) -> None: ...

@@ -38,8 +38,10 @@ from postroom.store.api import (
     Account,
     AccountSummary,
     Alias,
+    Ban,
     Change,
     CopyResult,
+    FlagColumns,
     FlagMode,
     Mailbox,
     MailboxCounts,
@@ -87,6 +89,8 @@ _INSERT_QUEUE = (
     " next_attempt, attempts, last_error, envid, notify)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
+
+_SELECT_BANS = "SELECT address, created, expires, failures, reason FROM bans"
 
 Row = Any  # sqlite3 rows are plain tuples here (no row_factory)
 
@@ -149,6 +153,15 @@ def _messages_from_rows(rows: list[Row]) -> list[MessageRow]:
     return [_message_from_row(row, flag_cache) for row in rows]
 
 
+def flag_columns(rows: Sequence[tuple[int, int, str]]) -> FlagColumns:
+    """(uid, modseq, flags text) rows as columns; C-level loops only (100,000 rows)."""
+    if not rows:
+        return FlagColumns([], [], [])
+    uids, modseqs, texts = zip(*rows, strict=True)
+    distinct = {text: frozenset(text.split()) for text in set(texts)}
+    return FlagColumns(list(uids), list(modseqs), list(map(distinct.__getitem__, texts)))
+
+
 def _mailbox_from_row(row: Row) -> Mailbox:
     special_use = SpecialUse(row[6]) if row[6] else None
     return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], special_use, bool(row[7]))
@@ -160,6 +173,11 @@ def _queue_from_row(row: Row) -> QueueEntry:
         dt.datetime.fromisoformat(row[7]), dt.datetime.fromisoformat(row[8]),
         row[9], row[10], row[11], row[12],
     )  # fmt: skip
+
+
+def _ban_from_row(row: Row) -> Ban:
+    return Ban(row[0], dt.datetime.fromisoformat(row[1]), dt.datetime.fromisoformat(row[2]),
+               row[3], row[4])
 
 
 def split_statements(script: str) -> list[str]:
@@ -182,6 +200,28 @@ async def _fetch(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ())
 async def _fetch_one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Row:
     rows = await _fetch(db, sql, params)
     return rows[0] if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingAppend:
+    """One append_message call waiting for its batch's COMMIT."""
+
+    mailbox_id: int
+    message: NewMessage
+    saved: dt.datetime
+    done: asyncio.Future[MessageRow]
+
+
+def _new_message_row(pending: _PendingAppend, uid: int, modseq: int) -> MessageRow:
+    message = pending.message
+    return MessageRow(pending.mailbox_id, uid, modseq, message.blob_id, message.size,
+                      _aware(message.internal_date), frozenset(message.flags), pending.saved)
+
+
+def _insert_params(row: MessageRow, meta: str) -> tuple[Any, ...]:
+    return (row.mailbox_id, row.uid, row.modseq, row.blob_id, row.size,
+            row.internal_date.isoformat(), _flags_text(row.flags), _utc_text(row.saved_date
+            or _utc_now()), meta)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -243,6 +283,9 @@ class SqliteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # Group commit (see append_message): appends waiting for the next batch.
+        self._appends: list[_PendingAppend] = []
+        self._append_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -270,6 +313,8 @@ class SqliteStore:
         return db
 
     async def close(self) -> None:
+        if self._append_task is not None:  # appends already queued still get committed
+            await asyncio.shield(self._append_task)
         # aiosqlite ≥0.22 runs a non-daemon thread per connection: an unclosed one hangs exit.
         for db in (self._reader, self._writer):
             if db is not None:
@@ -588,28 +633,72 @@ class SqliteStore:
     # -- messages -------------------------------------------------------------------------
 
     async def append_message(self, mailbox_id: int, message: NewMessage) -> MessageRow:
-        saved = _utc_now()
-        async with self._write() as work:
+        # Group commit: concurrent appends (10 SMTP sessions) share one transaction and
+        # one WAL fsync. Each caller still returns only after the COMMIT holding its row,
+        # so nothing is acknowledged before it is durable.
+        pending = _PendingAppend(mailbox_id, message, _utc_now(),
+                                 asyncio.get_running_loop().create_future())
+        self._appends.append(pending)
+        if self._append_task is None or self._append_task.done():
+            self._append_task = asyncio.create_task(self._run_appends())
+        # Shielded: a cancelled caller's row may still be committed with its batch (the
+        # sender then retries: a duplicate, never a loss), and the batch goes on for
+        # the others.
+        return await asyncio.shield(pending.done)
+
+    async def _run_appends(self) -> None:
+        """Commit queued appends, batch after batch, until none are waiting."""
+        while self._appends:
+            batch, self._appends = self._appends, []
+            try:
+                async with self._write() as work:
+                    results = await self._append_batch(work, batch)
+            except Exception as error:  # the whole batch rolled back: every caller hears
+                for pending in batch:
+                    pending.done.set_exception(error)
+                continue
+            except BaseException:  # this task was cancelled (shutdown): nobody waits forever
+                for pending in batch + self._appends:
+                    pending.done.cancel()
+                raise
+            for pending, result in zip(batch, results, strict=True):
+                if isinstance(result, MessageRow):
+                    pending.done.set_result(result)
+                else:
+                    pending.done.set_exception(result)
+
+    async def _append_batch(
+        self, work: _Write, batch: list[_PendingAppend]
+    ) -> list[MessageRow | NotFound]:
+        """One UID/MODSEQ range per mailbox, then every row in one executemany."""
+        by_mailbox: dict[int, list[int]] = defaultdict(list)
+        for index, pending in enumerate(batch):
+            by_mailbox[pending.mailbox_id].append(index)
+        results: list[MessageRow | NotFound] = [NotFound("")] * len(batch)
+        inserts: list[tuple[Any, ...]] = []
+        for mailbox_id, indexes in by_mailbox.items():
+            count = len(indexes)
             row = await _fetch_one(
                 work.db,
-                "UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
-                " WHERE id = ? RETURNING account_id, uidnext - 1, highest_modseq",
-                (mailbox_id,),
+                "UPDATE mailboxes SET uidnext = uidnext + ?1, highest_modseq = highest_modseq"
+                " + ?1 WHERE id = ?2 RETURNING account_id, uidnext - ?1, highest_modseq - ?1",
+                (count, mailbox_id),
             )
             if row is None:
-                raise NotFound(f"no mailbox with id {mailbox_id}")
-            account_id, uid, modseq = row
-            internal_date = _aware(message.internal_date)
-            await _fetch(
-                work.db,
-                _INSERT_MESSAGE,
-                (mailbox_id, uid, modseq, message.blob_id, message.size,
-                 internal_date.isoformat(), _flags_text(message.flags), _utc_text(saved),
-                 message.meta),
-            )  # fmt: skip
+                for index in indexes:
+                    results[index] = NotFound(f"no mailbox with id {mailbox_id}")
+                continue
+            account_id, first_uid, modseq_before = row
+            for offset, index in enumerate(indexes):
+                # Every append takes its own UID and MODSEQ (RFC 7162 §3.1), in order.
+                message_row = _new_message_row(
+                    batch[index], first_uid + offset, modseq_before + 1 + offset)
+                inserts.append(_insert_params(message_row, batch[index].message.meta))
+                results[index] = message_row
             work.changed(account_id, mailbox_id, "append")
-        return MessageRow(mailbox_id, uid, modseq, message.blob_id, message.size,
-                          internal_date, frozenset(message.flags), saved)  # fmt: skip
+        if inserts:
+            await work.db.executemany(_INSERT_MESSAGE, inserts)
+        return results
 
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
         sql = _SELECT_MESSAGES
@@ -626,6 +715,21 @@ class SqliteStore:
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRow | None:
         row = await _fetch_one(self._read, _SELECT_MESSAGES + " AND uid = ?", (mailbox_id, uid))
         return _message_from_row(row, {}) if row else None
+
+    async def list_flag_columns(self, mailbox_id: int) -> FlagColumns:
+        # Served from the covering index messages_flags (migration 0004): the table rows,
+        # which carry each message's meta, are never read.
+        rows = await _fetch(self._read, "SELECT uid, modseq, flags FROM messages"
+                            " WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))  # fmt: skip
+        return flag_columns(rows)
+
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
+        rows = await _fetch(self._read, _SELECT_MESSAGES + " AND uid IN (SELECT value FROM"
+                            " json_each(?)) ORDER BY uid",
+                            (mailbox_id, _uids_json(uids)))  # fmt: skip
+        if len(rows) > _ROWS_BUILT_ON_LOOP:
+            return await asyncio.to_thread(_messages_from_rows, rows)
+        return _messages_from_rows(rows)
 
     async def get_meta(self, mailbox_id: int, uid: int) -> str:
         row = await _fetch_one(self._read, "SELECT meta FROM messages WHERE mailbox_id = ?"
@@ -791,6 +895,101 @@ class SqliteStore:
             rows = await _fetch(work.db, "DELETE FROM queue WHERE message_id = ?"
                                 " RETURNING blob_id", (message_id,))  # fmt: skip
             work.blobs.update(row[0] for row in rows)
+        return len(rows)
+
+    # -- importers (issue 9, accounts/dms_import.py) -------------------------------------
+
+    async def set_mailbox_uids(self, mailbox_id: int, uidvalidity: int, uidnext: int) -> Mailbox:
+        async with self._write() as work:
+            db = work.db
+            mailbox = await self._existing_mailbox(db, mailbox_id)
+            if uidvalidity == mailbox.uidvalidity:
+                # The same UID space: UIDNEXT may only rise (RFC 9051 §2.3.1.1: never reuse).
+                if uidnext <= mailbox.uidnext:
+                    return mailbox
+                await _fetch(db, "UPDATE mailboxes SET uidnext = ? WHERE id = ?",
+                             (uidnext, mailbox_id))  # fmt: skip
+                return replace(mailbox, uidnext=uidnext)
+            if await _fetch(db, "SELECT 1 FROM messages WHERE mailbox_id = ? LIMIT 1",
+                            (mailbox_id,)):  # fmt: skip
+                raise Refused(f"mailbox {mailbox.name} holds messages; its UIDVALIDITY cannot"
+                              " change", code="CANNOT")
+            # A new UID space: the old one's expunge records mean nothing in it, and the
+            # global counter moves past the value so no other mailbox is handed it.
+            await _fetch(db, "DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+            await _fetch(db, "INSERT INTO counters (name, value) VALUES ('uidvalidity', ?)"
+                         " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                         (uidvalidity,))  # fmt: skip
+            await _fetch(db, "UPDATE mailboxes SET uidvalidity = ?, uidnext = ?,"
+                         " highest_modseq = highest_modseq + 1 WHERE id = ?",
+                         (uidvalidity, max(uidnext, 1), mailbox_id))  # fmt: skip
+            work.changed(mailbox.account_id, mailbox_id, "mailbox")
+            return await self._existing_mailbox(db, mailbox_id)
+
+    async def import_message(
+        self, mailbox_id: int, message: NewMessage, *, source_key: str, uid: int | None = None
+    ) -> MessageRow | None:
+        saved = _utc_now()
+        async with self._write() as work:
+            db = work.db
+            if await _fetch(db, "SELECT 1 FROM imported_keys WHERE mailbox_id = ?"
+                            " AND source_key = ?", (mailbox_id, source_key)):  # fmt: skip
+                return None
+            mailbox = await self._existing_mailbox(db, mailbox_id)
+            # RFC 9051 §2.3.1.1: UIDs only ascend, so a wanted UID below UIDNEXT cannot be had.
+            new_uid = uid if uid is not None and uid >= mailbox.uidnext else mailbox.uidnext
+            modseq = mailbox.highest_modseq + 1
+            await _fetch(db, "UPDATE mailboxes SET uidnext = ?, highest_modseq = ? WHERE id = ?",
+                         (new_uid + 1, modseq, mailbox_id))  # fmt: skip
+            internal_date = _aware(message.internal_date)
+            await _fetch(
+                db,
+                _INSERT_MESSAGE,
+                (mailbox_id, new_uid, modseq, message.blob_id, message.size,
+                 internal_date.isoformat(), _flags_text(message.flags), _utc_text(saved),
+                 message.meta),
+            )  # fmt: skip
+            await _fetch(db, "INSERT INTO imported_keys (mailbox_id, source_key)"
+                         " VALUES (?, ?)", (mailbox_id, source_key))  # fmt: skip
+            work.changed(mailbox.account_id, mailbox_id, "append")
+        return MessageRow(mailbox_id, new_uid, modseq, message.blob_id, message.size,
+                          internal_date, frozenset(message.flags), saved)  # fmt: skip
+
+    async def imported_keys(self, mailbox_id: int) -> set[str]:
+        rows = await _fetch(self._read, "SELECT source_key FROM imported_keys"
+                            " WHERE mailbox_id = ?", (mailbox_id,))  # fmt: skip
+        return {row[0] for row in rows}
+
+    # -- bans (issue 7) -------------------------------------------------------------------
+
+    async def add_ban(self, ban: Ban) -> None:
+        async with self._write() as work:
+            await _fetch(work.db, "DELETE FROM bans WHERE expires <= ?",
+                         (_utc_text(ban.created),))  # fmt: skip
+            await _fetch(
+                work.db,
+                "INSERT INTO bans (address, created, expires, failures, reason)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET"
+                " created = excluded.created, expires = excluded.expires,"
+                " failures = excluded.failures, reason = excluded.reason",
+                (ban.address, _utc_text(ban.created), _utc_text(ban.expires), ban.failures,
+                 ban.reason),
+            )  # fmt: skip
+
+    async def get_ban(self, address: str, now: dt.datetime) -> Ban | None:
+        row = await _fetch_one(self._read, _SELECT_BANS + " WHERE address = ? AND expires > ?",
+                               (address, _utc_text(now)))  # fmt: skip
+        return _ban_from_row(row) if row else None
+
+    async def list_bans(self, now: dt.datetime) -> list[Ban]:
+        rows = await _fetch(self._read, _SELECT_BANS + " WHERE expires > ?"
+                            " ORDER BY expires, address", (_utc_text(now),))  # fmt: skip
+        return [_ban_from_row(row) for row in rows]
+
+    async def delete_ban(self, address: str) -> int:
+        async with self._write() as work:
+            rows = await _fetch(work.db, "DELETE FROM bans WHERE address = ? RETURNING address",
+                                (address,))  # fmt: skip
         return len(rows)
 
     # -- blobs ----------------------------------------------------------------------------

@@ -1,0 +1,9 @@
+"""Defences against abuse from the network (issue 7), wired in by app.py:
+- peer.py: the client address of the connection a task serves (a ContextVar) and the key
+  limits and bans count it under;
+- limits.py: connections in total and per address, and each protocol's refusal line;
+- bans.py: failed-login counting and bans, applied inside AccountService.authenticate so
+  every protocol's login is covered without protocol code knowing;
+- stalls.py: cutting off clients that stop reading our output;
+- headers.py: the header-size check run on every received message.
+"""

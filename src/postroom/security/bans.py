@@ -1,0 +1,185 @@
+"""Brute-force protection: Fail2ban's job for postroom, built in.
+
+Owns counting failed authentications per client address key (peer.py), banning a key
+that fails too often, and making every failed attempt cost the client time rather than us
+CPU. `AccountService.authenticate` — the one door every protocol's login goes through —
+runs each attempt through `AuthGuard.guarded`, so SMTP AUTH, IMAP and POP3 are protected
+alike, without protocol code knowing.
+
+Decisions (the defaults follow Fail2ban's sshd jail: 5 failures within 10 minutes ban
+the address for 1 hour):
+- A banned client's attempt is refused before any password hashing; app.py also refuses
+  its new connections before the greeting.
+- Attempts from one client run one at a time, and a failure is answered only after
+  `failure_delay` (Dovecot's auth_failure_delay): parallel guessing gains nothing.
+- At most `MAX_PARALLEL_VERIFICATIONS` password checks run at once, whoever asks: each
+  argon2id check takes 64 MiB (RFC 9106's low-memory profile), so many clients logging in
+  together queue rather than exhaust memory.
+- A success resets nothing: neither this client's count (an attacker holding one account
+  must not launder guesses against another) nor anyone else's.
+- Addresses in TRUSTED_NETWORKS are never counted or banned (Fail2ban's `ignoreip`);
+  their failures are still delayed. Loopback is not exempt unless listed there.
+- Bans are persisted in the store, so `postroom ban list/del` work while `serve` runs and
+  nodes sharing a store share bans; failure counters are per process and bounded in size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from postroom.clock import Clock, SystemClock
+from postroom.config import Config
+from postroom.errors import PostroomError
+from postroom.security.limits import Network, is_exempt
+from postroom.security.peer import current_client
+from postroom.store.api import Ban, Store
+
+log = logging.getLogger("postroom.security")
+
+T = TypeVar("T")
+
+# Failure histories kept at once; past this the oldest is forgotten. 10k addresses of at
+# most `max_failures` timestamps each is well under a few MB.
+MAX_TRACKED_ADDRESSES = 10_000
+MAX_PARALLEL_VERIFICATIONS = min(8, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True, slots=True)
+class BanPolicy:
+    max_failures: int = 5  # 0 turns banning off
+    find_time: dt.timedelta = dt.timedelta(minutes=10)
+    ban_time: dt.timedelta = dt.timedelta(hours=1)
+    failure_delay: float = 2.0  # seconds before a failure is answered
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.max_failures > 0
+
+
+class AuthGuard:
+    def __init__(self, store: Store, policy: BanPolicy, exempt: Sequence[Network] = (),
+                 clock: Clock | None = None) -> None:
+        self.policy = policy
+        self._store = store
+        self._exempt = tuple(exempt)
+        self._clock = clock or SystemClock()
+        self._failures: dict[str, deque[dt.datetime]] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._verifying = asyncio.Semaphore(MAX_PARALLEL_VERIFICATIONS)
+
+    def is_exempt(self, key: str) -> bool:
+        return is_exempt(key, self._exempt)
+
+    async def is_banned(self, key: str) -> bool:
+        """Is a ban on `key` in force? Bans made by hand (`postroom ban add`) hold even
+        when automatic banning is off."""
+        if self.is_exempt(key):
+            return False
+        try:
+            return await self._store.get_ban(key, self._clock.now()) is not None
+        except PostroomError as error:
+            # The store is unreachable (TryLater): logins cannot be checked either, so
+            # letting the client on to the protocol's own temporary failure is safe.
+            log.warning("client=%s ban check failed: %s", key, error)
+            return False
+
+    async def guarded(self, verify: Callable[[], Awaitable[T | None]]) -> T | None:
+        """Run one authentication attempt for the current connection's client: None
+        without calling `verify` when the client is banned, else `verify`'s result, a
+        failure (None) counted and answered late."""
+        key = current_client()
+        if key is None:  # not from a connection (CLI, tests): nothing to guard
+            return await verify()
+        async with self._turn(key):
+            if await self.is_banned(key):
+                log.info("client=%s authentication refused: banned", key)
+                await self._penalise()
+                return None
+            async with self._verifying:
+                result = await verify()
+            if result is None:
+                await self.record_failure(key)
+                await self._penalise()
+            return result
+
+    async def record_failure(self, key: str) -> bool:
+        """Count one failure; True when it got `key` banned."""
+        if not self.policy.is_enabled or self.is_exempt(key):
+            return False
+        now = self._clock.now()
+        history = self._history(key)
+        while history and now - history[0] > self.policy.find_time:
+            history.popleft()
+        history.append(now)
+        if len(history) < self.policy.max_failures:
+            return False
+        del self._failures[key]
+        await self.ban(key, now, len(history), "authentication failures")
+        return True
+
+    async def ban(self, key: str, now: dt.datetime, failures: int, reason: str) -> Ban:
+        ban = Ban(key, now, now + self.policy.ban_time, failures, reason)
+        await self._store.add_ban(ban)
+        log.warning("client=%s banned until %s after %d %s", key,
+                    ban.expires.isoformat(timespec="seconds"), failures, reason)
+        return ban
+
+    def failures_of(self, key: str) -> int:
+        return len(self._failures.get(key, ()))
+
+    def _history(self, key: str) -> deque[dt.datetime]:
+        history = self._failures.get(key)
+        if history is None:
+            if len(self._failures) >= MAX_TRACKED_ADDRESSES:
+                del self._failures[next(iter(self._failures))]  # the oldest inserted
+            history = self._failures[key] = deque(maxlen=self.policy.max_failures)
+        return history
+
+    async def _penalise(self) -> None:
+        if self.policy.failure_delay > 0:
+            await asyncio.sleep(self.policy.failure_delay)
+
+    def _turn(self, key: str) -> _Turn:
+        return _Turn(self._turns, key)
+
+
+class _Turn:
+    """One attempt at a time per client: a lock per key, dropped when nobody holds or
+    waits for it, so the table is only as big as the set of clients trying right now."""
+
+    def __init__(self, turns: dict[str, tuple[asyncio.Lock, int]], key: str) -> None:
+        self._turns = turns
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        lock, users = self._turns.get(self._key, (asyncio.Lock(), 0))
+        self._turns[self._key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._turns[self._key][0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        lock, users = self._turns[self._key]
+        if users <= 1:
+            del self._turns[self._key]
+        else:
+            self._turns[self._key] = (lock, users - 1)
+
+
+def ban_policy(config: Config) -> BanPolicy:
+    return BanPolicy(config.auth_ban_max_failures,
+                     dt.timedelta(seconds=config.auth_ban_find_time),
+                     dt.timedelta(seconds=config.auth_ban_time), config.auth_failure_delay)

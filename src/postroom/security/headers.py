@@ -1,0 +1,67 @@
+"""The header-size limit: a `MessageCheck` run after DATA, before anything is stored.
+
+Owns the decision that a message's header section is too big to be mail. Limits:
+- one header field (with its folded continuation lines) up to 100 KiB — Postfix's
+  `header_size_limit` default, refused here rather than truncated because postroom stores
+  messages byte-exact (DKIM signatures must keep verifying);
+- the whole header section up to 1 MiB. Hostile MIME with megabytes of headers would
+  otherwise be parsed and kept in the metadata every FETCH reads.
+Refused with `552 5.3.4` (RFC 3463: message too big for system). The scan reads at most
+the limit plus one line, off the event loop.
+
+Where the header section ends follows RFC 5322 §2.1 and Python's parser: at the first
+empty line, or at the first line that is neither a field nor a continuation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from postroom.smtp.receive import ReceivedMessage
+from postroom.smtp.replies import Reply, reply
+
+MAX_HEADER_FIELD = 100 * 1024
+MAX_HEADER_SECTION = 1024 * 1024
+
+# RFC 5322 §3.6.8: field-name = 1*ftext (printable US-ASCII except ":").
+_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+HEADER_FIELD_TOO_LARGE = reply(552, "5.3.4", "Message header field too large "
+                               f"(limit {MAX_HEADER_FIELD} bytes)")
+HEADER_SECTION_TOO_LARGE = reply(552, "5.3.4", "Message header too large "
+                                 f"(limit {MAX_HEADER_SECTION} bytes)")
+
+
+def scan_header(path: Path, max_field: int = MAX_HEADER_FIELD,
+                max_section: int = MAX_HEADER_SECTION) -> Reply | None:
+    """None when the header section of the message at `path` is within the limits."""
+    section = field = 0
+    with path.open("rb") as handle:
+        while True:
+            line = handle.readline(max_section + 1 - section)
+            if line in (b"", b"\r\n", b"\n"):
+                return None
+            is_continuation = line[:1] in (b" ", b"\t")
+            if not is_continuation and not _FIELD_START.match(line):
+                return None  # the body starts here (a header line without a colon)
+            field = field + len(line) if is_continuation else len(line)
+            section += len(line)
+            if section > max_section:
+                return HEADER_SECTION_TOO_LARGE
+            if field > max_field:
+                return HEADER_FIELD_TOO_LARGE
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderLimitCheck:
+    """`smtp.receive.MessageCheck`: refuse messages whose header is too large."""
+
+    max_field: int = MAX_HEADER_FIELD
+    max_section: int = MAX_HEADER_SECTION
+
+    async def check(self, message: ReceivedMessage) -> Reply | None:
+        return await asyncio.to_thread(scan_header, message.spool_path, self.max_field,
+                                       self.max_section)

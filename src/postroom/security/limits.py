@@ -1,0 +1,96 @@
+"""Connection limits, and the one line each protocol says when it turns a client away.
+
+Owns counting open connections — in total and per client address key (see peer.py) — and
+the refusal lines: SMTP `421` (RFC 5321 §3.8: a server that must not serve a client
+answers 421 and closes), IMAP `* BYE` (RFC 9051 §7.1.5: BYE instead of the greeting),
+POP3 `-ERR [SYS/TEMP]` (RFC 2449 §8.1.2: a temporary condition).
+
+Invariants: `admit` and `release` are synchronous and called on the event loop only, so
+counts never race; every admitted connection is released exactly once (app.py does it in
+a `finally`); an address in an exempt network never hits the per-address limit, but
+every connection counts towards the total, which protects the process's file descriptors.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections import Counter
+from collections.abc import Sequence
+
+from postroom.imap.wire.responses import render_untagged_status
+from postroom.pop3.wire import render_err
+from postroom.smtp.replies import reply
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class WireProtocol(enum.Enum):
+    SMTP = "smtp"
+    IMAP = "imap"
+    POP3 = "pop3"
+
+
+class Refusal(enum.Enum):
+    """Why a connection is turned away before the greeting."""
+
+    BANNED = "too many failed logins from your address; try later"
+    TOO_MANY_FROM_ADDRESS = "too many connections from your address; try later"
+    TOO_MANY_CONNECTIONS = "too many connections; try later"
+
+
+def render_refusal(protocol: WireProtocol, refusal: Refusal, hostname: str) -> bytes:
+    """The whole answer sent instead of a greeting."""
+    if protocol is WireProtocol.SMTP:
+        # RFC 3463: 4.7.0 security/policy for ours to refuse, 4.3.2 system not accepting.
+        status = "4.3.2" if refusal is Refusal.TOO_MANY_CONNECTIONS else "4.7.0"
+        return reply(421, status, f"{hostname} {refusal.value}").render()
+    if protocol is WireProtocol.IMAP:
+        return render_untagged_status("BYE", refusal.value, "UNAVAILABLE")
+    return render_err(refusal.value, "SYS/TEMP")
+
+
+def is_exempt(key: str, networks: Sequence[Network]) -> bool:
+    """Is the client key (an address or an IPv6 /64) inside one of `networks`?"""
+    try:
+        network = ipaddress.ip_network(key, strict=False)
+    except ValueError:
+        return False
+    return any(network.version == trusted.version and network.subnet_of(trusted)  # type: ignore[arg-type]
+               for trusted in networks)
+
+
+class ConnectionLimiter:
+    """Open connections per address key and in total. A limit of 0 means unlimited."""
+
+    def __init__(self, max_total: int, max_per_address: int,
+                 exempt: Sequence[Network] = ()) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self._exempt = tuple(exempt)
+        self._per_address: Counter[str] = Counter()
+        self.total = 0
+
+    def admit(self, key: str | None) -> Refusal | None:
+        """Count the connection and return None, or return why it may not open (and do
+        not count it)."""
+        if self.max_total and self.total >= self.max_total:
+            return Refusal.TOO_MANY_CONNECTIONS
+        if (key is not None and self.max_per_address
+                and self._per_address[key] >= self.max_per_address
+                and not is_exempt(key, self._exempt)):
+            return Refusal.TOO_MANY_FROM_ADDRESS
+        self.total += 1
+        if key is not None:
+            self._per_address[key] += 1
+        return None
+
+    def release(self, key: str | None) -> None:
+        self.total -= 1
+        if key is not None:
+            self._per_address[key] -= 1
+            if self._per_address[key] <= 0:
+                del self._per_address[key]  # the Counter stays as small as the live set
+
+    def open_from(self, key: str) -> int:
+        return self._per_address[key]
