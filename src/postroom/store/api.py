@@ -122,6 +122,20 @@ class FlagColumns:
     modseqs: list[int]
     flags: list[frozenset[str]]
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, int, str]]) -> FlagColumns:
+        """(uid, modseq, space-separated flags) rows; C-level loops only (100,000 rows)."""
+        if not rows:
+            return cls([], [], [])
+        return cls.from_lists([row[0] for row in rows], [row[1] for row in rows],
+                              [row[2] for row in rows])
+
+    @classmethod
+    def from_lists(cls, uids: list[int], modseqs: list[int], texts: list[str]) -> FlagColumns:
+        """Columns already split; `texts` are space-separated flags."""
+        distinct = {text: frozenset(text.split()) for text in set(texts)}
+        return cls(uids, modseqs, list(map(distinct.__getitem__, texts)))
+
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:

@@ -65,6 +65,10 @@ _SELECT_MESSAGES = (
     "SELECT mailbox_id, uid, modseq, blob_id, size, internal_date, flags, saved_date"
     " FROM messages WHERE mailbox_id = ?"
 )
+_SELECT_FLAG_COLUMNS = (
+    "SELECT group_concat(uid), group_concat(modseq), group_concat(flags, char(10)) FROM"
+    " (SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid)"
+)
 _INSERT_MESSAGE = (
     "INSERT INTO messages (mailbox_id, uid, modseq, blob_id, size, internal_date, flags,"
     " saved_date, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -151,15 +155,6 @@ def _message_from_row(row: Row, flag_cache: dict[str, frozenset[str]]) -> Messag
 def _messages_from_rows(rows: list[Row]) -> list[MessageRow]:
     flag_cache: dict[str, frozenset[str]] = {}  # few distinct flag sets: share the frozensets
     return [_message_from_row(row, flag_cache) for row in rows]
-
-
-def flag_columns(rows: Sequence[tuple[int, int, str]]) -> FlagColumns:
-    """(uid, modseq, flags text) rows as columns; C-level loops only (100,000 rows)."""
-    if not rows:
-        return FlagColumns([], [], [])
-    uids, modseqs, texts = zip(*rows, strict=True)
-    distinct = {text: frozenset(text.split()) for text in set(texts)}
-    return FlagColumns(list(uids), list(modseqs), list(map(distinct.__getitem__, texts)))
 
 
 def _mailbox_from_row(row: Row) -> Mailbox:
@@ -718,10 +713,18 @@ class SqliteStore:
 
     async def list_flag_columns(self, mailbox_id: int) -> FlagColumns:
         # Served from the covering index messages_flags (migration 0004): the table rows,
-        # which carry each message's meta, are never read.
-        rows = await _fetch(self._read, "SELECT uid, modseq, flags FROM messages"
-                            " WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))  # fmt: skip
-        return flag_columns(rows)
+        # which carry each message's meta, are never read. Three strings instead of
+        # 100,000 row tuples: a third less time on the read, split by C code.
+        row = await _fetch_one(self._read, _SELECT_FLAG_COLUMNS, (mailbox_id,))
+        if row is None or row[0] is None:
+            return FlagColumns([], [], [])
+        uids = list(map(int, row[0].split(",")))
+        modseqs = list(map(int, row[1].split(",")))
+        texts = row[2].split("\n")  # flags are atoms: never a newline (RFC 9051 §9)
+        if uids != sorted(uids):  # group_concat's order is SQLite's choice: check it
+            ordered = sorted(zip(uids, modseqs, texts, strict=True))
+            uids, modseqs, texts = (list(column) for column in zip(*ordered, strict=True))
+        return FlagColumns.from_lists(uids, modseqs, texts)
 
     async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
         rows = await _fetch(self._read, _SELECT_MESSAGES + " AND uid IN (SELECT value FROM"

@@ -16,7 +16,7 @@ from postroom.imap.wire import commands as c
 async def deleted_uids(ctx: Context, view: SelectedMailbox) -> list[int]:
     await view.refresh(ctx.runtime.store)
     return [uid for uid in view.uids
-            if uid not in view.pending_expunge and "\\Deleted" in view.rows[uid].flags]  # fmt: skip
+            if uid not in view.pending_expunge and "\\Deleted" in view.flags[uid]]  # fmt: skip
 
 
 async def handle_expunge(ctx: Context, command: c.Expunge | c.UidExpunge) -> Done:

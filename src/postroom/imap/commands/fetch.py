@@ -4,8 +4,10 @@ MODSEQ and VANISHED).
 Owns turning fetch attributes into FETCH responses, one message at a time, streamed.
 
 Invariants (the 100,000-message rule):
-- FLAGS, UID, INTERNALDATE, RFC822.SIZE and MODSEQ come from the selected view's rows:
-  no store query, no blob, no metadata.
+- FLAGS, UID and MODSEQ come from the selected view (kept for every message: no store
+  query); INTERNALDATE, RFC822.SIZE and SAVEDATE from the view's rows, read for the
+  fetched UIDs in one `get_messages` query the first time and cached. No blob, no
+  metadata.
 - ENVELOPE, BODY and BODYSTRUCTURE come from the metadata stored at delivery/APPEND
   (`get_meta`); the blob is never parsed for them.
 - The blob is read only for body sections, and only its header when every requested
@@ -49,6 +51,7 @@ from postroom.store.errors import NotFound
 
 FetchItem = tuple[str | FetchAttribute, Value]
 _ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE"})
+_VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})  # kept for every message: no row read
 YIELD_EVERY = 500
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 
@@ -168,24 +171,26 @@ async def _item(msg: _Message, attribute: FetchAttribute, header_only: bool) -> 
     raise TypeError(f"unhandled fetch attribute {attribute!r}")
 
 
-def _row_item(ctx: Context, view: SelectedMailbox, row: MessageRow, name: str) -> Value:
-    """The items answered from the view's row alone (see _ROW_ONLY)."""
+def _row_item(ctx: Context, view: SelectedMailbox, uid: int, name: str) -> Value:
+    """The items answered from the view alone (see _ROW_ONLY); those outside
+    _VIEW_ONLY need `view.rows[uid]` loaded."""
     if name == "UID":
-        return row.uid
+        return uid
     if name == "FLAGS":
-        return [Atom(flag) for flag in view.flags_of(row.uid, is_rev1=not ctx.is_rev2)]
+        return [Atom(flag) for flag in view.flags_of(uid, is_rev1=not ctx.is_rev2)]
+    if name == "MODSEQ":
+        return [view.modseqs[uid]]  # RFC 7162 §3.1.4.1
+    row = view.rows[uid]
     if name == "INTERNALDATE":
         return row.internal_date
     if name == "RFC822.SIZE":
         return row.size
-    if name == "MODSEQ":
-        return [row.modseq]  # RFC 7162 §3.1.4.1
     return row.saved_date  # SAVEDATE (RFC 8514)
 
 
 async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
     if name in _ROW_ONLY:
-        return _row_item(msg.ctx, msg.view, msg.row, name)
+        return _row_item(msg.ctx, msg.view, msg.row.uid, name)
     if name == "ENVELOPE":
         return (await msg.meta()).envelope
     if name in ("BODY", "BODYSTRUCTURE"):
@@ -216,7 +221,7 @@ def _with_uid(ctx: Context, command: c.Fetch) -> list[FetchAttribute]:
 
 
 async def _mark_seen(ctx: Context, view: SelectedMailbox, uids: Sequence[int]) -> set[int]:
-    unseen = [uid for uid in uids if "\\Seen" not in view.rows[uid].flags]
+    unseen = [uid for uid in uids if "\\Seen" not in view.flags[uid]]
     if not unseen:
         return set()
     changed = await ctx.runtime.store.store_flags(
@@ -231,7 +236,7 @@ async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
         await _report_vanished(ctx, view, command)
     uids = view.resolve(command.sequence_set, is_uid=command.is_uid)
     if command.changed_since is not None:
-        uids = [uid for uid in uids if view.rows[uid].modseq > command.changed_since]
+        uids = [uid for uid in uids if view.modseqs[uid] > command.changed_since]
     attributes = _with_uid(ctx, command)
     header_only = all(is_header_only(attribute) for attribute in attributes)
     newly_seen: set[int] = set()
@@ -242,6 +247,7 @@ async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
         row_names = [a.name for a in attributes if isinstance(a, SimpleAttribute)]
         await _fetch_rows(ctx, view, uids, row_names)
         return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
+    await view.load_rows(ctx.runtime.store, uids)
     for index, uid in enumerate(uids):
         items = await _fetch_message(ctx, view, uid, attributes, header_only)
         if items is None:
@@ -275,9 +281,13 @@ async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], name
                       ) -> None:  # fmt: skip
     """The fast path (UID FETCH 1:* (FLAGS) on 100,000 messages): rows only, batched."""
     chunks: list[bytes] = []
+    needs_rows = not set(names) <= _VIEW_ONLY
+    if needs_rows:
+        await view.load_rows(ctx.runtime.store, uids)
     for uid in uids:
-        row = view.rows[uid]
-        items = [(name, _row_item(ctx, view, row, name)) for name in names]
+        if needs_rows and uid not in view.rows:
+            continue  # expunged before its row was read: nothing left to report
+        items = [(name, _row_item(ctx, view, uid, name)) for name in names]
         chunks.append(render_fetch(view.seq_of(uid), items))
         if len(chunks) == YIELD_EVERY:
             await ctx.write(b"".join(chunks))
@@ -291,7 +301,10 @@ async def _fetch_message(
     ctx: Context, view: SelectedMailbox, uid: int, attributes: list[FetchAttribute],
     header_only: bool,
 ) -> list[FetchItem] | None:
-    msg = _Message(ctx, view, view.rows[uid])
+    row = view.rows.get(uid)
+    if row is None:
+        return None  # expunged before its row was read: nothing left to report
+    msg = _Message(ctx, view, row)
     items: list[FetchItem] = []
     try:
         for attribute in attributes:

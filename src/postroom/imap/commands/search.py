@@ -180,6 +180,24 @@ def _walk(key: SearchKey) -> Iterator[SearchKey]:
         yield from _walk(key.key)
 
 
+# Keys judged from what the view keeps for every message (UID, flags, MODSEQ).
+_ROW_FREE_KEYS = (AndKey, OrKey, NotKey, AllKey, FlagKey, SequenceKey, UidKey, ModSeqKey)
+_NO_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _needs_rows(key: SearchKey) -> bool:
+    """Whether judging `key` reads more of a message than its UID, flags and MODSEQ."""
+    return not all(isinstance(node, _ROW_FREE_KEYS) for node in _walk(key))
+
+
+def _flags_only_row(view: SelectedMailbox, uid: int) -> MessageRow | None:
+    """A row carrying only what `_ROW_FREE_KEYS` read (no full row is loaded for them)."""
+    flags = view.flags.get(uid)
+    if flags is None:
+        return None
+    return MessageRow(view.mailbox_id, uid, view.modseqs[uid], "", 0, _NO_DATE, flags)
+
+
 def _needs_body(key: SearchKey) -> bool:
     return any(isinstance(node, BodyKey | TextKey) for node in _walk(key))
 
@@ -234,10 +252,13 @@ async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey) -> list[
     found: list[int] = []
     batch: list[tuple[MessageRow, Path]] = []
     empty = _Content()
+    needs_rows = _needs_rows(key)
+    if needs_rows:
+        await view.load_rows(ctx.runtime.store, view.uids)  # once per view: then cached
     for index, uid in enumerate(list(view.uids)):
         if index % 1000 == 999:
             await asyncio.sleep(0)  # let other sessions run during a long search
-        row = view.rows.get(uid)
+        row = view.rows.get(uid) if needs_rows else _flags_only_row(view, uid)
         if row is None or uid in view.pending_expunge:
             continue  # expunged elsewhere: its number stays until EXPUNGE, it matches nothing
         verdict = evaluator.judge(key, row, empty)
@@ -268,7 +289,7 @@ async def handle_search(ctx: Context, command: c.Search) -> Done:
     if any(isinstance(node, ModSeqKey) for node in _walk(command.criteria)):
         # RFC 7162 §3.1.5: the highest mod-sequence of the matching messages.
         ctx.enable_condstore()
-        modseq = max((view.rows[uid].modseq for uid in uids), default=None)
+        modseq = max((view.modseqs[uid] for uid in uids), default=None)
     options = command.return_options
     if options is not None and "SAVE" in options:
         view.saved = _saved_result(uids, options)

@@ -66,7 +66,8 @@ async def handle_select(ctx: Context, command: c.Select | c.Examine) -> Done:
 
 
 def _select_responses(ctx: Context, view: SelectedMailbox) -> bytes:
-    keywords = sorted({flag for row in view.rows.values() for flag in row.flags
+    # Few distinct flag sets, however many messages: look at each set once.
+    keywords = sorted({flag for flags in set(view.flags.values()) for flag in flags
                        if not flag.startswith("\\")})  # fmt: skip
     flags = [*_STORABLE, *keywords]
     permanent = [] if view.is_read_only else [*flags, "\\*"]
@@ -79,7 +80,7 @@ def _select_responses(ctx: Context, view: SelectedMailbox) -> bytes:
     if not ctx.is_rev2:
         out.append(render_recent(len(view.recent)))
         first_unseen = next((seq for seq, uid in enumerate(view.uids, 1)
-                             if "\\Seen" not in view.rows[uid].flags), None)  # fmt: skip
+                             if "\\Seen" not in view.flags[uid]), None)  # fmt: skip
         if first_unseen is not None:
             out.append(render_untagged_status("OK", "first unseen", "UNSEEN", (first_unseen,)))
     out += [
@@ -105,11 +106,11 @@ async def _resync(ctx: Context, view: SelectedMailbox, qresync: c.QResync) -> No
         await ctx.write(render_vanished(expunged, is_earlier=True))
     chunks = []
     for seq, uid in enumerate(view.uids, 1):
-        row = view.rows[uid]
-        if row.modseq > qresync.modseq:
+        modseq = view.modseqs[uid]
+        if modseq > qresync.modseq:
             flags = [Atom(flag) for flag in view.flags_of(uid, is_rev1=not ctx.is_rev2)]
             chunks.append(render_fetch(seq, [("UID", uid), ("FLAGS", flags),
-                                             ("MODSEQ", [row.modseq])]))  # fmt: skip
+                                             ("MODSEQ", [modseq])]))  # fmt: skip
     await ctx.write(b"".join(chunks))
 
 

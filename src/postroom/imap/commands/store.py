@@ -42,7 +42,7 @@ async def handle_store(ctx: Context, command: c.Store) -> Done:
         # RFC 7162 §3.1.3: messages changed after UNCHANGEDSINCE are reported MODIFIED.
         changed_uids = {row.uid for row in changed}
         modified = [uid for uid in uids if uid not in changed_uids
-                    and view.rows[uid].modseq > command.unchanged_since]  # fmt: skip
+                    and view.modseqs[uid] > command.unchanged_since]  # fmt: skip
     if not command.is_silent:
         for uid in uids:
             if uid in modified:
@@ -53,7 +53,7 @@ async def handle_store(ctx: Context, command: c.Store) -> Done:
             flag_atoms = [Atom(flag) for flag in view.flags_of(uid, is_rev1=not ctx.is_rev2)]
             items.append(("FLAGS", flag_atoms))
             if ctx.is_condstore:  # RFC 7162 §3.1.3: STORE answers carry MODSEQ
-                items.append(("MODSEQ", [view.rows[uid].modseq]))
+                items.append(("MODSEQ", [view.modseqs[uid]]))
             await ctx.write(render_fetch(view.seq_of(uid), items))
     name = f"{'UID ' if command.is_uid else ''}STORE completed"
     if modified:
