@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "postroom"
 
 SANS_IO = [
     "imap/wire", "smtp/wire.py", "pop3/wire.py", "sasl.py", "mail", "smtp/policy.py",
-    "queue/schedule.py", "mailauth/dmarc.py",
+    "queue/schedule.py", "mailauth/dmarc.py", "smtp/replyparse.py",
 ]
 FORBIDDEN_IN_SANS_IO = {"asyncio", "ssl", "socket", "postroom.store", "aiosqlite"}
 
@@ -19,7 +19,6 @@ OWNED_LIBRARIES = {
     "dkim": "mailauth/dkim.py",
     "spf": "mailauth/spf.py",
     "aiosqlite": "store/sqlite.py",
-    "aiosmtplib": "smtp/client.py",
     "rich": "cli.py",
 }
 
