@@ -14,7 +14,7 @@ from postroom.accounts.service import AccountService
 from postroom.config import Config
 from postroom.dns.resolver import Resolver
 from postroom.store.api import Store
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.tls.contexts import TlsContexts
 
@@ -23,7 +23,7 @@ from postroom.tls.contexts import TlsContexts
 class Runtime:
     config: Config
     store: Store
-    blobs: FileBlobStore
+    blobs: BlobStore
     feed: ChangeFeed
     accounts: AccountService
     tls: TlsContexts

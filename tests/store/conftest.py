@@ -5,7 +5,7 @@ To add a backend, append its name to BACKENDS and teach `make_store` to build it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ from postroom.store.api import Store
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.sqlite import SqliteStore
+from tests.postgres.pgserver import new_database
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 StoreMaker = Callable[[], Store]
 
@@ -38,12 +39,28 @@ def blobs(tmp_path: Path) -> FileBlobStore:
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed) -> StoreMaker:
+def database_url(backend: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for the postgresql backend ("" for the others)."""
+    if backend != "postgresql":
+        yield ""
+        return
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture
+def make_store(
+    backend: str, tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed, database_url: str
+) -> StoreMaker:
     """Builds an unopened store over the same data each call (for close + reopen tests)."""
 
     def make() -> Store:
         if backend == "sqlite":
             return SqliteStore(tmp_path / "db" / "postroom.sqlite3", blobs, feed)
+        if backend == "postgresql":
+            from postroom.store.postgres import PostgresStore
+
+            return PostgresStore(database_url, blobs, feed)
         raise AssertionError(f"unknown backend {backend}")
 
     return make

@@ -348,7 +348,7 @@ class Pop3Session:
         entry = drop.entry(event.number)
         row = await self._current_row(drop, entry)
         try:
-            path = str(self.runtime.blobs.path(row.blob_id))
+            path = str(await self.runtime.blobs.local_path(row.blob_id))
             handle = await asyncio.to_thread(_open_for_reading, path)
         except FileNotFoundError as error:
             raise Refused(f"message {entry.number} was deleted by another session") from error

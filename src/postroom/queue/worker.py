@@ -17,8 +17,10 @@ Owns the queue's life cycle after a message is accepted:
 Invariants: a row is finished only after the remote side accepted it or after its DSN
 is durable, so a crash re-sends at worst a message whose 250 was not yet recorded (RFC
 5321 §6.1 prefers a duplicate to a loss), and never loses one; passes never overlap
-within one worker, so no row is attempted twice at once (several workers on one store
-would need a lease column, which the queue table does not have yet).
+within one worker, and a pass *claims* its rows (`claim_due_queue_entries`: row locks,
+and a lease of QUEUE_LEASE), so several workers — nodes sharing a PostgreSQL store — never
+attempt one row at once, and a node that dies mid-delivery leaves its rows to the others
+once the lease has run out.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ MAX_CONNECTIONS = 10
 # The worker also wakes on its own this often, so `postroom queue flush` run from another
 # process (which cannot kick this one) takes effect within the interval.
 POLL_SECONDS = 30.0
+# How long a claimed row stays out of other workers' reach: longer than a pass takes (a
+# stalled server costs at most the client timeouts), short enough that a dead node's mail
+# waits no longer than an ordinary retry would.
+QUEUE_LEASE = dt.timedelta(minutes=15)
 
 
 @dataclass(slots=True)
@@ -202,8 +208,8 @@ class QueueWorker:
         """One delivery pass over everything due now."""
         async with self._pass_lock:
             report = PassReport()
-            due = await self.runtime.store.due_queue_entries(self.clock.now(),
-                                                             self.batch_size)
+            due = await self.runtime.store.claim_due_queue_entries(
+                self.clock.now(), self.batch_size, QUEUE_LEASE)
             report.due = len(due)
             failures: list[_Failure] = []
             groups = group_by_destination(due, has_relay=self.runtime.config.relay is not None)

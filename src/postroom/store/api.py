@@ -268,6 +268,15 @@ class Store(Protocol):
     # -- outbound queue (issue 4) ------------------------------------------------------
     async def enqueue(self, entries: Sequence[QueueEntry]) -> list[QueueEntry]: ...
     async def due_queue_entries(self, now: dt.datetime, limit: int) -> list[QueueEntry]: ...
+    async def claim_due_queue_entries(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta
+    ) -> list[QueueEntry]:
+        """Due entries leased to the caller (issue 10: several workers or nodes on one
+        store): each one's next attempt moves to `now + lease`, so no other worker takes it
+        until `reschedule` or `finish_queue_entry` settles it, or until the lease runs out
+        because the caller died. Entries come back with the `next_attempt` they had."""
+        ...
+
     async def list_queue(self) -> list[QueueEntry]: ...
     async def reschedule(
         self, entry_id: int, next_attempt: dt.datetime, last_error: str

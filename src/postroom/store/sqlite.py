@@ -870,6 +870,21 @@ class SqliteStore:
                             (_utc_text(now), limit))  # fmt: skip
         return [_queue_from_row(row) for row in rows]
 
+    async def claim_due_queue_entries(
+        self, now: dt.datetime, limit: int, lease: dt.timedelta
+    ) -> list[QueueEntry]:
+        # Under the write lock (BEGIN IMMEDIATE): one writer, so select-then-update is atomic.
+        async with self._write() as work:
+            rows = await _fetch(work.db, _SELECT_QUEUE + " WHERE next_attempt <= ?"
+                                " ORDER BY next_attempt, id LIMIT ?",
+                                (_utc_text(now), limit))  # fmt: skip
+            if rows:
+                await _fetch(work.db, "UPDATE queue SET next_attempt = ? WHERE id IN"
+                             " (SELECT value FROM json_each(?))",
+                             (_utc_text(_aware(now) + lease),
+                              json.dumps([row[0] for row in rows])))  # fmt: skip
+        return [_queue_from_row(row) for row in rows]
+
     async def list_queue(self) -> list[QueueEntry]:
         rows = await _fetch(self._read, _SELECT_QUEUE + " ORDER BY id")
         return [_queue_from_row(row) for row in rows]
