@@ -23,8 +23,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The servers under test run on asyncio's loop, then the protocol suites again on uvloop
+# (the `speed` extra), so both loops `serve` may run on are proven.
+UVLOOP_SUITES := tests/smtp tests/imap tests/pop3 tests/queue tests/e2e tests/hardening
+
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	POSTROOM_TEST_LOOP=uvloop $(BIN)/pytest -n 2 $(PYTEST_ARGS) $(UVLOOP_SUITES)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

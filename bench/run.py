@@ -49,7 +49,7 @@ from bench.scale import (
     measure_pop3,
 )
 from bench.smtp_load import SmtpTarget, cases, run_interleaved
-from bench.target import Postroom
+from bench.target import Postroom, event_loop
 
 SMTP_USERS = [bench_user(i) for i in range(1, 7)]
 IMAP_USERS = [bench_user(i) for i in range(11, 21)]
@@ -138,6 +138,7 @@ def machine_info() -> dict[str, str]:
         "Python": platform.python_version(),
         **versions(),
         "postroom": f"{commit}{' + uncommitted changes' if dirty else ''}",
+        "postroom event loop": event_loop(),
     }
 
 

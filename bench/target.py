@@ -43,6 +43,12 @@ WHERE accounts.address = ? AND mailboxes.name = 'INBOX'
 """
 
 
+def event_loop() -> str:
+    """The loop postroom serves on in this run: asyncio's own (what a default install
+    gets) unless POSTROOM_EVENT_LOOP=uvloop asks for the `speed` extra."""
+    return "uvloop" if os.environ.get("POSTROOM_EVENT_LOOP", "") == "uvloop" else "asyncio"
+
+
 @dataclass
 class Postroom:
     root: Path = WORK_DIR / "postroom"
@@ -119,7 +125,7 @@ class Postroom:
         if is_port_open(smtp_port):
             raise RuntimeError(f"port {smtp_port} is busy: a postroom left over from an "
                                "earlier run? (`ss -ltnp` names its PID)")
-        env = os.environ | {"PYTHONUNBUFFERED": "1"}
+        env = os.environ | {"PYTHONUNBUFFERED": "1", "POSTROOM_EVENT_LOOP": event_loop()}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "postroom", "--config", str(self.config_file), "serve"],
             cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

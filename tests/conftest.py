@@ -12,9 +12,16 @@ import trustme
 
 from postroom.config import Config
 from postroom.runtime import Runtime
+from tests.support.loops import LoopFactory, chosen_loop_factory, is_uvloop_chosen
 from tests.support.runtime import open_runtime
 
 TEST_HOSTNAME = "mail.example.test"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, LoopFactory]:
+    """async tests run on uvloop under POSTROOM_TEST_LOOP=uvloop (tests/support/loops.py)."""
+    return {"uvloop" if is_uvloop_chosen() else "asyncio": chosen_loop_factory()}
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -90,7 +91,11 @@ def run_with_store(action: Callable[[AccountService, Any], Awaitable[T]]) -> T:
 
 def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when the `speed` extra is installed, else None (asyncio's own).
-    Only `serve` uses it: one-shot commands gain nothing from a faster loop."""
+    Only `serve` uses it: one-shot commands gain nothing from a faster loop.
+    POSTROOM_EVENT_LOOP=asyncio keeps asyncio's loop although uvloop is installed (to
+    rule the loop out when chasing a problem; the test suite runs `serve` on both)."""
+    if os.environ.get("POSTROOM_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -365,7 +370,7 @@ def queue_list() -> None:
 
 @queue_app.command("flush")
 def queue_flush() -> None:
-    """Retry everything now (a running server picks it up at its next queue poll)."""
+    """Retry everything waiting now (mail a node is delivering right now is left to it)."""
     from postroom.clock import SystemClock
     from postroom.queue.admin import flush_queue
 

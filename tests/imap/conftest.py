@@ -27,6 +27,7 @@ from postroom.mail.mimetree import message_meta
 from postroom.runtime import Runtime
 from postroom.store.api import MessageRow, NewMessage
 from tests.conftest import TEST_HOSTNAME, make_config
+from tests.support.loops import chosen_loop_factory
 from tests.support.runtime import open_runtime
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class ImapThread:
     def __init__(self, config: Config, **server_options: float) -> None:
         self.config = config
         self.server_options = server_options
-        self.loop = asyncio.new_event_loop()
+        self.loop = chosen_loop_factory()()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runtime: Runtime | None = None
         self._servers: list[asyncio.Server] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -81,8 +81,9 @@ class FakeMx:
 
 class _Refuser(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(b"421 4.3.2 mx.fake.test busy, try another\r\n")
+        # a stream transport on either loop (uvloop's does not subclass asyncio.Transport)
+        stream = cast(asyncio.WriteTransport, transport)
+        stream.write(b"421 4.3.2 mx.fake.test busy, try another\r\n")
         transport.close()
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from postroom.app import App
 from postroom.config import Config
 from postroom.runtime import Runtime
+from tests.support.loops import chosen_loop_factory, serve_loop_env
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class AppThread:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = chosen_loop_factory()()
         self.app = App(config, drain_seconds=5)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -100,7 +101,7 @@ class ServeProcess:
         self.output: list[str] = []
 
     def start(self, timeout: float = 30) -> ServeProcess:
-        env = {**os.environ, **self.extra_env}
+        env = {**os.environ, **serve_loop_env(), **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "postroom", "--config", str(self.env_file), "serve"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 
+from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.imap.commands import HANDLERS, NO_EXPUNGE_DURING, Context, Done
 from postroom.imap.selected import MailboxGone
@@ -84,9 +85,7 @@ class ImapServer:
             pass  # the peer went away (OSError covers resets and TLS failures)
         finally:
             session.close()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await close_connection(reader, writer)
 
 
 class _Session:

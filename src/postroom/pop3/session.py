@@ -22,6 +22,7 @@ import logging
 import ssl
 from typing import Any, cast
 
+from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.pop3 import wire
 from postroom.pop3.commands import (
@@ -77,9 +78,7 @@ class Pop3Server:
             await link.run()
         finally:
             link.session.close()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await close_connection(reader, writer)
 
 
 class _Pop3Link:

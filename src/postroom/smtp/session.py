@@ -17,7 +17,6 @@ transaction at the first RCPT that is otherwise acceptable) and senders.py
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import ssl
@@ -25,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from postroom.closing import close_connection
 from postroom.delivery.recipients import Resolution, resolve_recipient
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.mailauth.spf import SpfResult
@@ -128,9 +128,7 @@ class SmtpServer:
             log.exception("client=%s session failed", session.client_ip)
         finally:
             session.discard_spool()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await close_connection(reader, writer)
 
 
 @dataclass(slots=True)
