@@ -46,6 +46,7 @@ class Ports:
     postroom_imaps: int = 33993
     postroom_pop3: int = 33110
     postroom_pop3s: int = 33995
+    postgres: int = 25432  # the nodes section's throwaway cluster (bench/pg.py)
 
 
 PORTS = Ports()
@@ -119,6 +120,17 @@ def process_cpu_seconds(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     # fields[11..14] are utime, stime, cutime, cstime (proc(5), counted after the comm field)
     return sum(int(value) for value in fields[11:15]) / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process with its reaped children and its live descendants: PostgreSQL
+    runs a backend process per connection. A process gone meanwhile counts as 0."""
+    try:
+        total = process_cpu_seconds(pid)
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return total + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
 # --- statistics -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ the issue names says so.
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -200,6 +201,62 @@ def render_scale(scale: dict[str, Any]) -> list[str]:
     return lines
 
 
+# --- nodes (issue 10) ---------------------------------------------------------------------
+
+NODE_CONFIGURATIONS = ("SQLite, 1 node", "PostgreSQL, 1 node", "PostgreSQL, 2 nodes")
+
+
+def render_nodes(nodes: dict[str, Any]) -> list[str]:
+    smtp: dict[str, list[Any]] = defaultdict(list)
+    imap: dict[str, list[Any]] = defaultdict(list)
+    for run in nodes.get("smtp", []):
+        smtp[run.config].append(run)
+    for mix in nodes.get("imap", []):
+        imap[mix.server].append(mix)
+    base = NODE_CONFIGURATIONS[0]
+    rows = []
+    for config in NODE_CONFIGURATIONS:
+        # Runs were appended one per configuration per repeat: position i is repeat i.
+        delivered = [r.delivered_per_s for r in smtp[config]]
+        ops = [m.ops_per_s for m in imap[config]]
+        database = [r.database_cpu_ms_per_msg for r in smtp[config]
+                    if r.database_cpu_ms_per_msg is not None]
+        rows.append([
+            config, summarize(delivered).render(), summarize(ops).render(),
+            *(["baseline"] * 2 if config == base else [
+                _ratio(paired_ratios(delivered, [r.delivered_per_s for r in smtp[base]])),
+                _ratio(paired_ratios(ops, [m.ops_per_s for m in imap[base]]))]),
+            summarize([r.postroom_cpu_ms_per_msg for r in smtp[config]]).render(2),
+            summarize(database).render(2) if database else "–",
+            str(sum(len(m.errors) for m in imap[config]))])
+    headers = ["Configuration", "SMTP in mailbox msg/s", "IMAP ops/s", "SMTP vs SQLite 1 node",
+               "IMAP vs SQLite 1 node", "postroom CPU ms/msg", "PostgreSQL CPU ms/msg",
+               "IMAP errors"]
+    return [
+        "## Nodes: SQLite against PostgreSQL, one and two nodes (issue 10)",
+        "",
+        *textwrap.wrap(
+            f"SMTP: smtp-source, 4 KB, {nodes.get('messages', 0)} messages and 10 sessions "
+            "in total per run; with two nodes, one smtp-source per node (5 sessions and half "
+            "the messages each), started together. Rate: all messages over the time until "
+            "the recipient's INBOX held every one (counted in the database). IMAP: the "
+            f"logged-in mix (see IMAP), 10 clients, {nodes.get('imap_seconds', 0):.0f} s per "
+            "run; with two nodes, 5 clients on each. Runs interleaved (A B C, B C A, …), "
+            "after one unrecorded warm-up round; ratios to SQLite, one node, are paired "
+            "within a repeat. CPU per message: the postroom processes (summed over the "
+            "nodes) and the PostgreSQL server (postmaster and backends). PostgreSQL runs "
+            "with its default configuration (fsync and synchronous_commit on): bench/pg.py.",
+            88, break_on_hyphens=False),
+        "",
+        "**Read with care:** this machine has 2 cores. Two nodes share the same cores, and",
+        "the PostgreSQL server and the load generators share them too, so the two-node row",
+        "measures the overhead and correctness of running two nodes on one database, not",
+        "the scale-out gain of nodes on their own machines.",
+        "",
+        *_table(headers, rows),
+    ]
+
+
 # --- targets ------------------------------------------------------------------------------
 
 
@@ -381,5 +438,7 @@ def render(plan: Any, machine: dict[str, str], results: dict[str, Any],
         lines += render_imap(results["imap"])
     if results.get("scale"):
         lines += render_scale(results["scale"])
+    if results.get("nodes"):
+        lines += render_nodes(results["nodes"])
     lines += render_findings(results, machine_costs)
     return "\n".join(lines).rstrip() + "\n"

@@ -39,6 +39,8 @@ from bench.harness import (
     run,
 )
 from bench.imap_load import fill_mailbox, mailbox_messages, run_mix
+from bench.nodes import measure_nodes
+from bench.pg import server_version
 from bench.references import Dovecot, Postfix, smtp_source_path, stop_quietly, versions
 from bench.scale import (
     IdleResult,
@@ -57,7 +59,7 @@ BIG_USER = bench_user(31)
 POP3_USER = bench_user(32)
 IDLE_USERS = [bench_user(i) for i in range(41, 51)]
 REFERENCE_USERS = 50
-SECTIONS = ("smtp", "imap", "scale")
+SECTIONS = ("smtp", "imap", "scale", "nodes")
 SAVED = WORK_DIR / "last-run.pickle"  # the raw results, so RESULTS.md can be re-rendered
 
 
@@ -88,7 +90,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     size.add_argument("--full", action="store_true",
                       help="the issue-8 sizes: 100,000-message mailbox, 10,000 IDLE, …")
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help="comma-separated subset of: smtp, imap, scale")
+                        help="comma-separated subset of: smtp, imap, scale, nodes")
     parser.add_argument("--repeats", type=int, default=0,
                         help="runs per figure and server (default 3 quick, 5 full)")
     parser.add_argument("--big-messages", type=int, default=0)
@@ -137,6 +139,7 @@ def machine_info() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         **versions(),
+        "PostgreSQL": server_version(),
         "postroom": f"{commit}{' + uncommitted changes' if dirty else ''}",
         "postroom event loop": event_loop(),
     }
@@ -298,6 +301,12 @@ def scale_idle(plan: Plan, servers: Servers) -> IdleResult:
     return result
 
 
+def section_nodes(plan: Plan, servers: Servers, out: dict[str, Any]) -> None:
+    """SQLite against PostgreSQL with one and two nodes (bench/nodes.py): servers of its
+    own, so `servers` is not used."""
+    out.update(measure_nodes(plan.quick, plan.smtp_repeats, plan.imap_seconds, say))
+
+
 def measure_costs() -> dict[str, float]:
     """Facts RESULTS.md explains gaps with, measured in this process on this machine."""
     import asyncio.sslproto
@@ -350,10 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     machine = machine_info()
     servers = Servers()
-    results: dict[str, Any] = {"smtp": [], "imap": [], "scale": {}}
+    results: dict[str, Any] = {"smtp": [], "imap": [], "scale": {}, "nodes": {}}
     errors: dict[str, str] = {}
     runners: dict[str, Callable[[Plan, Servers, Any], None]] = {
-        "smtp": section_smtp, "imap": section_imap, "scale": section_scale}
+        "smtp": section_smtp, "imap": section_imap, "scale": section_scale,
+        "nodes": section_nodes}
     try:
         for name in plan.sections:
             with section(name, errors):

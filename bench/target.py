@@ -5,8 +5,13 @@ serve` as a subprocess and waiting for its "postroom: ready" line, stopping it b
 (SIGTERM, then its drain), and counting delivered messages by reading its SQLite DB
 read-only (a 250 is not trusted: the mailbox is counted, as for Postfix).
 
-Invariants: it listens on 127.0.0.1 only, on the high ports in harness.PORTS; accounts
-are added before the server starts (see add_accounts).
+A Postroom may be given its own root (config and DATA_DIR), a port block (harness.PORTS
+shifted by `port_offset`) and STORAGE=postgresql with a DATABASE_URL: the nodes section
+runs several nodes on one database that way. Delivered mail is then counted in
+PostgreSQL over one autocommit connection kept open while counting.
+
+Invariants: it listens on 127.0.0.1 only, on the high ports in harness.PORTS (+ offset);
+accounts are added before the server starts (see add_accounts).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.harness import (
     HOST,
@@ -53,10 +59,14 @@ def event_loop() -> str:
 class Postroom:
     root: Path = WORK_DIR / "postroom"
     extra_env: dict[str, str] = field(default_factory=dict)
+    storage: str = "sqlite"  # or "postgresql" with database_url
+    database_url: str = ""
+    port_offset: int = 0  # added to every port in harness.PORTS
     process: subprocess.Popen[bytes] | None = None
     listening: dict[str, str] = field(default_factory=dict)
     _stderr_lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _counter: Any = None  # psycopg connection delivered() reuses on PostgreSQL
 
     @property
     def config_file(self) -> Path:
@@ -79,17 +89,18 @@ class Postroom:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.data_dir.mkdir(parents=True)
-        settings = {
+        offset = self.port_offset
+        settings: dict[str, object] = {
             "OVERRIDE_HOSTNAME": "bench.test",
             "DATA_DIR": str(self.data_dir),
             "LISTEN_ADDRESS": HOST,
-            "SMTP_PORT": PORTS.postroom_smtp,
-            "SUBMISSION_PORT": PORTS.postroom_submission,
-            "SUBMISSIONS_PORT": PORTS.postroom_submissions,
-            "IMAP_PORT": PORTS.postroom_imap,
-            "IMAPS_PORT": PORTS.postroom_imaps,
-            "POP3_PORT": PORTS.postroom_pop3,
-            "POP3S_PORT": PORTS.postroom_pop3s,
+            "SMTP_PORT": PORTS.postroom_smtp + offset,
+            "SUBMISSION_PORT": PORTS.postroom_submission + offset,
+            "SUBMISSIONS_PORT": PORTS.postroom_submissions + offset,
+            "IMAP_PORT": PORTS.postroom_imap + offset,
+            "IMAPS_PORT": PORTS.postroom_imaps + offset,
+            "POP3_PORT": PORTS.postroom_pop3 + offset,
+            "POP3S_PORT": PORTS.postroom_pop3s + offset,
             "SSL_TYPE": "self-signed",
             "LOG_LEVEL": "warn",
             # The Postfix reference runs no SPF/DKIM/DMARC milters and has no DNS either;
@@ -102,7 +113,10 @@ class Postroom:
             # the 10,000 IDLE clients (Postfix exempts $mynetworks from its own).
             "MAX_CONNECTIONS": "0",
             "MAX_CONNECTIONS_PER_IP": "0",
-        } | self.extra_env
+        }
+        if self.storage != "sqlite":
+            settings |= {"STORAGE": self.storage, "DATABASE_URL": self.database_url}
+        settings |= self.extra_env
         lines = [f"{key}={value}" for key, value in settings.items()]
         self.config_file.write_text("# Written by bench/target.py\n" + "\n".join(lines) + "\n")
 
@@ -121,7 +135,8 @@ class Postroom:
         asyncio.run(_add_accounts(self.config_file, addresses, cheap_hash))
 
     def start(self, timeout: float = 60) -> None:
-        smtp_port = int(self.extra_env.get("SMTP_PORT", PORTS.postroom_smtp))
+        smtp_port = int(self.extra_env.get("SMTP_PORT",
+                                           PORTS.postroom_smtp + self.port_offset))
         if is_port_open(smtp_port):
             raise RuntimeError(f"port {smtp_port} is busy: a postroom left over from an "
                                "earlier run? (`ss -ltnp` names its PID)")
@@ -166,6 +181,9 @@ class Postroom:
         return self.process.pid
 
     def stop(self, timeout: float = 60) -> None:
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -181,12 +199,22 @@ class Postroom:
 
     def delivered(self, address: str) -> int:
         """INBOX messages of one account, read from the DB without taking a write lock."""
+        if self.storage == "postgresql":
+            return self._delivered_postgres(address)
         connection = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
             row = connection.execute(COUNT_SQL, (address,)).fetchone()
             return int(row[0]) if row else 0
         finally:
             connection.close()
+
+    def _delivered_postgres(self, address: str) -> int:
+        if self._counter is None:
+            import psycopg
+
+            self._counter = psycopg.connect(self.database_url, autocommit=True)
+        row = self._counter.execute(COUNT_SQL.replace("?", "%s"), (address,)).fetchone()
+        return int(row[0]) if row else 0
 
     def wait_delivered(self, address: str, expected: int, timeout: float) -> float:
         return wait_until(lambda: self.delivered(address) >= expected, timeout,
