@@ -23,13 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The servers under test run on asyncio's loop, then the protocol suites again on uvloop
-# (the `speed` extra), so both loops `serve` may run on are proven.
+# The servers under test run on asyncio's loop over SQLite, then the protocol suites again
+# on uvloop (the `speed` extra), so both loops `serve` may run on are proven, and again
+# over PostgreSQL (a throwaway server per worker, or $$POSTROOM_TEST_DATABASE_URL: see
+# tests/support/storage.py), so both STORAGE backends are.
 UVLOOP_SUITES := tests/smtp tests/imap tests/pop3 tests/queue tests/e2e tests/hardening
+POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 	POSTROOM_TEST_LOOP=uvloop $(BIN)/pytest -n 2 $(PYTEST_ARGS) $(UVLOOP_SUITES)
+	POSTROOM_TEST_STORAGE=postgresql $(BIN)/pytest -n 2 $(PYTEST_ARGS) $(POSTGRES_SUITES)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

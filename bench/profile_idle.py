@@ -1,9 +1,9 @@
 """RSS of postroom holding N IMAP connections in IDLE (tuning aid, not `make bench`).
 
-Owns one manual run: postroom on its own ports (see bench/profile_rate.py) with cheap
-password hashes for the IDLE users, RLIMIT_NOFILE raised for this process and the server
-it starts, then bench.scale.measure_idle: N TLS connections LOGIN, SELECT, IDLE; RSS
-before and after; one delivery wakes them all.
+Owns one manual run: postroom on its own ports (not profile_rate's: both may run at
+once) with cheap password hashes for the IDLE users, RLIMIT_NOFILE raised for this process
+and the server it starts, then bench.scale.measure_idle: N TLS connections LOGIN, SELECT,
+IDLE; RSS before and after; one delivery wakes them all.
 Usage: `.venv/bin/python -m bench.profile_idle [--connections 10000]`.
 """
 
@@ -15,11 +15,12 @@ import smtplib
 import sys
 
 from bench.harness import HOST, WORK_DIR, bench_user, raise_nofile_limit
-from bench.profile_rate import _PORTS
 from bench.scale import measure_idle
 from bench.target import Postroom
 
 USERS = [bench_user(i) for i in range(41, 51)]
+_PORTS = {"SMTP": 48125, "SUBMISSION": 48587, "SUBMISSIONS": 48465, "IMAP": 48143,
+          "IMAPS": 48993, "POP3": 48110, "POP3S": 48995}
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """Fixtures shared by every test layer: certificates from trustme, a Runtime over a
-temporary SQLite store, and configs whose every path and port is private to the test."""
+temporary store (SQLite, or PostgreSQL under POSTROOM_TEST_STORAGE=postgresql), and
+configs whose every path and port is private to the test."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from postroom.config import Config
 from postroom.runtime import Runtime
 from tests.support.loops import LoopFactory, chosen_loop_factory, is_uvloop_chosen
 from tests.support.runtime import open_runtime
+from tests.support.storage import is_postgres_chosen, release_databases, storage_settings
 
 TEST_HOSTNAME = "mail.example.test"
 
@@ -22,6 +24,21 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
                                   ) -> dict[str, LoopFactory]:
     """async tests run on uvloop under POSTROOM_TEST_LOOP=uvloop (tests/support/loops.py)."""
     return {"uvloop" if is_uvloop_chosen() else "asyncio": chosen_loop_factory()}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.sqlite_only(reason=…)`: a test about SQLite or files as such, skipped
+    under POSTROOM_TEST_STORAGE=postgresql (tests/support/storage.py)."""
+    marker = item.get_closest_marker("sqlite_only")
+    if marker is not None and is_postgres_chosen():
+        pytest.skip("SQLite only: " + str(marker.kwargs.get("reason", "")))
+
+
+@pytest.fixture(autouse=True)
+def _release_test_databases() -> Iterator[None]:
+    # Autouse, so torn down after the fixtures whose stores use the databases.
+    yield
+    release_databases()
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +70,8 @@ def client_tls(trustme_ca: trustme.CA) -> ssl.SSLContext:
 
 
 def make_config(tmp_path: Path, server_cert: tuple[Path, Path], **overrides: object) -> Config:
-    """A Config private to one test: its own DATA_DIR, TLS files, loopback, ephemeral ports."""
+    """A Config private to one test: its own DATA_DIR, TLS files, loopback, ephemeral ports
+    (and its own database under POSTROOM_TEST_STORAGE=postgresql, unless STORAGE is given)."""
     values: dict[str, object] = {
         "OVERRIDE_HOSTNAME": TEST_HOSTNAME,
         "DATA_DIR": tmp_path / "data",
@@ -65,6 +83,8 @@ def make_config(tmp_path: Path, server_cert: tuple[Path, Path], **overrides: obj
         "IMAP_PORT": 0, "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0,
     }
     values.update(overrides)
+    if "STORAGE" not in overrides:
+        values.update(storage_settings(values["DATA_DIR"]))
     return Config.model_validate(values)
 
 

@@ -4,10 +4,13 @@ Owns the only place where concrete implementations are chosen and wired together
 listener table, and shutdown: on SIGTERM the listeners stop accepting, sessions see
 `runtime.shutting_down` and finish (or refuse with 421 / BYE / -ERR) what is in flight,
 and whatever is still running after the drain deadline is cancelled. The store closes last.
-Every connection passes `_tracked` first (security/): it is counted against
+Every connection passes `_serve` first (security/): it is counted against
 MAX_CONNECTIONS / MAX_CONNECTIONS_PER_IP, refused before the greeting when over a limit
 or banned (each protocol's own 421 / BYE / -ERR line), watched for a client that stops
 reading, and its address is put where the login guard in AccountService reads it.
+With PROXY_PROTOCOL_TRUSTED_NETWORKS set, listeners accept sockets themselves and read a
+balancer's PROXY header before anything else (security/proxy_listener.py), so that
+address is the real client's everywhere after.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from postroom.accounts.authcache import AuthCache
 from postroom.accounts.service import AccountService
 from postroom.clock import SystemClock
+from postroom.closing import close_connection
 from postroom.config import Config
 from postroom.dns.live import LiveResolver
 from postroom.errors import ConfigError
@@ -33,13 +39,15 @@ from postroom.runtime import Runtime
 from postroom.security.bans import AuthGuard, ban_policy
 from postroom.security.headers import HeaderLimitCheck
 from postroom.security.limits import ConnectionLimiter, Refusal, WireProtocol, render_refusal
-from postroom.security.peer import CLIENT_ADDRESS, peer_key
+from postroom.security.peer import CLIENT_ADDRESS, PROXIED_PEER, client_peername, peer_key
+from postroom.security.proxy_listener import ProxyListener, accept_proxied
 from postroom.security.stalls import watch_stalls
 from postroom.smtp.receive import MessageCheck
 from postroom.store.api import Store
 from postroom.store.blobs import BlobStore, FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.sqlite import SqliteStore
+from postroom.tls.buffers import limit_tls_read_buffer
 from postroom.tls.contexts import TlsContexts
 from postroom.tls.selfsigned import ensure_self_signed
 
@@ -48,6 +56,7 @@ log = logging.getLogger("postroom")
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 # A refused client gets its one line; one that does not read it is not waited for long.
 REFUSAL_WRITE_TIMEOUT = 5.0
+STREAM_LIMIT = 1024 * 1024  # StreamReader buffer limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +121,7 @@ class App:
         self.config = config
         self.drain_seconds = drain_seconds
         self.listeners: list[BoundListener] = []
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._runtime: Runtime | None = None
         self._queue: QueueWorker | None = None
@@ -129,13 +138,16 @@ class App:
 
     async def start(self) -> None:
         config = self.config
+        limit_tls_read_buffer()  # 256 KiB per TLS connection otherwise (tls/buffers.py)
         tls = prepare_tls(config)
         await asyncio.to_thread(clear_leftovers, config)
         feed = ChangeFeed()
         store, blobs = await open_store(config, feed)
         self.guard = AuthGuard(store, ban_policy(config), config.networks)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
-                                accounts=AccountService(store, self.guard), tls=tls,
+                                accounts=AccountService(store, self.guard,
+                                                        AuthCache.from_config(config)),
+                                tls=tls,
                                 resolver=LiveResolver(config.nameservers))
         self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
                                   DkimSigner.from_config(config))
@@ -197,6 +209,9 @@ class App:
         return (HeaderLimitCheck(),)
 
     async def _listen(self, spec: ListenerSpec) -> None:
+        if self.config.proxy_networks:
+            await self._listen_proxied(spec)
+            return
         tls: dict[str, ssl.SSLContext | float] = (
             {"ssl": self.runtime.tls.listener_context(), "ssl_handshake_timeout": 30}
             if spec.implicit_tls else {}
@@ -204,45 +219,76 @@ class App:
         for host in self.config.listen_addresses:
             server = await asyncio.start_server(
                 self._tracked(spec), host, spec.port, reuse_address=True,
-                limit=1024 * 1024, **tls,  # type: ignore[arg-type]
+                limit=STREAM_LIMIT, **tls,  # type: ignore[arg-type]
             )
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
             self.listeners.append(BoundListener(spec.name, host, port, spec.implicit_tls))
 
+    async def _listen_proxied(self, spec: ListenerSpec) -> None:
+        """PROXY_PROTOCOL_TRUSTED_NETWORKS set: sockets are accepted here and the header is
+        read before asyncio wraps them, TLS included (security/proxy_listener.py)."""
+        context = self.runtime.tls.listener_context() if spec.implicit_tls else None
+
+        def on_accept(sock: socket.socket) -> None:
+            task = asyncio.create_task(self._proxied(spec, sock, context))
+            self._connections.add(task)  # counted for the drain from the start
+            task.add_done_callback(self._connections.discard)
+
+        for host in self.config.listen_addresses:
+            listener = ProxyListener.bind(host, spec.port, on_accept)
+            self._servers.append(listener)
+            await listener.start_serving()
+            self.listeners.append(BoundListener(spec.name, host, listener.port,
+                                                spec.implicit_tls))
+
+    async def _proxied(self, spec: ListenerSpec, sock: socket.socket,
+                       context: ssl.SSLContext | None) -> None:
+        accepted = await accept_proxied(sock, self.config.proxy_networks, context,
+                                        STREAM_LIMIT, spec.name)
+        if accepted is not None:
+            if accepted.client is not None:
+                PROXIED_PEER.set(accepted.client)  # this connection task's context only
+            await self._serve(spec, accepted.reader, accepted.writer)
+
     def _tracked(self, spec: ListenerSpec) -> ConnectionHandler:
-        """Every connection: counted for the drain, limited, refused before any protocol
-        work when banned or over a limit, and its client address put where
-        AccountService's guard reads it (security/peer.py)."""
+        """The asyncio.start_server callback: counted for the drain, then `_serve`."""
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._connections.add(task)  # type: ignore[arg-type]
-            key = peer_key(writer.get_extra_info("peername"))
-            refusal = self.limiter.admit(key)
-            is_admitted = refusal is None
-            stalls = watch_stalls(writer, str(key))  # a client that stops reading is cut off
             try:
-                if is_admitted:
-                    CLIENT_ADDRESS.set(key)  # this connection task's context only
-                    refusal = await self._refusal_for(key)
-                if refusal is not None:
-                    await self._refuse(spec, writer, key, refusal)
-                else:
-                    await spec.handler(reader, writer)
-            except Exception:
-                log.exception("connection handler failed")
+                await self._serve(spec, reader, writer)
             finally:
-                if is_admitted:
-                    self.limiter.release(key)
-                stalls.stop()
                 self._connections.discard(task)  # type: ignore[arg-type]
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
 
         return run
+
+    async def _serve(self, spec: ListenerSpec, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        """Every connection: limited, refused before any protocol work when banned or over
+        a limit, and its client address (the one a PROXY header named, if any) put where
+        AccountService's guard reads it (security/peer.py)."""
+        key = peer_key(client_peername(writer))
+        refusal = self.limiter.admit(key)
+        is_admitted = refusal is None
+        stalls = watch_stalls(writer, str(key))  # a client that stops reading is cut off
+        try:
+            if is_admitted:
+                CLIENT_ADDRESS.set(key)  # this connection task's context only
+                refusal = await self._refusal_for(key)
+            if refusal is not None:
+                await self._refuse(spec, writer, key, refusal)
+            else:
+                await spec.handler(reader, writer)
+        except Exception:
+            log.exception("connection handler failed")
+        finally:
+            if is_admitted:
+                self.limiter.release(key)
+            stalls.stop()
+            await close_connection(reader, writer)  # after a refusal: its line is read
 
     async def _refusal_for(self, key: str | None) -> Refusal | None:
         if key is not None and self.guard is not None and await self.guard.is_banned(key):

@@ -144,6 +144,10 @@ class Config(BaseModel):
     timezone: str = Field(default="UTC", alias="TZ")
     dns_nameservers: StrList = Field(default=[], alias="DNS_NAMESERVERS")
     trusted_networks: StrList = Field(default=[], alias="TRUSTED_NETWORKS")
+    # Load balancers that put a PROXY protocol header (HAProxy v1/v2) before every
+    # connection they forward, as Dovecot's haproxy_trusted_networks; empty = feature off.
+    proxy_protocol_trusted_networks: StrList = Field(
+        default=[], alias="PROXY_PROTOCOL_TRUSTED_NETWORKS")
     outbound_smtp_port: Port = Field(default=25, alias="OUTBOUND_SMTP_PORT")
     outbound_bind_address: str = Field(default="", alias="OUTBOUND_BIND_ADDRESS")
     relay_host: str = Field(default="", alias="RELAY_HOST")
@@ -152,6 +156,10 @@ class Config(BaseModel):
     relay_user: str = Field(default="", alias="RELAY_USER")
     relay_password: str = Field(default="", alias="RELAY_PASSWORD", repr=False)
     queue_lifetime: Seconds = Field(default=5 * 86400, alias="QUEUE_LIFETIME")
+    # How long a queue entry a worker claimed stays out of other nodes' reach (issue 10):
+    # longer than a delivery pass takes, short enough that a dead node's mail waits no
+    # longer than an ordinary retry would. Must be > 0 (Seconds: at least 1).
+    queue_lease_seconds: Seconds = Field(default=900, alias="QUEUE_LEASE_SECONDS")
     postmaster_address: str = Field(default="", alias="POSTMASTER_ADDRESS")
     log_level: Literal["trace", "debug", "info", "warn", "warning", "error"] = Field(
         default="info", alias="LOG_LEVEL"
@@ -170,6 +178,11 @@ class Config(BaseModel):
     auth_ban_time: Seconds = Field(default=3600, alias="AUTH_BAN_TIME")
     # Seconds before a failed login is answered (Dovecot's auth_failure_delay).
     auth_failure_delay: float = Field(default=2.0, ge=0, le=60, alias="AUTH_FAILURE_DELAY")
+    # Verified-login cache (accounts/authcache.py, Dovecot's auth_cache_ttl/_size):
+    # successes only, in memory, keyed digests; AUTH_CACHE_TTL=0 turns it off.
+    auth_cache_ttl: Annotated[int, BeforeValidator(_parse_duration), Field(ge=0)] = Field(
+        default=3600, alias="AUTH_CACHE_TTL")
+    auth_cache_size: int = Field(default=10_000, ge=0, le=10_000_000, alias="AUTH_CACHE_SIZE")
     # Open connections over all listeners, and from one address (an IPv6 /64); 0 = no
     # limit. Postfix's smtpd_client_connection_count_limit is 50.
     max_connections: int = Field(default=500, ge=0, alias="MAX_CONNECTIONS")
@@ -210,7 +223,7 @@ class Config(BaseModel):
             _parse_host_port(item, default_port=53)
         return value
 
-    @field_validator("trusted_networks")
+    @field_validator("trusted_networks", "proxy_protocol_trusted_networks")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -243,7 +256,11 @@ class Config(BaseModel):
 
     @property
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(item, strict=False) for item in self.trusted_networks]
+        return _parse_networks(self.trusted_networks)
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return _parse_networks(self.proxy_protocol_trusted_networks)
 
     @property
     def relay(self) -> RelayHost | None:
@@ -284,6 +301,10 @@ class Config(BaseModel):
     @property
     def is_self_signed(self) -> bool:
         return self.ssl_type in {"", "self-signed"}
+
+
+def _parse_networks(items: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(item, strict=False) for item in items]
 
 
 def _parse_host_port(item: str, default_port: int) -> tuple[str, int]:

@@ -95,7 +95,7 @@ async def test_failures_outside_the_window_are_forgotten(runtime: Runtime) -> No
         assert not await guard.record_failure("192.0.2.9")
     clock.advance(dt.timedelta(minutes=11))
     assert not await guard.record_failure("192.0.2.9")
-    assert guard.failures_of("192.0.2.9") == 1
+    assert await guard.failures_of("192.0.2.9") == 1
     clock.advance(dt.timedelta(minutes=1))
     assert not await guard.record_failure("192.0.2.9")
     assert await guard.record_failure("192.0.2.9")  # 3 within 10 minutes
@@ -135,7 +135,7 @@ async def test_attempts_from_one_address_run_one_at_a_time(runtime: Runtime) -> 
                 for address in ["192.0.2.1"] * 5 + ["192.0.2.2"] * 5]
     await asyncio.gather(*attempts)
     assert peak == {"192.0.2.1": 1, "192.0.2.2": 1}
-    assert guard.failures_of("192.0.2.1") == 5
+    assert await guard.failures_of("192.0.2.1") == 5
 
 
 async def test_failure_answer_is_delayed_without_blocking_the_loop(runtime: Runtime) -> None:

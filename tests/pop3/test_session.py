@@ -14,9 +14,9 @@ from typing import TypeVar
 import pytest
 
 from postroom.accounts.service import AccountService
+from postroom.app import open_store
 from postroom.runtime import Runtime
 from postroom.store.changes import ChangeFeed
-from postroom.store.sqlite import SqliteStore
 from tests.pop3.harness import Pop3Harness, RawClient, add_account, deliver
 
 T = TypeVar("T")
@@ -532,11 +532,10 @@ async def test_uidl_stable_across_restart(pop3: Pop3Harness, runtime: Runtime,
 
     before = await in_thread(uidls)
     await pop3.wait_sessions(0)
-    # A fresh store over the same files, as after a restart.
-    reopened = SqliteStore(runtime.config.db_path, runtime.blobs, ChangeFeed())
-    await reopened.open()
+    # A fresh store over the same files (or database), as after a restart.
+    reopened, blobs = await open_store(runtime.config, ChangeFeed())
     try:
-        restarted = dataclasses.replace(runtime, store=reopened,
+        restarted = dataclasses.replace(runtime, store=reopened, blobs=blobs,
                                         accounts=AccountService(reopened))
         harness = await Pop3Harness(restarted).start()
         try:

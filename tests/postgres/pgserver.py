@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import graphlib
 import os
 import pwd
 import shutil
@@ -150,16 +151,42 @@ _template: str | None = None
 _reusable: list[str] = []  # migrated databases emptied after use, ready for the next test
 
 
+_emptying_sql: bytes | None = None  # the same for every migrated database: built once
+
+
+def _build_emptying_sql(conn: psycopg.Connection[tuple[object, ...]]) -> bytes:
+    """DELETE every table but schema_version, referencing tables first, then restart the
+    sequences: TRUNCATE … RESTART IDENTITY's effect at a twentieth of its cost on tables
+    this small (TRUNCATE makes new files for every table and index)."""
+    tables = {str(row[0]) for row in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename <> 'schema_version'")}
+    order: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for table in tables:
+        order.add(table)
+    for child, parent in conn.execute(
+            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = 'public'::regnamespace"):
+        if child != parent and {child, parent} <= tables:
+            order.add(str(parent), str(child))  # the parent waits for its children
+    sequences = [row[0] for row in conn.execute(
+        "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")]
+    return ("".join(f'DELETE FROM "{table}";' for table in order.static_order())
+            + "".join(f"SELECT setval('\"{seq}\"', 1, false);" for seq in sequences)).encode()
+
+
 def _empty_database(server: PgServer, name: str) -> bool:
-    """TRUNCATE every table but schema_version: far cheaper than a new database (~0.4 s)."""
+    """Empty a used database for the next test: far cheaper than a new one (~0.2 s).
+    Connections a test left behind are ended first, so none can write into the next test."""
+    global _emptying_sql
     try:
         with psycopg.connect(server.url_for(name), autocommit=True) as conn:
             conn.execute("SET lock_timeout = '5s'")
-            tables = [row[0] for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename <> 'schema_version'")]
-            conn.execute("TRUNCATE {} RESTART IDENTITY CASCADE".format(
-                ", ".join(f'"{table}"' for table in tables)).encode())
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if _emptying_sql is None:
+                _emptying_sql = _build_emptying_sql(conn)
+            conn.execute(_emptying_sql)  # several statements: one implicit transaction
         return True
     except psycopg.Error:
         return False

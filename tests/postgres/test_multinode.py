@@ -212,3 +212,35 @@ def test_a_client_banned_on_a_is_refused_by_b(
                                timeout=10)
     assert unbanned.getwelcome().startswith(b"+OK")
     unbanned.quit()
+
+
+def fail_pop3_login(port: int, tls: ssl.SSLContext) -> None:
+    pop = poplib.POP3_SSL("127.0.0.1", port, context=tls, timeout=10)
+    pop.user("alice@example.test")
+    with pytest.raises(poplib.error_proto):
+        pop.pass_("wrong password")
+    with contextlib.suppress(poplib.error_proto, OSError):
+        pop.quit()
+
+
+def test_failures_split_over_both_nodes_add_up_to_a_ban(
+    nodes: tuple[ServeProcess, ServeProcess], client_tls: ssl.SSLContext, shared_database: str
+) -> None:
+    # After the shared-ban test (its ban was lifted, and a ban clears the count): every
+    # test here connects from 127.0.0.1. The counts live in the database, so 2 failures
+    # on A and 1 on B make the 3 that ban (counted per process, neither node would).
+    node_a, node_b = nodes
+    try:
+        fail_pop3_login(node_a.ports["pop3s"], client_tls)
+        fail_pop3_login(node_b.ports["pop3s"], client_tls)
+        with psycopg.connect(shared_database) as conn:
+            assert conn.execute("SELECT count(*) FROM auth_failures").fetchone() == (2,)
+        fail_pop3_login(node_a.ports["pop3s"], client_tls)
+        for node in nodes:
+            with pytest.raises(poplib.error_proto, match="SYS/TEMP"):
+                poplib.POP3_SSL("127.0.0.1", node.ports["pop3s"], context=client_tls,
+                                timeout=10)
+    finally:
+        with psycopg.connect(shared_database, autocommit=True) as conn:
+            conn.execute("DELETE FROM bans")
+            conn.execute("DELETE FROM auth_failures")

@@ -17,7 +17,8 @@ from postroom.accounts.service import AccountService
 from postroom.app import open_store
 from postroom.clock import ManualClock
 from postroom.dns.fake import FakeResolver
-from postroom.queue.worker import QUEUE_LEASE, QueueWorker
+from postroom.queue.admin import flush_queue
+from postroom.queue.worker import QueueWorker
 from postroom.runtime import Runtime
 from postroom.store.api import QueueEntry
 from postroom.store.changes import ChangeFeed
@@ -151,8 +152,35 @@ async def test_a_dead_node_s_delivery_is_taken_over_after_the_lease(
         mx.release.set()
         survivor = worker(b, clock_b)
         assert (await survivor.run_once()).due == 0  # leased to A: not B's yet
-        clock_b.advance(QUEUE_LEASE)
+        clock_b.advance(survivor.lease)
         report = await survivor.run_once()
         assert [e.recipient for e in report.delivered] == ["bob@remote.test"]
         assert [t.recipients for t in mx.transactions] == [["bob@remote.test"]]
         assert await b.store.list_queue() == []
+
+
+async def test_flush_on_another_node_does_not_break_a_lease(
+    tmp_path: Path, server_cert: tuple[Path, Path], database_url: str, mx: StallingMx
+) -> None:
+    clock_a, clock_b = ManualClock(START), ManualClock(START)
+    async with node(tmp_path, server_cert, database_url, mx.port, "a") as a, \
+            node(tmp_path, server_cert, database_url, mx.port, "b") as b:
+        await a.store.create_account(ALICE, "x")
+        await queue_for(a, clock_a, ["bob@remote.test", "carol@remote.test"])
+        mx.stall = True
+        delivering = asyncio.create_task(worker(a, clock_a).run_once())
+        async with asyncio.timeout(10):
+            await mx.stalled.wait()  # A holds both rows under its lease, mid-delivery
+        # `postroom queue flush` against B: nothing A is delivering becomes due again.
+        assert await flush_queue(b.store, clock_b) == 0
+        assert (await worker(b, clock_b).run_once()).due == 0
+        mx.stall = False
+        mx.release.set()  # A's first transaction fails (421): deferred, its lease over
+        report = await delivering
+        assert [e.recipient for e in report.deferred] == ["bob@remote.test"]
+        assert [e.recipient for e in report.delivered] == ["carol@remote.test"]
+        assert await flush_queue(b.store, clock_b) == 1  # a deferred row flushes at once
+        retried = await worker(b, clock_b).run_once()
+        assert [e.recipient for e in retried.delivered] == ["bob@remote.test"]
+        assert sorted(r for t in mx.transactions for r in t.recipients) == [
+            "bob@remote.test", "carol@remote.test"]  # each once

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from postroom.clock import ManualClock
+from postroom.clock import ManualClock, SystemClock
 from postroom.dns.fake import FakeResolver
 from postroom.queue.admin import delete_queued, flush_queue, list_queued
 from postroom.queue.worker import QueueWorker
@@ -299,6 +299,24 @@ async def test_started_worker_delivers_on_enqueue_and_stops(
     finally:
         await worker.stop()
     assert mx.transactions[0].recipients == ["bob@remote.test"]
+
+
+async def test_started_worker_wakes_when_another_worker_s_lease_ends(
+        runtime: Runtime, resolver: FakeResolver, mx: FakeMx) -> None:
+    """A row claimed by a worker that then died (another node): nothing kicks this one
+    and its poll is far off, yet it delivers the row as soon as the lease has run out."""
+    survivor = QueueWorker(runtime, resolver, SystemClock(), rng=NoJitter(), poll_seconds=300)
+    await queue_message(runtime, survivor, ["bob@remote.test"])
+    lease = dt.timedelta(seconds=0.5)
+    assert len(await runtime.store.claim_due_queue_entries(SystemClock().now(), 10, lease)) == 1
+    survivor.start()
+    try:
+        async with asyncio.timeout(10):
+            await mx.wait_for(1)
+    finally:
+        await survivor.stop()
+    assert mx.transactions[0].recipients == ["bob@remote.test"]
+    assert await list_queued(runtime.store) == []
 
 
 async def test_admin_flush_and_delete(runtime: Runtime, worker: QueueWorker, mx: FakeMx,

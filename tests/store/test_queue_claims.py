@@ -44,3 +44,41 @@ async def test_concurrent_claims_are_disjoint(store: Store, blobs: FileBlobStore
                                     for _ in range(10)))
     ids = [entry.id for claim in claims for entry in claim]
     assert sorted(ids) == sorted(entry.id for entry in stored)
+
+
+async def test_flush_leaves_leased_entries_to_their_worker(store: Store,
+                                                           blobs: FileBlobStore) -> None:
+    stored = await queue_entries(store, blobs, 3)
+    (claimed,) = await store.claim_due_queue_entries(NOW, 1, LEASE)
+    await store.reschedule(stored[1].id, NOW + dt.timedelta(hours=2), "451 later")
+    later = NOW + dt.timedelta(minutes=1)
+    # The deferred entry and the never-tried one become due; the leased one stays leased.
+    assert await store.flush_queue(later) == 2
+    assert [e.id for e in await store.claim_due_queue_entries(later, 10, LEASE)] == [
+        stored[1].id, stored[2].id]
+    assert await store.flush_queue(later) == 0  # everything is leased now
+    assert await store.claim_due_queue_entries(later, 10, LEASE) == []
+    # A lease that ran out (its worker died) is no longer protected: flush makes it due.
+    expired = NOW + LEASE
+    assert await store.flush_queue(expired) == 1
+    assert [e.id for e in await store.claim_due_queue_entries(expired, 10, LEASE)] == [
+        claimed.id]
+
+
+async def test_rescheduling_ends_the_lease(store: Store, blobs: FileBlobStore) -> None:
+    (entry,) = await queue_entries(store, blobs, 1)
+    await store.claim_due_queue_entries(NOW, 10, LEASE)
+    await store.reschedule(entry.id, NOW + LEASE * 3, "451 later")  # beyond the lease
+    assert await store.flush_queue(NOW) == 1  # deferred, not leased: flushable at once
+    assert [e.id for e in await store.claim_due_queue_entries(NOW, 10, LEASE)] == [entry.id]
+
+
+async def test_next_queue_attempt_is_the_soonest_retry_or_lease_end(
+        store: Store, blobs: FileBlobStore) -> None:
+    assert await store.next_queue_attempt() is None
+    stored = await queue_entries(store, blobs, 2)
+    assert await store.next_queue_attempt() == stored[0].next_attempt
+    await store.claim_due_queue_entries(NOW, 10, LEASE)
+    assert await store.next_queue_attempt() == NOW + LEASE
+    await store.reschedule(stored[1].id, NOW + dt.timedelta(minutes=3), "451 later")
+    assert await store.next_queue_attempt() == NOW + dt.timedelta(minutes=3)

@@ -1,4 +1,9 @@
-"""A Runtime over a fresh SQLite store, for tests that drive one protocol server directly."""
+"""A Runtime over a fresh store, for tests that drive one protocol server directly.
+
+The store is opened the way `serve` opens it (`postroom.app.open_store`), so it is the
+STORAGE the config names: SQLite by default, PostgreSQL under the PostgreSQL test pass
+(tests/support/storage.py).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,18 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from postroom.accounts.service import AccountService
+from postroom.app import open_store
 from postroom.config import Config
 from postroom.dns.live import LiveResolver
 from postroom.runtime import Runtime
-from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
-from postroom.store.sqlite import SqliteStore
 from postroom.tls.contexts import TlsContexts
 
 
 @contextlib.asynccontextmanager
 async def open_runtime(config: Config) -> AsyncIterator[Runtime]:
-    blobs = FileBlobStore(config.data_dir / "blobs")
-    blobs.prepare()
     feed = ChangeFeed()
-    store = SqliteStore(config.db_path, blobs, feed)
-    await store.open()
+    store, blobs = await open_store(config, feed)
     try:
         yield Runtime(config=config, store=store, blobs=blobs, feed=feed,
                       accounts=AccountService(store),

@@ -24,6 +24,7 @@ from postroom.app import App
 from postroom.config import Config
 from postroom.runtime import Runtime
 from tests.support.loops import chosen_loop_factory, serve_loop_env
+from tests.support.storage import storage_settings
 
 T = TypeVar("T")
 
@@ -86,6 +87,10 @@ _LISTENING = re.compile(r"postroom: (\S+) listening on (\S+):(\d+)")
 
 
 def write_env(path: Path, values: Mapping[str, object]) -> Path:
+    """An env file of `values` (plus, under the PostgreSQL test pass, the database of its
+    DATA_DIR unless STORAGE is given: tests/support/storage.py)."""
+    if "STORAGE" not in values and "DATA_DIR" in values:
+        values = {**values, **storage_settings(values["DATA_DIR"])}
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return path
 

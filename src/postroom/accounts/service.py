@@ -3,7 +3,9 @@
 Owns validation and the rules around accounts (the CLI, the importer and the protocols all
 come through here): addresses are canonicalised by mail/address.py, passwords hashed by
 accounts/passwords.py off the event loop, and authentication never tells a caller whether
-the user or the password was wrong.
+the user or the password was wrong. A login whose password was verified against the
+account's current hash within AUTH_CACHE_TTL is answered from accounts/authcache.py
+without hashing; failures always pay the full verification.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from postroom.accounts.authcache import AuthCache
 from postroom.accounts.passwords import hash_password, needs_rehash, verify_password
 from postroom.errors import BadSyntax, Refused
 from postroom.mail.address import parse_address, parse_alias_source
@@ -31,11 +34,14 @@ def _check_password(password: str) -> None:
 
 
 class AccountService:
-    def __init__(self, store: Store, guard: AuthGuard | None = None) -> None:
+    def __init__(self, store: Store, guard: AuthGuard | None = None,
+                 auth_cache: AuthCache | None = None) -> None:
         self._store = store
         # The brute-force guard (security/bans.py) `serve` installs: every protocol's
         # login passes through `authenticate`, so every protocol is protected by it.
         self._guard = guard
+        # None (the CLI, most tests): every login is verified in full.
+        self._auth_cache = auth_cache
 
     async def add_account(self, address: str, password: str) -> Account:
         canonical = str(parse_address(address))
@@ -50,10 +56,12 @@ class AccountService:
         _check_password(password)
         password_hash = await asyncio.to_thread(hash_password, password)
         await self._store.set_password(canonical, password_hash)
+        self._forget(canonical)  # the new hash ends the entry anyway; drop it at once
 
     async def delete_account(self, address: str) -> None:
         canonical = await self._existing(address)
         await self._store.delete_account(canonical)
+        self._forget(canonical)
 
     async def list_accounts(self) -> list[AccountSummary]:
         return await self._store.list_accounts()
@@ -86,7 +94,8 @@ class AccountService:
 
     async def authenticate(self, username: str, password: str) -> Account | None:
         """The account when the password matches, else None (also for unknown users, and
-        for a client the guard has banned, whose password is then not even checked)."""
+        for a client the guard has banned, whose password is then not even checked: the
+        cache is consulted inside the guard, so a ban holds for cached passwords too)."""
         if self._guard is None:
             return await self._verify(username, password)
         return await self._guard.guarded(lambda: self._verify(username, password))
@@ -99,12 +108,22 @@ class AccountService:
         account = await self._store.get_account(canonical)
         if account is None:
             return None
+        cache = self._auth_cache
+        if cache is not None and cache.is_verified(canonical, account.password_hash, password):
+            return account
         if not await asyncio.to_thread(verify_password, password, account.password_hash):
             return None
-        if needs_rehash(account.password_hash):
-            await self._store.set_password(
-                canonical, await asyncio.to_thread(hash_password, password))
+        stored_hash = account.password_hash
+        if needs_rehash(stored_hash):
+            stored_hash = await asyncio.to_thread(hash_password, password)
+            await self._store.set_password(canonical, stored_hash)
+        if cache is not None:
+            cache.remember(canonical, stored_hash, password)
         return account
+
+    def _forget(self, canonical: str) -> None:
+        if self._auth_cache is not None:
+            self._auth_cache.forget(canonical)
 
     async def _existing(self, address: str) -> str:
         canonical = str(parse_address(address))

@@ -14,23 +14,28 @@ Invariants:
   coalesced feed event loses nothing. The baseline is the mailbox's HIGHESTMODSEQ read
   *before* those queries, so a change racing the refresh is seen again next time (and
   de-duplicated), never skipped.
-- SELECT costs one `list_flag_columns` query (an index-only scan: 100,000 messages in
-  tens of milliseconds); full rows are loaded by `load_rows` for the UIDs a command
-  touches and kept. `flags`/`modseqs` hold every message in `uids`; `rows` is a cache
-  that is only ever replaced by fresher rows, never left behind `flags`/`modseqs`.
-  Nothing here reads metadata or blobs.
+- SELECT costs one `select_summary` query: the UIDs, plus what the SELECT response needs
+  (flag sets, first unseen), never per-message flags. `flags`/`modseqs` — what the
+  client was told, per message — are loaded by `load_tables` (one `list_flag_columns`
+  query) before the first command that needs them; until then (`has_tables` False) they
+  hold only what a refresh reported, and a change reported for a message the client
+  knows nothing about is announced as a FETCH. A session that only IDLEs never loads
+  them (issue 8: 100,000 messages, 10,000 IDLE sessions). Once loaded they hold every
+  message in `uids`. Full rows are loaded by `load_rows` for the UIDs a command touches
+  and kept; `rows` is a cache that is only ever replaced by fresher rows, never left
+  behind `flags`/`modseqs`. Nothing here reads metadata or blobs.
 """
 
 from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.wire.grammar import SequenceSet
-from postroom.store.api import FlagColumns, Mailbox, MessageRow, Store
+from postroom.store.api import FlagColumns, Mailbox, MessageRow, SelectSummary, Store
 
 # \Recent is tracked in process (the brief allows it): per store and mailbox, the highest
 # UID some session has already been told about. The first session to see a newer message
@@ -38,14 +43,14 @@ from postroom.store.api import FlagColumns, Mailbox, MessageRow, Store
 _recent_claims: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
-def claim_recent(store: Store, mailbox_id: int, uids: Iterable[int]) -> set[int]:
-    """The UIDs among `uids` no session has seen yet; they are now claimed by the caller."""
+def claim_recent(store: Store, mailbox_id: int, uids: Sequence[int]) -> set[int]:
+    """The UIDs among `uids` (ascending) no session has seen yet; they are now claimed
+    by the caller."""
     claims = _recent_claims.setdefault(store, {})
-    claimed = claims.get(mailbox_id, 0)
-    fresh = {uid for uid in uids if uid > claimed}
+    fresh = uids[bisect.bisect_right(uids, claims.get(mailbox_id, 0)) :]
     if fresh:
-        claims[mailbox_id] = max(fresh)
-    return fresh
+        claims[mailbox_id] = fresh[-1]
+    return set(fresh)
 
 
 def count_unclaimed(store: Store, mailbox_id: int, uids: Iterable[int]) -> int:
@@ -103,9 +108,10 @@ class SelectedMailbox:
     mailbox: Mailbox
     is_read_only: bool
     uids: list[int]
-    flags: dict[int, frozenset[str]]
-    modseqs: dict[int, int]
     baseline: int
+    flags: dict[int, frozenset[str]] = field(default_factory=dict)  # see has_tables
+    modseqs: dict[int, int] = field(default_factory=dict)
+    has_tables: bool = False  # flags/modseqs hold every message (load_tables ran)
     rows: dict[int, MessageRow] = field(default_factory=dict)  # loaded on demand
     recent: set[int] = field(default_factory=set)
     saved: tuple[int, ...] = ()  # RFC 5182 SEARCHRES, as UIDs
@@ -138,9 +144,44 @@ class SelectedMailbox:
             return index + 1
         return 0
 
+    def contains(self, uid: int) -> bool:
+        """Whether `uid` is in the view (an expunge not yet announced keeps it there)."""
+        if self.has_tables:
+            return uid in self.modseqs
+        return self.seq_of(uid) != 0
+
+    async def load_tables(self, store: Store) -> None:
+        """Fill `flags`/`modseqs` for every message in the view; once per view.
+
+        They are read now, after SELECT: a message changed since the baseline is queued as
+        a FETCH update (the client hears of it as from a refresh); one expunged since keeps
+        what a refresh told (else no flags) until its EXPUNGE goes out; one added since is
+        left to refresh(), which announces it with EXISTS.
+        """
+        if self.has_tables:
+            return
+        columns = await _flag_columns(store, self.mailbox_id)
+        flags = dict(zip(columns.uids, columns.flags, strict=True))
+        modseqs = dict(zip(columns.uids, columns.modseqs, strict=True))
+        last = self.uids[-1] if self.uids else 0
+        for uid in columns.uids[bisect.bisect_right(columns.uids, last) :]:
+            del flags[uid], modseqs[uid]
+        if len(flags) != len(self.uids):
+            for uid in self.uids:
+                if uid not in flags:
+                    flags[uid] = self.flags.get(uid, frozenset())
+                    modseqs[uid] = self.modseqs.get(uid, self.baseline)
+        for uid, modseq in modseqs.items():
+            if modseq > self.baseline and uid not in self.pending_expunge:
+                self.pending_flags.add(uid)
+        self.flags, self.modseqs, self.has_tables = flags, modseqs, True
+        for uid in [uid for uid, row in self.rows.items() if row.modseq != modseqs.get(uid)]:
+            del self.rows[uid]  # a row is never left behind flags/modseqs
+
     async def load_rows(self, store: Store, uids: Iterable[int]) -> None:
         """Make `rows[uid]` available for these UIDs (one query for the missing ones).
         A UID expunged meanwhile gets no row: callers skip it."""
+        await self.load_tables(store)
         missing = [uid for uid in uids if uid not in self.rows and uid in self.modseqs]
         if not missing:
             return
@@ -171,8 +212,7 @@ class SelectedMailbox:
         beyond the mailbox size are an error.
         """
         if sequence_set.is_saved:
-            present = [uid for uid in self.saved if uid in self.modseqs]
-            return present
+            return [uid for uid in self.saved if self.contains(uid)]
         if is_uid:
             largest = self.uids[-1] if self.uids else 0
             if largest == 0:
@@ -212,7 +252,7 @@ class SelectedMailbox:
         self.baseline = mailbox.highest_modseq
         self._note_changed(changed, store)
         for uid in expunged:
-            if uid in self.modseqs:
+            if self.contains(uid):
                 self.pending_expunge.add(uid)
                 self.pending_flags.discard(uid)
 
@@ -220,12 +260,15 @@ class SelectedMailbox:
         last = self.uids[-1] if self.uids else 0
         new_uids: list[int] = []
         for row in changed:
-            known = self.flags.get(row.uid)
-            if known is None:
-                if row.uid > last:
-                    new_uids.append(row.uid)
-                    self._remember(row)
+            if row.uid > last:
+                new_uids.append(row.uid)
+                self._remember(row)
                 continue
+            if not self.contains(row.uid):
+                continue  # expunged, and the client has been told
+            # None: the tables are not loaded, the client was never told this message's
+            # flags — announcing the change is always right.
+            known = self.flags.get(row.uid)
             if known != row.flags and row.uid not in self.pending_expunge:
                 self.pending_flags.add(row.uid)
             self._remember(row)
@@ -237,14 +280,14 @@ class SelectedMailbox:
     def note_stored(self, rows: Iterable[MessageRow]) -> None:
         """Our own STORE changed these rows; the client hears about them from STORE."""
         for row in rows:
-            if row.uid in self.modseqs:
+            if self.contains(row.uid):
                 self._remember(row)
                 self.pending_flags.discard(row.uid)
 
     def note_expunged(self, uids: Iterable[int]) -> None:
         """Our own EXPUNGE/MOVE removed these; announce with the next `take_updates`."""
         for uid in uids:
-            if uid in self.modseqs:
+            if self.contains(uid):
                 self.pending_expunge.add(uid)
                 self.pending_flags.discard(uid)
 
@@ -286,23 +329,37 @@ class SelectedMailbox:
 
 
 async def open_selected(store: Store, mailbox: Mailbox, *, is_read_only: bool) -> SelectedMailbox:
-    """Load the view with one list_flag_columns query (RFC 9051 §6.3.2)."""
-    # `mailbox` (with HIGHESTMODSEQ) was read first: anything committed after it is
-    # picked up by refresh().
-    columns = await _flag_columns(store, mailbox.id)
-    view = SelectedMailbox(
-        mailbox=mailbox,
-        is_read_only=is_read_only,
-        uids=columns.uids,
-        flags=dict(zip(columns.uids, columns.flags, strict=True)),
-        modseqs=dict(zip(columns.uids, columns.modseqs, strict=True)),
-        baseline=mailbox.highest_modseq,
-    )
+    """The view of a mailbox just selected, from one select_summary query."""
+    summary = await read_summary(store, mailbox.id)
+    return selected_from_summary(store, mailbox, summary, is_read_only=is_read_only)
+
+
+def selected_from_summary(store: Store, mailbox: Mailbox, summary: SelectSummary, *,
+                          is_read_only: bool) -> SelectedMailbox:
+    """The view, announced as `summary` says (RFC 9051 §6.3.2); `mailbox` (with its
+    HIGHESTMODSEQ) must have been read before `summary`: anything committed after it is
+    picked up by refresh()."""
+    view = SelectedMailbox(mailbox=mailbox, is_read_only=is_read_only, uids=summary.uids,
+                           baseline=mailbox.highest_modseq)  # fmt: skip
     if not is_read_only:
-        view.recent = claim_recent(store, mailbox.id, columns.uids)
-    view.announced = len(columns.uids)
+        view.recent = claim_recent(store, mailbox.id, summary.uids)
+    view.announced = len(summary.uids)
     view.announced_recent = len(view.recent)
     return view
+
+
+async def read_summary(store: Store, mailbox_id: int) -> SelectSummary:
+    loader = getattr(store, "select_summary", None)
+    if loader is not None:
+        summary: SelectSummary = await loader(mailbox_id)
+        return summary
+    # A Store written before issue 8 (test doubles): the same answer from the columns.
+    columns = await _flag_columns(store, mailbox_id)
+    firsts: dict[frozenset[str], int] = {}
+    for uid, flags in zip(columns.uids, columns.flags, strict=True):
+        firsts.setdefault(flags, uid)
+    unseen = [uid for flags, uid in firsts.items() if "\\Seen" not in flags]
+    return SelectSummary(columns.uids, list(firsts), min(unseen, default=None))
 
 
 async def _flag_columns(store: Store, mailbox_id: int) -> FlagColumns:

@@ -13,6 +13,9 @@ Invariants:
   answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1). IDLE learns of changes from the
   change feed, so new mail reaches an idling client within a second.
 - When `runtime.shutting_down` is set, an idle or waiting session says BYE and closes.
+- A waiting session costs no task besides its own (10,000 IDLE clients, issue 8): it
+  awaits its socket directly, and news (a change to report in IDLE, shutdown) wakes it by
+  cancelling that read (`_Waker`); one watcher task per server covers shutdown.
 """
 
 from __future__ import annotations
@@ -53,6 +56,14 @@ DRAIN_ABOVE = 256 * 1024  # flush the socket buffer once this much output is que
 # A peer sending this many BAD commands in a row is not an IMAP client (or is lost):
 # say BYE rather than answer garbage forever (Dovecot does the same after 10).
 MAX_BAD_IN_A_ROW = 20
+# Commands that never read the selected view's per-message flags and MODSEQs: they run
+# without loading them (imap/selected.py), so a session that SELECTs and IDLEs never does.
+# Any other command loads them first, once per view.
+WITHOUT_VIEW_TABLES: tuple[type[c.Command], ...] = (
+    c.Capability, c.Noop, c.Check, c.Logout, c.Id, c.Enable, c.Namespace, c.SelectBase,
+    c.Unselect, c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe, c.List, c.Lsub,
+    c.Status, c.Append, c.Copy, c.Move,
+)  # fmt: skip
 
 
 class _Closed(Exception):
@@ -74,21 +85,92 @@ class ImapServer:
         self.implicit_tls = implicit_tls
         self.preauth_timeout = preauth_timeout
         self.idle_timeout = idle_timeout
+        self._wakers: set[_Waker] = set()  # one per live session
+        self._shutdown_watch: asyncio.Task[None] | None = None
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         session = _Session(self, reader, writer)
+        self._watch(session.waker)
         try:
             await session.run()
         except (_Closed, OSError, asyncio.IncompleteReadError):
             pass  # the peer went away (OSError covers resets and TLS failures)
         finally:
+            self._unwatch(session.waker)
             session.close()
             await close_connection(reader, writer)
 
+    # -- shutdown: one watcher for all sessions, alive while there are sessions -----------
+    def _watch(self, waker: _Waker) -> None:
+        self._wakers.add(waker)
+        if self._shutdown_watch is None:
+            self._shutdown_watch = asyncio.ensure_future(self._wake_all_at_shutdown())
+
+    def _unwatch(self, waker: _Waker) -> None:
+        self._wakers.discard(waker)
+        if not self._wakers and self._shutdown_watch is not None:
+            self._shutdown_watch.cancel()
+            self._shutdown_watch = None
+
+    async def _wake_all_at_shutdown(self) -> None:
+        await self.runtime.shutting_down.wait()
+        for waker in tuple(self._wakers):
+            waker.wake()
+
+
+class _Waker:
+    """Interrupts a session's read when there is news for it (a change in IDLE, shutdown).
+
+    The session awaits `reader.read()` in its own task; `wake` cancels that task, and
+    `read` recognises its own cancellation the way `asyncio.timeout` does (counting with
+    `Task.uncancel`), returning None instead of raising. Any other cancellation (the
+    drain deadline at shutdown) propagates. Data that arrived meanwhile stays in the
+    StreamReader's buffer for the next read.
+    """
+
+    __slots__ = ("_is_reading", "_is_woken", "_task", "wants_changes")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None, "a session runs in its connection's task"
+        self._task = task
+        self._is_reading = False
+        self._is_woken = False
+        self.wants_changes = False  # in IDLE a queued change is news
+
+    def wake(self) -> None:
+        if self._is_reading and not self._is_woken:
+            self._is_woken = True
+            self._task.cancel()
+
+    def on_change(self) -> None:
+        """`Subscription.on_change`: a change was queued for this session's account."""
+        if self.wants_changes:
+            self.wake()
+
+    async def read(self, reader: asyncio.StreamReader, seconds: float) -> bytes | None:
+        """Up to READ_SIZE bytes (b"" at EOF); None when woken first; TimeoutError when
+        nothing came within `seconds`."""
+        cancelling = self._task.cancelling()
+        self._is_reading = True
+        try:
+            async with asyncio.timeout(seconds):
+                return await reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if self._is_woken and self._task.uncancel() <= cancelling:
+                return None
+            raise
+        finally:
+            self._is_reading = False
+            self._is_woken = False
+
 
 class _Session:
+    __slots__ = ("_bad_in_a_row", "conn", "ctx", "reader", "runtime", "server", "waker",
+                 "writer")
+
     def __init__(
         self, server: ImapServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -102,11 +184,10 @@ class _Session:
         self.conn = ImapConnection(max_literal_size=limit)
         self.ctx = Context(self.runtime, self.conn, self, is_tls=server.implicit_tls,
                            is_implicit_tls=server.implicit_tls)  # fmt: skip
-        self._shutdown = asyncio.ensure_future(self.runtime.shutting_down.wait())
+        self.waker = _Waker()
         self._bad_in_a_row = 0
 
     def close(self) -> None:
-        self._shutdown.cancel()
         if self.ctx.subscription is not None:
             self.ctx.subscription.close()
 
@@ -138,19 +219,25 @@ class _Session:
 
     async def _receive(self) -> None:
         """Read one chunk into the connection, or raise _Closed (after saying BYE)."""
-        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-        done, _ = await asyncio.wait({read, self._shutdown}, timeout=self._timeout(),
-                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-        if read in done:
-            data = read.result()
-            if not data:
-                raise _Closed
-            self.conn.receive_data(data)
-            return
-        read.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await read
-        await self._bye_and_close()
+        data = await self._read(self._timeout())
+        if data is None:  # between commands only shutdown wakes a session
+            await self._bye_and_close()
+        self._feed(data)
+
+    async def _read(self, seconds: float) -> bytes | None:
+        """The next chunk, or None when woken; BYE and _Closed at shutdown or timeout."""
+        if self.runtime.shutting_down.is_set():
+            await self._bye_and_close()
+        try:
+            return await self.waker.read(self.reader, seconds)
+        except TimeoutError:
+            await self._bye_and_close()
+            raise  # not reached: _bye_and_close raises _Closed
+
+    def _feed(self, data: bytes | None) -> None:
+        if not data:
+            raise _Closed
+        self.conn.receive_data(data)
 
     async def _bye_and_close(self) -> None:
         if self.runtime.shutting_down.is_set():
@@ -172,6 +259,7 @@ class _Session:
             return
         caps = [Atom(cap) for cap in self.ctx.capabilities()]
         await self.write(render_untagged_status("OK", "postroom ready", "CAPABILITY", caps))
+        del caps  # this frame lives as long as the connection
         await self.writer.drain()
         while self.ctx.state is not ConnectionState.LOGOUT:
             event = self.conn.next_event()
@@ -233,6 +321,8 @@ class _Session:
                 # Fresh flags before acting; the updates themselves go out afterwards.
                 await ctx.selected.refresh(self.runtime.store)
                 ctx.is_selected_stale = False
+            if ctx.selected is not None and not isinstance(command, WITHOUT_VIEW_TABLES):
+                await ctx.selected.load_tables(self.runtime.store)
             return await HANDLERS[type(command)](ctx, command)
         except MailboxGone:
             await self._send_bye("the selected mailbox was deleted")
@@ -292,34 +382,24 @@ class _Session:
     async def _idle_wait(self) -> None:
         """Wait for input, a change to report, shutdown or the autologout timer."""
         subscription = self.ctx.subscription
-        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-        waiters: set[asyncio.Future[object]] = {read, self._shutdown}  # type: ignore[arg-type]
-        change = None
+        if subscription is None or subscription.queue.empty():
+            if subscription is not None:
+                subscription.on_change = self.waker.on_change
+            self.waker.wants_changes = True
+            try:
+                data = await self._read(self.server.idle_timeout)
+            finally:
+                self.waker.wants_changes = False
+            if data is not None:
+                self._feed(data)
+                return
+            if self.runtime.shutting_down.is_set():
+                await self._bye_and_close()
         if subscription is not None:
-            change = asyncio.ensure_future(subscription.queue.get())
-            waiters.add(change)  # type: ignore[arg-type]
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=self.server.idle_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-        finally:
-            for task in (read, change):
-                if task is not None and not task.done():
-                    task.cancel()
-        if read in done:
-            data = read.result()
-            if not data:
-                raise _Closed
-            self.conn.receive_data(data)
-        if change is not None and change in done:
-            selected = self.ctx.selected
-            if selected is not None and change.result().mailbox_id == selected.mailbox_id:
-                self.ctx.is_selected_stale = True
-            await self._send_updates(may_expunge=True)
-            await self.writer.drain()
-        if not done:
-            await self._bye_and_close()
-        if self._shutdown in done:
-            await self._bye_and_close()
+            self.ctx.note_changes()  # marks the view stale when its mailbox changed
+            subscription.drain()  # what is left concerns no selected mailbox
+        await self._send_updates(may_expunge=True)
+        await self.writer.drain()
 
     async def _send_updates(self, *, may_expunge: bool) -> None:
         """Send pending mailbox updates; a deleted mailbox ends the session with BYE."""

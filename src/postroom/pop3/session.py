@@ -34,6 +34,7 @@ from postroom.pop3.commands import (
     StreamedMessage,
 )
 from postroom.runtime import Runtime
+from postroom.security.peer import client_peername
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class _Pop3Link:
         self.runtime = server.runtime
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername")
+        peer = client_peername(writer)  # behind a PROXY-protocol balancer: the real client
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.conn = wire.Pop3Connection()
         self.session = Pop3Session(self.runtime, self.conn, is_tls=server.implicit_tls,

@@ -1,8 +1,12 @@
 """What `postroom queue list | flush | delete` do, independent of the CLI's output.
 
 Owns the admin operations on the outbound queue; they work on the store directly, so the
-CLI can run them while `postroom serve` runs in another process (the running worker
-notices flushed rows at its next poll, within `worker.POLL_SECONDS`).
+CLI can run them while `postroom serve` runs in another process (the CLI wakes the
+server with SIGUSR1; any other node notices flushed rows at its next poll, within
+`worker.POLL_SECONDS`).
+
+Invariant: flush never touches a row under a lease in force — some worker, maybe on
+another node, is delivering it now; making it due again would deliver it twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ async def list_queued(store: Store) -> list[QueuedMessage]:
 
 
 async def flush_queue(store: Store, clock: Clock) -> int:
-    """Make every queued recipient due now; returns how many rows changed."""
+    """Make every queued recipient not being delivered right now (no lease in force) due
+    now; returns how many rows changed."""
     return await store.flush_queue(clock.now())
 
 

@@ -18,9 +18,12 @@ Invariants: a row is finished only after the remote side accepted it or after it
 is durable, so a crash re-sends at worst a message whose 250 was not yet recorded (RFC
 5321 §6.1 prefers a duplicate to a loss), and never loses one; passes never overlap
 within one worker, and a pass *claims* its rows (`claim_due_queue_entries`: row locks,
-and a lease of QUEUE_LEASE), so several workers — nodes sharing a PostgreSQL store — never
-attempt one row at once, and a node that dies mid-delivery leaves its rows to the others
-once the lease has run out.
+and a lease of QUEUE_LEASE_SECONDS), so several workers — nodes sharing a PostgreSQL store
+— never attempt one row at once, and a node that dies mid-delivery leaves its rows to the
+others once the lease has run out: between passes a worker sleeps until the queue's
+earliest next attempt (a claimed row's is its lease's end), at most POLL_SECONDS, so a
+survivor takes a dead node's rows over as soon as their lease ends. A node that is alive
+but slower than its lease may see its rows claimed again (at-least-once, never lost).
 """
 
 from __future__ import annotations
@@ -64,13 +67,12 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_CONNECTIONS = 10
-# The worker also wakes on its own this often, so `postroom queue flush` run from another
-# process (which cannot kick this one) takes effect within the interval.
+# The worker also wakes on its own at least this often, so mail queued by another node and
+# `postroom queue flush` run without a pid file to signal take effect within the interval.
 POLL_SECONDS = 30.0
-# How long a claimed row stays out of other workers' reach: longer than a pass takes (a
-# stalled server costs at most the client timeouts), short enough that a dead node's mail
-# waits no longer than an ordinary retry would.
-QUEUE_LEASE = dt.timedelta(minutes=15)
+# Never sleep less than this between passes: a row due but locked by another node's claim
+# for an instant must not make this worker spin.
+MIN_SLEEP_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -103,6 +105,8 @@ class QueueWorker:
         self.rng = rng or random.Random()
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        # How long a claimed row stays out of other workers' reach (config.py explains).
+        self.lease = dt.timedelta(seconds=runtime.config.queue_lease_seconds)
         self.policy = schedule.RetryPolicy.from_seconds(runtime.config.queue_lifetime)
         self._connections = asyncio.Semaphore(max_connections)
         self._pass_lock = asyncio.Lock()
@@ -187,13 +191,23 @@ class QueueWorker:
             self._wake.clear()
             try:
                 report = await self.run_once()
+                sleep = await self._sleep_seconds()
             except Exception:
                 log.exception("queue pass failed")
-                report = PassReport()
+                report, sleep = PassReport(), self.poll_seconds  # no fast retry loop
             if report.due >= self.batch_size:
                 continue  # more is due right now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), sleep)
+
+    async def _sleep_seconds(self) -> float:
+        """Until the queue's earliest next attempt — a retry, or the end of another
+        node's lease — but at most `poll_seconds`."""
+        soonest = await self.runtime.store.next_queue_attempt()
+        if soonest is None:
+            return self.poll_seconds
+        wait = (soonest - self.clock.now()).total_seconds()
+        return min(self.poll_seconds, max(MIN_SLEEP_SECONDS, wait))
 
     @property
     def completed_passes(self) -> int:
@@ -209,7 +223,7 @@ class QueueWorker:
         async with self._pass_lock:
             report = PassReport()
             due = await self.runtime.store.claim_due_queue_entries(
-                self.clock.now(), self.batch_size, QUEUE_LEASE)
+                self.clock.now(), self.batch_size, self.lease)
             report.due = len(due)
             failures: list[_Failure] = []
             groups = group_by_destination(due, has_relay=self.runtime.config.relay is not None)

@@ -19,8 +19,11 @@ the address for 1 hour):
   must not launder guesses against another) nor anyone else's.
 - Addresses in TRUSTED_NETWORKS are never counted or banned (Fail2ban's `ignoreip`);
   their failures are still delayed. Loopback is not exempt unless listed there.
-- Bans are persisted in the store, so `postroom ban list/del` work while `serve` runs and
-  nodes sharing a store share bans; failure counters are per process and bounded in size.
+- Bans and the failures that lead to them are kept in the store, so `postroom ban
+  list/del` work while `serve` runs, and nodes sharing a PostgreSQL store share both: an
+  attacker spreading guesses over several nodes is banned after the same number of
+  failures as on one. Failures older than the window are pruned as new ones arrive, and a
+  ban clears its address's failures. Connection limits (security/limits.py) stay per node.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -45,9 +47,6 @@ log = logging.getLogger("postroom.security")
 
 T = TypeVar("T")
 
-# Failure histories kept at once; past this the oldest is forgotten. 10k addresses of at
-# most `max_failures` timestamps each is well under a few MB.
-MAX_TRACKED_ADDRESSES = 10_000
 MAX_PARALLEL_VERIFICATIONS = min(8, os.cpu_count() or 2)
 
 
@@ -70,7 +69,6 @@ class AuthGuard:
         self._store = store
         self._exempt = tuple(exempt)
         self._clock = clock or SystemClock()
-        self._failures: dict[str, deque[dt.datetime]] = {}
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
         self._verifying = asyncio.Semaphore(MAX_PARALLEL_VERIFICATIONS)
 
@@ -110,18 +108,23 @@ class AuthGuard:
             return result
 
     async def record_failure(self, key: str) -> bool:
-        """Count one failure; True when it got `key` banned."""
+        """Count one failure (in the store, with every node's); True when it got `key`
+        banned. Failures more than `find_time` old no longer count."""
         if not self.policy.is_enabled or self.is_exempt(key):
             return False
         now = self._clock.now()
-        history = self._history(key)
-        while history and now - history[0] > self.policy.find_time:
-            history.popleft()
-        history.append(now)
-        if len(history) < self.policy.max_failures:
+        try:
+            failures = await self._store.record_auth_failure(key, now,
+                                                             now - self.policy.find_time)
+            if failures < self.policy.max_failures:
+                return False
+            await self.ban(key, now, failures, "authentication failures")
+            await self._store.clear_auth_failures(key)  # a new count after the ban
+        except PostroomError as error:
+            # The store is unreachable (TryLater): the failure is still answered late;
+            # logins cannot succeed meanwhile either.
+            log.warning("client=%s failure not counted: %s", key, error)
             return False
-        del self._failures[key]
-        await self.ban(key, now, len(history), "authentication failures")
         return True
 
     async def ban(self, key: str, now: dt.datetime, failures: int, reason: str) -> Ban:
@@ -131,16 +134,10 @@ class AuthGuard:
                     ban.expires.isoformat(timespec="seconds"), failures, reason)
         return ban
 
-    def failures_of(self, key: str) -> int:
-        return len(self._failures.get(key, ()))
-
-    def _history(self, key: str) -> deque[dt.datetime]:
-        history = self._failures.get(key)
-        if history is None:
-            if len(self._failures) >= MAX_TRACKED_ADDRESSES:
-                del self._failures[next(iter(self._failures))]  # the oldest inserted
-            history = self._failures[key] = deque(maxlen=self.policy.max_failures)
-        return history
+    async def failures_of(self, key: str) -> int:
+        """Failures of `key` still counting towards a ban, on every node."""
+        now = self._clock.now()
+        return await self._store.count_auth_failures(key, now - self.policy.find_time)
 
     async def _penalise(self) -> None:
         if self.policy.failure_delay > 0:

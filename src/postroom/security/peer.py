@@ -5,6 +5,10 @@ app.py sets the variable once per connection task, before the protocol handler r
 anything below (AccountService.authenticate, off-loop threads started with
 `asyncio.to_thread`, which copies the context) reads it, so IMAP, POP3 and SMTP get
 brute-force protection without passing the address through their own code.
+Behind a load balancer speaking the PROXY protocol, app.py also sets `PROXIED_PEER` to
+the client the header names; `client_peername` is the one place sessions ask who the
+client is (Received header, SPF, TRUSTED_NETWORKS, logs), so they see that client and
+not the balancer.
 
 Invariant: `address_key` maps every spelling of one client to one key — IPv4-mapped IPv6
 (`::ffff:192.0.2.1`, seen on dual-stack listeners) becomes the IPv4 address, and IPv6
@@ -16,9 +20,16 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "postroom_client_address", default=None)
+# (address, port) of the client a PROXY header named for this connection task.
+PROXIED_PEER: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
+    "postroom_proxied_peer", default=None)
 
 IPV6_PREFIX = 64
 
@@ -53,3 +64,10 @@ def peer_key(peername: object) -> str | None:
 
 def current_client() -> str | None:
     return CLIENT_ADDRESS.get()
+
+
+def client_peername(writer: asyncio.StreamWriter) -> Any:
+    """The client this connection serves, shaped like the transport's `peername` extra
+    info: the PROXY header's source when a load balancer sent one, else the TCP peer."""
+    proxied = PROXIED_PEER.get()
+    return proxied if proxied is not None else writer.get_extra_info("peername")

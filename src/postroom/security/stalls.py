@@ -28,6 +28,9 @@ WRITE_STALL_TIMEOUT = 300.0
 
 
 class StallWatch:
+    # One per connection (10,000 IDLE clients, issue 8): no instance dict.
+    __slots__ = ("_label", "_pause", "_protocol", "_resume", "_timeout", "_timer", "_transport")
+
     def __init__(self, writer: asyncio.StreamWriter, timeout: float, label: str) -> None:
         self._transport = writer.transport
         self._protocol: Any = writer.transport.get_protocol()

@@ -30,6 +30,7 @@ from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.mailauth.spf import SpfResult
 from postroom.runtime import Runtime
 from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
+from postroom.security.peer import client_peername
 from postroom.smtp import policy, replies
 from postroom.smtp.inbound import InboundAuth
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
@@ -149,7 +150,7 @@ class SmtpSession:
         self.reader = reader
         self.writer = writer
         self.conn = SmtpConnection()
-        peer = writer.get_extra_info("peername")
+        peer = client_peername(writer)  # behind a PROXY-protocol balancer: the real client
         self.client_ip: str = peer[0] if peer else "unknown"
         self.is_trusted = policy.is_trusted(self.client_ip, self.runtime.config.networks)
         self.helo_name: str | None = None

@@ -138,6 +138,26 @@ class FlagColumns:
 
 
 @dataclass(frozen=True, slots=True)
+class SelectSummary:
+    """What SELECT answers with, read in one statement (one snapshot) however big the
+    mailbox: the UIDs in order (they give sequence numbers), each distinct flag set (the
+    keywords of the FLAGS response) and the first UID without \\Seen (IMAP4rev1's
+    `[UNSEEN n]`, RFC 3501 §6.3.1). Per-message flags and MODSEQs are not read: a session
+    loads them (`list_flag_columns`) when a command first needs them.
+    """
+
+    uids: list[int]
+    flag_sets: list[frozenset[str]]
+    first_unseen: int | None
+
+    @classmethod
+    def from_texts(cls, uids: list[int], texts: Sequence[str],
+                   first_unseen: int | None) -> SelectSummary:
+        """`texts`: each distinct space-separated flags value once."""
+        return cls(uids, [frozenset(text.split()) for text in texts], first_unseen)
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """What delivery or APPEND hands the store once the blob is durable.
 
@@ -243,6 +263,7 @@ class Store(Protocol):
     ) -> list[MessageRow]: ...
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRow | None: ...
     async def list_flag_columns(self, mailbox_id: int) -> FlagColumns: ...
+    async def select_summary(self, mailbox_id: int) -> SelectSummary: ...
     async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
         """The rows of those `uids` that exist, in UID order."""
         ...
@@ -272,17 +293,28 @@ class Store(Protocol):
         self, now: dt.datetime, limit: int, lease: dt.timedelta
     ) -> list[QueueEntry]:
         """Due entries leased to the caller (issue 10: several workers or nodes on one
-        store): each one's next attempt moves to `now + lease`, so no other worker takes it
-        until `reschedule` or `finish_queue_entry` settles it, or until the lease runs out
-        because the caller died. Entries come back with the `next_attempt` they had."""
+        store): each one's next attempt moves to `now + lease` and it is marked leased
+        until then, so no other worker takes it until `reschedule` (which ends the lease)
+        or `finish_queue_entry` settles it, or until the lease runs out because the caller
+        died. Entries come back with the `next_attempt` they had."""
         ...
 
     async def list_queue(self) -> list[QueueEntry]: ...
+    async def next_queue_attempt(self) -> dt.datetime | None:
+        """The earliest `next_attempt` in the queue (a leased entry's is its lease's end),
+        None when the queue is empty: when a worker next has something to claim."""
+        ...
+
     async def reschedule(
         self, entry_id: int, next_attempt: dt.datetime, last_error: str
     ) -> None: ...
     async def finish_queue_entry(self, entry_id: int) -> None: ...
-    async def flush_queue(self, now: dt.datetime) -> int: ...
+    async def flush_queue(self, now: dt.datetime) -> int:
+        """Make every entry not under a lease in force at `now` due at `now`; returns how
+        many changed. Leased entries are being delivered: making them claimable again
+        would send them twice."""
+        ...
+
     async def delete_queue_message(self, message_id: str) -> int: ...
 
     # -- importers (issue 9, accounts/dms_import.py) ----------------------------------
@@ -316,6 +348,17 @@ class Store(Protocol):
         ...
 
     async def delete_ban(self, address: str) -> int: ...
+
+    # -- failed logins (issue 10: counted in the store, so nodes add up) --------------
+    async def record_auth_failure(self, address: str, at: dt.datetime,
+                                  since: dt.datetime) -> int:
+        """Record a failed login by `address` at `at`; returns its failures at or after
+        `since`, this one included. Failures before `since` (any address) are pruned.
+        Concurrent calls for one address, from any node, each see the others' failures."""
+        ...
+
+    async def count_auth_failures(self, address: str, since: dt.datetime) -> int: ...
+    async def clear_auth_failures(self, address: str) -> int: ...
 
     # -- blobs -----------------------------------------------------------------------
     async def release_blob_if_unused(self, blob_id: str) -> None: ...

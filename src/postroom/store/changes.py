@@ -10,9 +10,67 @@ object from LISTEN/NOTIFY so changes on other nodes arrive the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 
 from postroom.store.api import Change
+
+
+class ChangeQueue:
+    """The part of `asyncio.Queue` a subscriber uses (get, get_nowait, put_nowait, empty,
+    full, qsize, maxsize), without asyncio.Queue's four deques and Event: about 3 KiB less
+    per IMAP session, which matters at 10,000 IDLE sessions (issue 8)."""
+
+    __slots__ = ("_getters", "_items", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: list[Change] = []
+        self._getters: list[asyncio.Future[None]] = []
+        self.maxsize = maxsize
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    def put_nowait(self, change: Change) -> None:
+        if self.full():
+            raise asyncio.QueueFull
+        self._items.append(change)
+        self._wake_one()
+
+    def get_nowait(self) -> Change:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> Change:
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                # Cancelled, perhaps just after being woken: pass the wake-up on.
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if self._items:
+                    self._wake_one()
+                raise
+        return self._items.pop(0)
+
+    def _wake_one(self) -> None:
+        while self._getters:
+            getter = self._getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                return
 
 
 class Subscription:
@@ -21,7 +79,10 @@ class Subscription:
     def __init__(self, feed: ChangeFeed, account_id: int) -> None:
         self._feed = feed
         self.account_id = account_id
-        self.queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1024)
+        self.queue = ChangeQueue(maxsize=1024)
+        # Called after a change is queued: lets a session that waits on its socket (IMAP
+        # IDLE) be woken without a task per session blocked in `queue.get()`.
+        self.on_change: Callable[[], None] | None = None
 
     def deliver(self, change: Change) -> None:
         if self.queue.full():
@@ -29,6 +90,8 @@ class Subscription:
             # per mailbox is enough.
             return
         self.queue.put_nowait(change)
+        if self.on_change is not None:
+            self.on_change()
 
     def drain(self) -> list[Change]:
         items = []

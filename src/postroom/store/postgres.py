@@ -51,6 +51,7 @@ from postroom.store.api import (
     MessageRow,
     NewMessage,
     QueueEntry,
+    SelectSummary,
     SpecialUse,
 )
 from postroom.store.blobs import BlobStore
@@ -64,6 +65,7 @@ INBOX = "INBOX"
 SEPARATOR = "/"
 _MIGRATION_LOCK = 0x706F7374726F6F6D  # "postroom": pg_advisory_xact_lock key
 _ROWS_BUILT_ON_LOOP = 2_000
+_AUTH_FAILURE_LOCK = 0x61757468  # "auth": pg_advisory_xact_lock(key, hashtext(address))
 _CONNECT_SECONDS = 10.0  # `open` gives up after this when the database cannot be reached
 
 Conn = AsyncConnection[Any]
@@ -652,6 +654,21 @@ class PostgresStore:
                                 " WHERE mailbox_id = %s ORDER BY uid", (mailbox_id,))  # fmt: skip
         return FlagColumns.from_rows(rows)
 
+    async def select_summary(self, mailbox_id: int) -> SelectSummary:
+        # One statement, one snapshot, index-only scans of messages_flags: the UIDs in
+        # order, the distinct flag values, and the first UID without \Seen, searched only
+        # when some distinct value lacks it (see the SQLite twin for the "\Seen " test).
+        row = await self._read_one(
+            "WITH sets AS MATERIALIZED (SELECT DISTINCT flags FROM messages"
+            " WHERE mailbox_id = %s)"
+            " SELECT (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') FROM messages"
+            " WHERE mailbox_id = %s), (SELECT coalesce(array_agg(flags), '{}') FROM sets),"
+            " CASE WHEN EXISTS (SELECT 1 FROM sets WHERE strpos(flags || ' ', '\\Seen ') = 0)"
+            " THEN (SELECT uid FROM messages WHERE mailbox_id = %s"
+            " AND strpos(flags || ' ', '\\Seen ') = 0 ORDER BY uid LIMIT 1) END",
+            (mailbox_id, mailbox_id, mailbox_id))
+        return SelectSummary.from_texts(list(row[0]), row[1], row[2])
+
     async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
         rows = await self._read(_SELECT_MESSAGES + " AND uid = ANY(%s) ORDER BY uid",
                                 (mailbox_id, sorted({int(uid) for uid in uids})))  # fmt: skip
@@ -797,17 +814,19 @@ class PostgresStore:
     ) -> list[QueueEntry]:
         """Due entries, leased to the caller: their `next_attempt` moves to `now + lease`,
         so no other node takes them until the caller reschedules or finishes them, or
-        until the lease runs out because the caller died. SKIP LOCKED: nodes claiming at
-        the same moment get disjoint sets instead of waiting on each other. The entries
-        come back with the `next_attempt` they had before the claim."""
+        until the lease runs out because the caller died; `leased_until` marks them for
+        `flush_queue`. SKIP LOCKED: nodes claiming at the same moment get disjoint sets
+        instead of waiting on each other. The entries come back with the `next_attempt`
+        they had before the claim."""
         rows = await self._read(
             "WITH due AS (SELECT id, next_attempt FROM queue WHERE next_attempt <= %s"
             " ORDER BY next_attempt, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE queue q SET next_attempt = %s FROM due WHERE q.id = due.id"
+            " UPDATE queue q SET next_attempt = %s, leased_until = %s"
+            " FROM due WHERE q.id = due.id"
             " RETURNING q.id, q.message_id, q.sender, q.recipient, q.domain, q.blob_id,"
             " q.size, q.created, due.next_attempt, q.attempts, q.last_error, q.envid,"
             " q.notify",
-            (_aware(now), limit, _aware(now) + lease),
+            (_aware(now), limit, _aware(now) + lease, _aware(now) + lease),
         )  # one statement in autocommit: the lock and the update commit together
         return sorted((_queue_from_row(row) for row in rows),
                       key=lambda entry: (entry.next_attempt, entry.id))  # fmt: skip
@@ -816,11 +835,15 @@ class PostgresStore:
         rows = await self._read(_SELECT_QUEUE + " ORDER BY id")
         return [_queue_from_row(row) for row in rows]
 
+    async def next_queue_attempt(self) -> dt.datetime | None:
+        row = await self._read_one("SELECT min(next_attempt) FROM queue")
+        return row[0] if row else None
+
     async def reschedule(self, entry_id: int, next_attempt: dt.datetime, last_error: str) -> None:
         # A row deleted meanwhile (`queue delete` during an attempt) is not an error.
         async with self._write() as work:
             await _fetch(work.conn, "UPDATE queue SET next_attempt = %s, last_error = %s,"
-                         " attempts = attempts + 1 WHERE id = %s",
+                         " attempts = attempts + 1, leased_until = NULL WHERE id = %s",
                          (_aware(next_attempt), last_error, entry_id))  # fmt: skip
 
     async def finish_queue_entry(self, entry_id: int) -> None:
@@ -831,8 +854,13 @@ class PostgresStore:
 
     async def flush_queue(self, now: dt.datetime) -> int:
         async with self._write() as work:
-            rows = await _fetch(work.conn, "UPDATE queue SET next_attempt = %s RETURNING id",
-                                (_aware(now),))  # fmt: skip
+            # A lease in force means a node is delivering the row right now. A claim
+            # running concurrently holds its rows' locks: this UPDATE waits for it and
+            # then re-checks the lease (READ COMMITTED re-evaluates WHERE on the new row).
+            rows = await _fetch(work.conn, "UPDATE queue SET next_attempt = %s,"
+                                " leased_until = NULL WHERE leased_until IS NULL"
+                                " OR leased_until <= %s RETURNING id",
+                                (_aware(now), _aware(now)))  # fmt: skip
         return len(rows)
 
     async def delete_queue_message(self, message_id: str) -> int:
@@ -937,6 +965,35 @@ class PostgresStore:
     async def delete_ban(self, address: str) -> int:
         async with self._write() as work:
             rows = await _fetch(work.conn, "DELETE FROM bans WHERE address = %s"
+                                " RETURNING address", (address,))  # fmt: skip
+        return len(rows)
+
+    # -- failed logins (issue 10): counted here, so failures on every node add up ------
+
+    async def record_auth_failure(self, address: str, at: dt.datetime,
+                                  since: dt.datetime) -> int:
+        async with self._write() as work:
+            # Serialise one address's failures across nodes: under READ COMMITTED two
+            # uncommitted inserts would not see each other and both counts fall short.
+            await _fetch(work.conn, "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))",
+                         (_AUTH_FAILURE_LOCK, address))  # fmt: skip
+            await _fetch(work.conn, "DELETE FROM auth_failures WHERE at < %s", (_aware(since),))
+            await _fetch(work.conn, "INSERT INTO auth_failures (address, at) VALUES (%s, %s)",
+                         (address, _aware(at)))  # fmt: skip
+            row = await _fetch_one(work.conn, "SELECT count(*) FROM auth_failures"
+                                   " WHERE address = %s AND at >= %s",
+                                   (address, _aware(since)))  # fmt: skip
+        return int(row[0])
+
+    async def count_auth_failures(self, address: str, since: dt.datetime) -> int:
+        row = await self._read_one("SELECT count(*) FROM auth_failures"
+                                   " WHERE address = %s AND at >= %s",
+                                   (address, _aware(since)))  # fmt: skip
+        return int(row[0])
+
+    async def clear_auth_failures(self, address: str) -> int:
+        async with self._write() as work:
+            rows = await _fetch(work.conn, "DELETE FROM auth_failures WHERE address = %s"
                                 " RETURNING address", (address,))  # fmt: skip
         return len(rows)
 

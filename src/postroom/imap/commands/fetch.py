@@ -11,7 +11,10 @@ Invariants (the 100,000-message rule):
 - ENVELOPE, BODY and BODYSTRUCTURE come from the metadata stored at delivery/APPEND
   (`get_meta`); the blob is never parsed for them.
 - The blob is read only for body sections, and only its header when every requested
-  section lies in the header.
+  section lies in the header. When every attribute is answered from the row or from the
+  top-level header (the "list the headers" FETCH clients send after SELECT), neither
+  metadata nor whole blobs are read: the headers of up to HEADER_BATCH messages are read
+  up to their empty line in one thread hop, and their responses are written together.
 - BODY[...] and BINARY[...] without .PEEK (and rev1 RFC822, RFC822.TEXT) set \\Seen
   unless the mailbox is read-only; FLAGS is then added to the answer (RFC 9051 §6.4.5).
 - A message expunged by someone else before we read its body is skipped, not an error.
@@ -44,6 +47,7 @@ from postroom.imap.wire.responses import (
     render_vanished,
 )
 from postroom.mail.bodystructure import body_structure
+from postroom.mail.headers import find_body_start, select_header_fields
 from postroom.mail.mimetree import MessageMeta, parse_message
 from postroom.mail.sections import binary_size, decode_binary, extract_section
 from postroom.store.api import FlagMode, MessageRow
@@ -54,6 +58,8 @@ _ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", 
 _VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})  # kept for every message: no row read
 YIELD_EVERY = 500
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+HEADER_BATCH = 100  # messages whose headers one thread hop reads
+_HEADER_CHUNK = 8192  # most headers fit; longer ones are read on, doubling
 
 
 def needs_meta(attribute: FetchAttribute) -> bool:
@@ -74,6 +80,15 @@ def is_header_only(attribute: FetchAttribute) -> bool:
         return not attribute.section.part and attribute.section.text in _HEADER_TEXTS
     if isinstance(attribute, SimpleAttribute):
         return attribute.name == "RFC822.HEADER" or not needs_blob(attribute)
+    return False
+
+
+def is_top_header(attribute: FetchAttribute) -> bool:
+    """Answered from the row, or from the top-level header bytes alone (no metadata)."""
+    if isinstance(attribute, BodySection):
+        return not attribute.section.part and attribute.section.text in _HEADER_TEXTS
+    if isinstance(attribute, SimpleAttribute):
+        return attribute.name in _ROW_ONLY or attribute.name == "RFC822.HEADER"
     return False
 
 
@@ -117,6 +132,49 @@ def _render_body(data: list[Any], out: list[bytes], is_utf8: bool) -> None:
 def _read_blob(path: Path, limit: int | None) -> bytes:
     with path.open("rb") as handle:
         return handle.read() if limit is None else handle.read(limit)
+
+
+def read_header_block(path: Path) -> bytes:
+    """The top-level header of a stored message, through its empty line: exactly
+    raw[:root.body_start] of the parsed message (both use `find_body_start`)."""
+    with path.open("rb") as handle:
+        data = handle.read(_HEADER_CHUNK)
+        while True:
+            body_start = find_body_start(data)
+            # Short of the end, the empty line was found and nothing read later can come
+            # before it; at the end it may be cut off (or missing): read on.
+            if body_start < len(data):
+                return data[:body_start]
+            more = handle.read(max(len(data), _HEADER_CHUNK))
+            if not more:
+                return data  # RFC 5322 §2.1: no empty line, the whole message is header
+            data += more
+
+
+def _read_header_blocks(paths: list[Path]) -> list[bytes | None]:
+    """Headers of several messages in one thread hop; None for a blob that is gone
+    (expunged by another session since the view was taken)."""
+    headers: list[bytes | None] = []
+    for path in paths:
+        try:
+            headers.append(read_header_block(path))
+        except FileNotFoundError:
+            headers.append(None)
+    return headers
+
+
+def top_header_item(header: bytes, section_text: str, fields: tuple[str, ...],
+                    partial: tuple[int, int | None] | None) -> bytes:  # fmt: skip
+    """BODY[HEADER], BODY[HEADER.FIELDS (…)], BODY[HEADER.FIELDS.NOT (…)] of the
+    message, from its header block (RFC 9051 §6.4.5), with <origin.length> applied."""
+    if section_text == "HEADER":
+        content = header
+    else:
+        content = select_header_fields(header, fields, exclude=section_text.endswith(".NOT"))
+    if partial is None:
+        return content
+    origin, length = partial
+    return content[origin:] if length is None else content[origin : origin + length]
 
 
 class _Message:
@@ -248,21 +306,82 @@ async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
         await _fetch_rows(ctx, view, uids, row_names)
         return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
     await view.load_rows(ctx.runtime.store, uids)
+    if all(is_top_header(attribute) for attribute in attributes):
+        await _fetch_headers(ctx, view, uids, attributes, newly_seen)
+        return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
     for index, uid in enumerate(uids):
         items = await _fetch_message(ctx, view, uid, attributes, header_only)
         if items is None:
             continue
         if uid in newly_seen:
-            # RFC 9051 §6.4.5 / RFC 7162 §3.1.4: report the implicit flag change.
-            message = _Message(ctx, view, view.rows[uid])
-            if "FLAGS" not in names:
-                items.append(("FLAGS", await _simple_item(message, "FLAGS", False)))
-            if ctx.is_condstore and "MODSEQ" not in names:
-                items.append(("MODSEQ", await _simple_item(message, "MODSEQ", False)))
+            items += _implicit_flag_items(ctx, view, uid, names)
         await ctx.write(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
         if index % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)  # a 100,000-message FETCH must not starve other sessions
     return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
+
+
+def _implicit_flag_items(ctx: Context, view: SelectedMailbox, uid: int, names: set[str]
+                         ) -> list[FetchItem]:  # fmt: skip
+    """RFC 9051 §6.4.5 / RFC 7162 §3.1.4: a FETCH that set \\Seen reports the change."""
+    items: list[FetchItem] = []
+    if "FLAGS" not in names:
+        items.append(("FLAGS", _row_item(ctx, view, uid, "FLAGS")))
+    if ctx.is_condstore and "MODSEQ" not in names:
+        items.append(("MODSEQ", _row_item(ctx, view, uid, "MODSEQ")))
+    return items
+
+
+async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
+                         attributes: list[FetchAttribute], newly_seen: set[int]
+                         ) -> None:  # fmt: skip
+    """Every attribute comes from the row or the top-level header: read the headers of
+    HEADER_BATCH messages per thread hop, no metadata, one write per batch."""
+    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
+    needs_header = not all(isinstance(a, SimpleAttribute) and a.name in _ROW_ONLY
+                           for a in attributes)  # fmt: skip
+    for start in range(0, len(uids), HEADER_BATCH):
+        chunk, paths = [], []
+        for uid in uids[start : start + HEADER_BATCH]:
+            row = view.rows.get(uid)
+            if row is None:
+                continue  # expunged before its row was read: nothing left to report
+            try:
+                paths.append(await ctx.runtime.blobs.local_path(row.blob_id))
+            except (NotFound, FileNotFoundError):
+                continue  # expunged by another session meanwhile (see _fetch_message)
+            chunk.append(uid)
+        headers = (await asyncio.to_thread(_read_header_blocks, paths) if needs_header
+                   else [b""] * len(chunk))  # fmt: skip
+        out: list[bytes] = []
+        for uid, header in zip(chunk, headers, strict=True):
+            if header is None:
+                continue
+            items = [(_label(a), _header_value(ctx, view, uid, a, header)) for a in attributes]
+            if uid in newly_seen:
+                items += _implicit_flag_items(ctx, view, uid, names)
+            out.append(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
+        if out:
+            await ctx.write(b"".join(out))
+
+
+def _label(attribute: FetchAttribute) -> str | FetchAttribute:
+    return attribute.name if isinstance(attribute, SimpleAttribute) else attribute
+
+
+def _header_value(ctx: Context, view: SelectedMailbox, uid: int, attribute: FetchAttribute,
+                  header: bytes) -> Value:  # fmt: skip
+    if isinstance(attribute, BodySection):
+        partial = None
+        if attribute.partial is not None:
+            partial = (attribute.partial.offset, attribute.partial.length)
+        section = attribute.section
+        return top_header_item(header, section.text or "", section.fields, partial)
+    if isinstance(attribute, SimpleAttribute) and attribute.name == "RFC822.HEADER":
+        return header
+    if isinstance(attribute, SimpleAttribute):
+        return _row_item(ctx, view, uid, attribute.name)
+    raise TypeError(f"not a header attribute: {attribute!r}")
 
 
 async def _report_vanished(ctx: Context, view: SelectedMailbox, command: c.Fetch) -> None:

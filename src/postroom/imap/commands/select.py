@@ -6,7 +6,9 @@ PERMANENTFLAGS, EXISTS, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, the mailbox's LIST 
 IMAP4rev2 clients, RECENT / [UNSEEN n] for IMAP4rev1 clients (RFC 3501 §6.3.1), and the
 QRESYNC answer (VANISHED (EARLIER) + FETCH of what changed since the client's MODSEQ).
 
-Invariants: SELECT costs one list_messages query (plus the mailbox row); a SELECT while
+Invariants: SELECT costs one select_summary query (plus the mailbox row): the UIDs, the
+distinct flag sets and the first unseen UID, never per-message flags, which the view loads
+when a later command needs them (imap/selected.py); a SELECT while
 a mailbox is selected first deselects it, answering `* OK [CLOSED]` (RFC 9051 §7.1), so
 a failed SELECT leaves the session in the authenticated state.
 """
@@ -17,7 +19,12 @@ from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.expunge import deleted_uids
 from postroom.imap.commands.mailboxes import SEPARATOR
-from postroom.imap.selected import SelectedMailbox, open_selected, uids_within
+from postroom.imap.selected import (
+    SelectedMailbox,
+    read_summary,
+    selected_from_summary,
+    uids_within,
+)
 from postroom.imap.wire import commands as c
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.grammar import SYSTEM_FLAGS
@@ -31,6 +38,7 @@ from postroom.imap.wire.responses import (
     render_untagged_status,
     render_vanished,
 )
+from postroom.store.api import SelectSummary
 
 _STORABLE = tuple(flag for flag in SYSTEM_FLAGS if flag != "\\Recent")
 
@@ -55,9 +63,12 @@ async def handle_select(ctx: Context, command: c.Select | c.Examine) -> Done:
     mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
     if mailbox is None:
         raise Refused(f"no mailbox {command.mailbox}", code="NONEXISTENT")
-    view = await open_selected(ctx.runtime.store, mailbox, is_read_only=is_read_only)
-    await ctx.write(_select_responses(ctx, view))
+    summary = await read_summary(ctx.runtime.store, mailbox.id)
+    view = selected_from_summary(ctx.runtime.store, mailbox, summary,
+                                 is_read_only=is_read_only)  # fmt: skip
+    await ctx.write(_select_responses(ctx, view, summary))
     if command.qresync is not None and command.qresync.uidvalidity == view.uidvalidity:
+        await view.load_tables(ctx.runtime.store)
         await _resync(ctx, view, command.qresync)
     ctx.selected = view
     ctx.state = ConnectionState.SELECTED
@@ -65,9 +76,9 @@ async def handle_select(ctx: Context, command: c.Select | c.Examine) -> Done:
     return Done(f"{'EXAMINE' if is_read_only else 'SELECT'} completed", code)
 
 
-def _select_responses(ctx: Context, view: SelectedMailbox) -> bytes:
-    # Few distinct flag sets, however many messages: look at each set once.
-    keywords = sorted({flag for flags in set(view.flags.values()) for flag in flags
+def _select_responses(ctx: Context, view: SelectedMailbox, summary: SelectSummary) -> bytes:
+    # Few distinct flag sets, however many messages: the store groups them.
+    keywords = sorted({flag for flags in summary.flag_sets for flag in flags
                        if not flag.startswith("\\")})  # fmt: skip
     flags = [*_STORABLE, *keywords]
     permanent = [] if view.is_read_only else [*flags, "\\*"]
@@ -79,9 +90,9 @@ def _select_responses(ctx: Context, view: SelectedMailbox) -> bytes:
     ]
     if not ctx.is_rev2:
         out.append(render_recent(len(view.recent)))
-        first_unseen = next((seq for seq, uid in enumerate(view.uids, 1)
-                             if "\\Seen" not in view.flags[uid]), None)  # fmt: skip
-        if first_unseen is not None:
+        # RFC 3501 §6.3.1: the sequence number of the first message without \Seen.
+        first_unseen = view.seq_of(summary.first_unseen) if summary.first_unseen else 0
+        if first_unseen:
             out.append(render_untagged_status("OK", "first unseen", "UNSEEN", (first_unseen,)))
     out += [
         render_untagged_status("OK", "UIDs valid", "UIDVALIDITY", (view.uidvalidity,)),

@@ -1,0 +1,238 @@
+"""Group commit for the SQLite backend: the hot writes of many sessions in one transaction.
+
+Owns a second SQLite connection, used only on its own thread, and the queue of write jobs
+that run on it. APPEND/delivery, STORE and EXPUNGE are small (a few statements) but used to
+pay one thread hop per statement, all while holding the store's write lock: under ten
+busy IMAP sessions each write waited behind the others' hops. Here every job is a plain
+function of the connection; whatever jobs are waiting when the writer is free run as one
+batch, in one thread hop:
+
+    BEGIN IMMEDIATE; (SAVEPOINT; job; RELEASE) for each job; COMMIT
+
+(a batch of one job needs no savepoint: the transaction is its own).
+
+Invariants:
+- A job's caller hears its result only after the COMMIT that holds it (synchronous=FULL:
+  on disk), so no OK/250 is sent for anything not durable. A job that raises is rolled
+  back to its savepoint alone; the others still commit. If the COMMIT fails, every job of
+  the batch gets the error.
+- Batches run under the store's asyncio write lock, the same one every other write takes
+  on the aiosqlite writer connection: inside this process writes never contend for
+  SQLite's lock (no busy-wait), and UID/MODSEQ allocation stays race-free.
+- Change-feed events are published after the COMMIT; blobs the batch's expunges released
+  are unlinked after the COMMIT, still under the lock, when no row refers to them (a
+  crash in between leaks a file, never loses one still referenced).
+- A caller cancelled while its job waits still gets its job committed with the batch
+  (a retry then duplicates, never loses); shutdown lets the running batch finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from postroom.store.api import Change
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+
+log = logging.getLogger("postroom.store")
+
+T = TypeVar("T")
+
+_PRAGMAS = (
+    "PRAGMA synchronous = FULL",  # acknowledged writes survive power loss
+    "PRAGMA foreign_keys = ON",
+)
+
+
+@dataclass(slots=True)
+class BatchWork:
+    """What one job changed: feed events to publish and blobs to check, after COMMIT."""
+
+    db: sqlite3.Connection
+    kinds: dict[tuple[int, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    blobs: set[str] = field(default_factory=set)
+
+    def changed(self, account_id: int, mailbox_id: int, kind: str) -> None:
+        self.kinds[(account_id, mailbox_id)].add(kind)
+
+    def changes(self) -> list[Change]:
+        return [Change(a, m, frozenset(kinds)) for (a, m), kinds in self.kinds.items()]
+
+
+Job = Callable[[BatchWork], T]
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    job: Job[T]
+    done: asyncio.Future[T]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    result: Any = None
+    error: Exception | None = None
+    work: BatchWork | None = None
+
+
+class BatchWriter:
+    """Runs write jobs in batches on one connection and one thread (see module doc)."""
+
+    def __init__(self, path: Path, blobs: FileBlobStore, feed: ChangeFeed,
+                 write_lock: asyncio.Lock, *, busy_timeout_ms: int,
+                 blob_in_use_sql: str) -> None:  # fmt: skip
+        self._path = path
+        self._blobs = blobs
+        self._feed = feed
+        self._lock = write_lock
+        self._busy_timeout_ms = busy_timeout_ms
+        # "Is this blob still referenced?" with the blob id as both parameters: the same
+        # query the store's other writes use, so both paths agree.
+        self._blob_in_use_sql = blob_in_use_sql
+        self._thread: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._waiting: list[_Pending[Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="postroom-sqlite-batch")
+        self._db = await self._in_thread(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: the batch says BEGIN IMMEDIATE / COMMIT itself.
+        db = sqlite3.connect(self._path, isolation_level=None,
+                             timeout=self._busy_timeout_ms / 1000)  # fmt: skip
+        try:
+            for pragma in (f"PRAGMA busy_timeout = {self._busy_timeout_ms}", *_PRAGMAS):
+                db.execute(pragma)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        if self._task is not None:  # jobs already queued still get committed
+            await asyncio.shield(self._task)
+        thread, db = self._thread, self._db
+        self._thread = self._db = None
+        if thread is None:
+            return
+        try:
+            if db is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, db.close)
+        finally:
+            thread.shutdown(wait=False)
+
+    async def run(self, job: Job[T]) -> T:
+        """Run `job(work)` in the next batch; its result once that batch is committed."""
+        if self._db is None:
+            raise RuntimeError("SqliteStore used before open()")
+        pending: _Pending[T] = _Pending(job, asyncio.get_running_loop().create_future())
+        self._waiting.append(pending)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run_batches())
+        # Shielded: see the module doc (a cancelled caller's job still commits).
+        return await asyncio.shield(pending.done)
+
+    async def _run_batches(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self._lock:
+                    outcomes = await self._in_thread(self._commit_batch, batch)
+            except Exception as error:  # nothing committed: every caller hears why
+                for pending in batch:
+                    _fail(pending.done, error)
+                continue
+            except BaseException:  # this task was cancelled (shutdown): nobody waits forever
+                for pending in batch + self._waiting:
+                    pending.done.cancel()
+                raise
+            self._announce(batch, outcomes)
+
+    def _announce(self, batch: list[_Pending[Any]], outcomes: list[_Outcome]) -> None:
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if outcome.work is not None:
+                for change in outcome.work.changes():
+                    self._feed.publish(change)
+            if outcome.error is not None:
+                _fail(pending.done, outcome.error)
+            elif not pending.done.done():
+                pending.done.set_result(outcome.result)
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            raise RuntimeError("SqliteStore used before open()")
+        future = asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread goes on with its transaction: let it end before the write lock
+            # is given up, or the next writer would find SQLite's lock taken.
+            await asyncio.wait([future])
+            raise
+
+    # -- on the batch thread ------------------------------------------------------------
+    def _commit_batch(self, batch: list[_Pending[Any]]) -> list[_Outcome]:
+        db = self._db
+        assert db is not None  # set by open(), before any job is accepted
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if len(batch) == 1:  # alone, its savepoint would be the transaction itself
+                outcomes = [self._run_alone(db, batch[0].job)]
+            else:
+                outcomes = [self._run_job(db, pending.job) for pending in batch]
+            if db.in_transaction:  # not when the lone job failed and was rolled back
+                db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        released = set().union(*(o.work.blobs for o in outcomes if o.work is not None))
+        for blob_id in released:
+            self._unlink_if_unused(db, blob_id)
+        return outcomes
+
+    @staticmethod
+    def _run_alone(db: sqlite3.Connection, job: Job[Any]) -> _Outcome:
+        work = BatchWork(db)
+        try:
+            return _Outcome(result=job(work), work=work)
+        except Exception as error:
+            if db.in_transaction:  # SQLite may have rolled back already (I/O error, full)
+                db.execute("ROLLBACK")
+            return _Outcome(error=error)
+
+    @staticmethod
+    def _run_job(db: sqlite3.Connection, job: Job[Any]) -> _Outcome:
+        work = BatchWork(db)
+        db.execute("SAVEPOINT job")
+        try:
+            result = job(work)
+        except Exception as error:
+            db.execute("ROLLBACK TO job")
+            db.execute("RELEASE job")
+            return _Outcome(error=error)
+        db.execute("RELEASE job")
+        return _Outcome(result=result, work=work)
+
+    def _unlink_if_unused(self, db: sqlite3.Connection, blob_id: str) -> None:
+        try:
+            (in_use,) = db.execute(self._blob_in_use_sql, (blob_id, blob_id)).fetchone()
+            if not in_use:
+                self._blobs.path(blob_id).unlink(missing_ok=True)
+        except (OSError, sqlite3.Error) as error:  # committed already: a leak, not a loss
+            log.warning("blob %s not removed after expunge: %s", blob_id, error)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,160 @@
+"""SQLite group commit (store/sqlitebatch.py): concurrent appends, flag changes and expunges
+share transactions, each caller answered only after its COMMIT, one failure isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postroom.store.api import FlagMode, Mailbox, NewMessage
+from postroom.store.blobs import FileBlobStore
+from postroom.store.changes import ChangeFeed
+from postroom.store.errors import NotFound
+from postroom.store.sqlite import SqliteStore
+from postroom.store.sqlitebatch import BatchWork, BatchWriter
+
+WHEN = dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "postroom.sqlite3"
+
+
+@pytest.fixture
+async def store(db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+                ) -> AsyncIterator[SqliteStore]:  # fmt: skip
+    opened = SqliteStore(db_path, blobs, feed)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of jobs in every batch committed."""
+    sizes: list[int] = []
+    real = BatchWriter._commit_batch
+
+    def counting(self: BatchWriter, batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(BatchWriter, "_commit_batch", counting)
+    return sizes
+
+
+async def inbox_of(store: SqliteStore, address: str) -> Mailbox:
+    account = await store.create_account(address, "h")
+    inbox = await store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    return inbox
+
+
+def on_disk(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """What another process would read right now."""
+    with sqlite3.connect(path) as db:
+        return db.execute(sql, params).fetchall()
+
+
+async def test_concurrent_writes_share_batches_and_are_durable_when_answered(
+        store: SqliteStore, blobs: FileBlobStore, db_path: Path,
+        batch_sizes: list[int]) -> None:
+    boxes = [await inbox_of(store, f"u{n}@example.org") for n in range(10)]
+    blob_id = await blobs.put(b"Subject: x\r\n\r\nbody\r\n")
+    message = NewMessage(blob_id, 21, WHEN, frozenset())
+    rows = await asyncio.gather(*(store.append_message(box.id, message) for box in boxes))
+    assert [row.uid for row in rows] == [1] * 10
+    assert max(batch_sizes) > 1  # the appends did not each get their own transaction
+
+    async def flag_then_check(box: Mailbox) -> None:
+        changed = await store.store_flags(box.id, [1], frozenset({"\\Seen"}), FlagMode.ADD)
+        assert [row.flags for row in changed] == [frozenset({"\\Seen"})]
+        # Answered means committed: another connection sees it now.
+        assert on_disk(db_path, "SELECT flags FROM messages WHERE mailbox_id = ?",
+                       (box.id,)) == [("\\Seen",)]  # fmt: skip
+
+    batch_sizes.clear()
+    await asyncio.gather(*(flag_then_check(box) for box in boxes))
+    assert sum(batch_sizes) == 10 and len(batch_sizes) < 10
+
+
+async def test_flag_changes_on_one_mailbox_get_ascending_modseqs(store: SqliteStore,
+                                                                 blobs: FileBlobStore) -> None:
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await blobs.put(b"x")
+    for _ in range(5):
+        await store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset()))
+    results = await asyncio.gather(*(
+        store.store_flags(box.id, [uid], frozenset({f"$K{uid}"}), FlagMode.ADD)
+        for uid in range(1, 6)))  # fmt: skip
+    modseqs = [rows[0].modseq for rows in results]
+    assert len(set(modseqs)) == 5
+    after = await store.get_mailbox_by_id(box.id)
+    assert after is not None and after.highest_modseq == max(modseqs)
+
+
+async def test_a_failing_job_leaves_the_rest_of_its_batch_committed(
+        store: SqliteStore, blobs: FileBlobStore, batch_sizes: list[int]) -> None:
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await blobs.put(b"x")
+    message = NewMessage(blob_id, 1, WHEN, frozenset())
+    good, missing, flags = await asyncio.gather(
+        store.append_message(box.id, message),
+        store.append_message(99_999, message),
+        store.store_flags(99_999, [1], frozenset({"\\Seen"}), FlagMode.ADD),
+        return_exceptions=True)
+    assert isinstance(missing, NotFound) and isinstance(flags, NotFound)
+    assert not isinstance(good, BaseException) and good.uid == 1
+    assert [m.uid for m in await store.list_messages(box.id)] == [1]
+    assert batch_sizes == [3]  # all three ran in one transaction
+
+
+async def test_expunge_unlinks_only_unreferenced_blobs_and_announces(
+        store: SqliteStore, blobs: FileBlobStore, feed: ChangeFeed) -> None:
+    box = await inbox_of(store, "a@example.org")
+    other = await inbox_of(store, "b@example.org")
+    shared, own = await blobs.put(b"shared"), await blobs.put(b"own")
+    await store.append_message(box.id, NewMessage(shared, 6, WHEN, frozenset()))
+    await store.append_message(box.id, NewMessage(own, 3, WHEN, frozenset()))
+    await store.append_message(other.id, NewMessage(shared, 6, WHEN, frozenset()))
+    subscription = feed.subscribe(box.account_id)
+    assert await store.expunge(box.id, [1, 2, 7]) == [1, 2]
+    assert blobs.path(shared).exists() and not blobs.path(own).exists()
+    change = await asyncio.wait_for(subscription.queue.get(), 5)
+    assert change.mailbox_id == box.id and "expunge" in change.kinds
+    assert await store.expunged_since(box.id, 0) == [1, 2]
+    assert await store.expunge(box.id, [1]) == []  # gone already: nothing, no error
+
+
+async def test_close_commits_what_is_queued(db_path: Path, blobs: FileBlobStore,
+                                            feed: ChangeFeed) -> None:
+    store = SqliteStore(db_path, blobs, feed)
+    await store.open()
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await blobs.put(b"x")
+    appends = [asyncio.ensure_future(
+        store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())))
+        for _ in range(5)]  # fmt: skip
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    assert sorted(task.result().uid for task in appends) == [1, 2, 3, 4, 5]
+    assert on_disk(db_path, "SELECT count(*) FROM messages") == [(5,)]
+
+
+async def test_batch_connection_is_as_durable_as_the_writer(store: SqliteStore) -> None:
+    def pragmas(work: BatchWork) -> tuple[int, int, str]:
+        synchronous = work.db.execute("PRAGMA synchronous").fetchone()[0]
+        foreign_keys = work.db.execute("PRAGMA foreign_keys").fetchone()[0]
+        journal = work.db.execute("PRAGMA journal_mode").fetchone()[0]
+        return synchronous, foreign_keys, journal
+
+    assert await store._batch.run(pragmas) == (2, 1, "wal")  # FULL, on, WAL
