@@ -11,7 +11,8 @@ without hashing; failures always pay the full verification.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.passwords import hash_password, needs_rehash, verify_password
@@ -21,6 +22,8 @@ from postroom.store.api import Account, AccountSummary, Alias, Store
 
 if TYPE_CHECKING:
     from postroom.security.bans import AuthGuard
+
+T = TypeVar("T")
 
 MIN_PASSWORD_LENGTH = 1
 MAX_PASSWORD_LENGTH = 1024
@@ -48,13 +51,13 @@ class AccountService:
         _check_password(password)
         if await self._store.get_account(canonical) is not None:
             raise Refused(f"{canonical} already exists", code="ALREADYEXISTS")
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await self._hashing(hash_password, password)
         return await self._store.create_account(canonical, password_hash)
 
     async def update_password(self, address: str, password: str) -> None:
         canonical = await self._existing(address)
         _check_password(password)
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await self._hashing(hash_password, password)
         await self._store.set_password(canonical, password_hash)
         self._forget(canonical)  # the new hash ends the entry anyway; drop it at once
 
@@ -111,15 +114,22 @@ class AccountService:
         cache = self._auth_cache
         if cache is not None and cache.is_verified(canonical, account.password_hash, password):
             return account
-        if not await asyncio.to_thread(verify_password, password, account.password_hash):
+        if not await self._hashing(verify_password, password, account.password_hash):
             return None
         stored_hash = account.password_hash
         if needs_rehash(stored_hash):
-            stored_hash = await asyncio.to_thread(hash_password, password)
+            stored_hash = await self._hashing(hash_password, password)
             await self._store.set_password(canonical, stored_hash)
         if cache is not None:
             cache.remember(canonical, stored_hash, password)
         return account
+
+    async def _hashing(self, work: Callable[..., T], *args: str) -> T:
+        """A password hash off the loop, within the guard's bound on parallel hashes."""
+        if self._guard is None:
+            return await asyncio.to_thread(work, *args)
+        async with self._guard.hashing_slot():
+            return await asyncio.to_thread(work, *args)
 
     def _forget(self, canonical: str) -> None:
         if self._auth_cache is not None:

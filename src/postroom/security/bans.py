@@ -12,9 +12,10 @@ the address for 1 hour):
   its new connections before the greeting.
 - Attempts from one client run one at a time, and a failure is answered only after
   `failure_delay` (Dovecot's auth_failure_delay): parallel guessing gains nothing.
-- At most `MAX_PARALLEL_VERIFICATIONS` password checks run at once, whoever asks: each
-  argon2id check takes 64 MiB (RFC 9106's low-memory profile), so many clients logging in
-  together queue rather than exhaust memory.
+- At most `MAX_PARALLEL_VERIFICATIONS` password hashes are computed at once, whoever
+  asks (`hashing_slot`, held around the hash only): each argon2id check takes 64 MiB
+  (RFC 9106's low-memory profile), so many clients logging in together queue rather than
+  exhaust memory, while a login the verified-login cache answers never waits for them.
 - A success resets nothing: neither this client's count (an attacker holding one account
   must not launder guesses against another) nor anyone else's.
 - Addresses in TRUSTED_NETWORKS are never counted or banned (Fail2ban's `ignoreip`);
@@ -72,6 +73,10 @@ class AuthGuard:
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
         self._verifying = asyncio.Semaphore(MAX_PARALLEL_VERIFICATIONS)
 
+    def hashing_slot(self) -> asyncio.Semaphore:
+        """Hold this around each password hash computation (see the module docstring)."""
+        return self._verifying
+
     def is_exempt(self, key: str) -> bool:
         return is_exempt(key, self._exempt)
 
@@ -100,8 +105,7 @@ class AuthGuard:
                 log.info("client=%s authentication refused: banned", key)
                 await self._penalise()
                 return None
-            async with self._verifying:
-                result = await verify()
+            result = await verify()
             if result is None:
                 await self.record_failure(key)
                 await self._penalise()
