@@ -1,6 +1,7 @@
 """Fixtures for IMAP socket tests: a real ImapServer on 127.0.0.1 in a background thread.
 
-`ImapThread` runs its own event loop with a Runtime over a temporary SQLite store and two
+`ImapThread` runs its own event loop with a Runtime over a temporary store (SQLite, or
+PostgreSQL under POSTROOM_TEST_STORAGE=postgresql: tests/support/runtime.py) and two
 listeners: `port` (plain, STARTTLS) and `tls_port` (implicit TLS). Blocking clients
 (imaplib, imap_tools, raw sockets, mbsync) talk to it; `call()` runs store coroutines
 on its loop, e.g. to deliver a message as SMTP would.

@@ -1,4 +1,4 @@
-"""Building blocks for queue tests: a Runtime over a fresh SQLite store whose config
+"""Building blocks for queue tests: a Runtime over a fresh store whose config
 points outbound SMTP at a fake MX, a fixed-jitter RNG, and message helpers."""
 
 from __future__ import annotations
