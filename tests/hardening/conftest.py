@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postroom.accounts import service
 from tests.conftest import make_config
 from tests.support.server import AppThread
 
@@ -60,3 +61,18 @@ def is_closed(sock: socket.socket) -> bool:
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+@pytest.fixture
+def hash_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every full password verification AccountService makes (the CPU an attacker
+    would make us spend; what the verified-login cache saves)."""
+    calls: list[str] = []
+    real = service.verify_password
+
+    def counting(password: str, password_hash: str) -> bool:
+        calls.append(password)
+        return real(password, password_hash)
+
+    monkeypatch.setattr(service, "verify_password", counting)
+    return calls

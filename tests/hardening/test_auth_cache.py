@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 import pytest
 from passlib.hash import sha512_crypt
 
-from postroom.accounts import service
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.passwords import hash_password
 from postroom.accounts.service import AccountService
@@ -24,20 +23,6 @@ from postroom.security.peer import CLIENT_ADDRESS
 from tests.hardening.conftest import PASSWORD, USER, StartApp
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def hash_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every full password verification AccountService makes."""
-    calls: list[str] = []
-    real = service.verify_password
-
-    def counting(password: str, password_hash: str) -> bool:
-        calls.append(password)
-        return real(password, password_hash)
-
-    monkeypatch.setattr(service, "verify_password", counting)
-    return calls
 
 
 def from_client(address: str, attempt: Callable[[], Awaitable[object]]) -> Awaitable[object]:

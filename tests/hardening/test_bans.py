@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from postroom.accounts import service
 from postroom.clock import ManualClock
 from postroom.runtime import Runtime
 from postroom.security.bans import AuthGuard, BanPolicy
@@ -186,20 +185,6 @@ async def test_store_bans_round_trip(any_store: Store) -> None:
 
 
 # -- through every protocol, against the whole App -------------------------------------------
-
-
-@pytest.fixture
-def hash_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every password verification (the CPU an attacker would make us spend)."""
-    calls: list[str] = []
-    real = service.verify_password
-
-    def counting(password: str, password_hash: str) -> bool:
-        calls.append(password)
-        return real(password, password_hash)
-
-    monkeypatch.setattr(service, "verify_password", counting)
-    return calls
 
 
 def assert_refused_everywhere(app: AppThread) -> None:
