@@ -652,8 +652,11 @@ async def test_change_feed(store: Store, blobs: FileBlobStore, feed: ChangeFeed)
     inbox = await mailbox_id(store, account)
     with feed.subscribe(account) as subscription:
         uid, _ = await deliver(store, blobs, inbox)
+        box_row = await store.get_mailbox_by_id(inbox)
+        assert box_row is not None
+        # The hot writes say which MODSEQ they committed at (imap/selected.py `covers`).
         assert await next_change(subscription.queue) == Change(
-            account, inbox, frozenset({"append"})
+            account, inbox, frozenset({"append"}), box_row.highest_modseq
         )
         await store.store_flags(inbox, [uid], frozenset({"\\Seen"}), FlagMode.ADD)
         assert (await next_change(subscription.queue)).kinds == {"flags"}

@@ -13,7 +13,10 @@ Invariants:
   and `expunged_since(baseline)` — never from the change-feed payload, so a missed or
   coalesced feed event loses nothing. The baseline is the mailbox's HIGHESTMODSEQ read
   *before* those queries, so a change racing the refresh is seen again next time (and
-  de-duplicated), never skipped.
+  de-duplicated), never skipped. The one exception: the session's own STORE or APPEND
+  whose MODSEQ is exactly baseline + 1 (nothing else happened since) is applied to the
+  view directly and moves the baseline (`_follow_own_write`); a feed event at or below
+  the baseline (`covers`) then needs no re-read.
 - SELECT costs one `select_summary` query: the UIDs, plus what the SELECT response needs
   (flag sets, first unseen), never per-message flags. `flags`/`modseqs` — what the
   client was told, per message — are loaded by `load_tables` (one `list_flag_columns`
@@ -277,12 +280,54 @@ class SelectedMailbox:
             if not self.is_read_only:
                 self.recent |= claim_recent(store, self.mailbox_id, new_uids)
 
-    def note_stored(self, rows: Iterable[MessageRow]) -> None:
-        """Our own STORE changed these rows; the client hears about them from STORE."""
+    def note_stored(self, rows: Sequence[MessageRow]) -> bool:
+        """Our own STORE changed these rows; the client hears about them from STORE.
+        Returns whether the view is current after it (see `_follow_own_write`)."""
+        is_known = True
         for row in rows:
             if self.contains(row.uid):
                 self._remember(row)
                 self.pending_flags.discard(row.uid)
+            else:
+                is_known = False
+        modseqs = {row.modseq for row in rows}
+        return is_known and len(modseqs) == 1 and self._follow_own_write(modseqs.pop())
+
+    def note_appended(self, row: MessageRow, store: Store) -> bool:
+        """Our own APPEND added `row` to this mailbox. Returns whether the view took it in
+        (then the next `take_updates` announces it with EXISTS, as a refresh would); if not,
+        the caller marks the view stale and a refresh reads it."""
+        if self.uids and row.uid <= self.uids[-1]:
+            return False
+        if not self._follow_own_write(row.modseq, uidnext=row.uid + 1):
+            return False
+        self.uids.append(row.uid)
+        self.flags[row.uid] = row.flags
+        self.modseqs[row.uid] = row.modseq
+        if not self.is_read_only:
+            self.recent |= claim_recent(store, self.mailbox_id, [row.uid])
+        return True
+
+    def _follow_own_write(self, modseq: int, *, uidnext: int = 0) -> bool:
+        """Our own write committed at `modseq` and the caller applied it to the view.
+
+        When `modseq` is the very next one after the baseline, nothing else changed the
+        mailbox in between: every write takes its own MODSEQ under the mailbox row's lock
+        (store/sqlite.py, store/postgres.py), so the view is now what a refresh at `modseq`
+        would make it. The baseline moves there without re-reading (issue 8), and the
+        write's own change-feed event is skipped (`covers`). Otherwise the baseline stays
+        and the next refresh reads what happened in between (our write again, harmlessly).
+        """
+        if modseq != self.baseline + 1:
+            return False
+        self.baseline = modseq
+        self.mailbox = replace(self.mailbox, highest_modseq=modseq,
+                               uidnext=max(self.mailbox.uidnext, uidnext))  # fmt: skip
+        return True
+
+    def covers(self, modseq: int) -> bool:
+        """Whether a change-feed event at `modseq` (0: not known) is already in the view."""
+        return 0 < modseq <= self.baseline
 
     def note_expunged(self, uids: Iterable[int]) -> None:
         """Our own EXPUNGE/MOVE removed these; announce with the next `take_updates`."""

@@ -219,6 +219,9 @@ class Change:
     account_id: int
     mailbox_id: int
     kinds: frozenset[str] = field(default_factory=frozenset)  # "append" "flags" "expunge"
+    # The mailbox's HIGHESTMODSEQ right after this change, 0 when not known. A subscriber
+    # whose view already covers it (imap/selected.py: baseline >= modseq) may skip it.
+    modseq: int = 0
 
 
 class Store(Protocol):
@@ -268,6 +271,10 @@ class Store(Protocol):
         """The rows of those `uids` that exist, in UID order."""
         ...
     async def get_meta(self, mailbox_id: int, uid: int) -> str: ...
+    async def get_metas(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, str]:
+        """The stored meta (`NewMessage.meta`) of those `uids` that exist, by UID: one
+        query for many messages (SEARCH BODY/TEXT finds text parts without parsing)."""
+        ...
     async def store_flags(
         self,
         mailbox_id: int,

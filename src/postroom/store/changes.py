@@ -13,9 +13,31 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from postroom.store.api import Change
 
+
+@dataclass(slots=True, kw_only=True)
+class WriteEffects:
+    """What one write transaction changed, acted on only after its COMMIT: the feed
+    events to publish and the blobs to release if nothing references them any more.
+    Each backend's transaction object extends it with its connection."""
+
+    kinds: dict[tuple[int, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    blobs: set[str] = field(default_factory=set)
+    modseqs: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def changed(self, account_id: int, mailbox_id: int, kind: str, modseq: int = 0) -> None:
+        """`modseq`: the mailbox's HIGHESTMODSEQ after this change, 0 when not known (the
+        change is then published without one, and subscribers re-read)."""
+        self.kinds[(account_id, mailbox_id)].add(kind)
+        if modseq:
+            self.modseqs[(account_id, mailbox_id)] = modseq
+
+    def changes(self) -> list[Change]:
+        return [Change(a, m, frozenset(kinds), self.modseqs.get((a, m), 0))
+                for (a, m), kinds in self.kinds.items()]  # fmt: skip
 
 class ChangeQueue:
     """The part of `asyncio.Queue` a subscriber uses (get, get_nowait, put_nowait, empty,

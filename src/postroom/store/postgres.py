@@ -24,9 +24,8 @@ import contextlib
 import datetime as dt
 import secrets
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from postroom.store.api import (
     AccountSummary,
     Alias,
     Ban,
-    Change,
     CopyResult,
     FlagColumns,
     FlagMode,
@@ -55,7 +53,7 @@ from postroom.store.api import (
     SpecialUse,
 )
 from postroom.store.blobs import BlobStore
-from postroom.store.changes import ChangeFeed
+from postroom.store.changes import ChangeFeed, WriteEffects
 from postroom.store.errors import AlreadyExists, NotFound
 from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, migrate
 from postroom.store.pgblobs import PgBlobStore
@@ -196,18 +194,11 @@ def new_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnect
 
 
 @dataclass(slots=True)
-class _Write:
-    """One write transaction: what to publish and which blobs to check after COMMIT."""
+class _Write(WriteEffects):
+    """One write transaction's connection, and what it changed (NOTIFY never carries a
+    MODSEQ: other nodes re-read)."""
 
     conn: Conn
-    kinds: dict[tuple[int, int], set[str]] = field(default_factory=lambda: defaultdict(set))
-    blobs: set[str] = field(default_factory=set)
-
-    def changed(self, account_id: int, mailbox_id: int, kind: str) -> None:
-        self.kinds[(account_id, mailbox_id)].add(kind)
-
-    def changes(self) -> list[Change]:
-        return [Change(a, m, frozenset(kinds)) for (a, m), kinds in self.kinds.items()]
 
 
 class _PostgresMigrations:
@@ -629,7 +620,7 @@ class PostgresStore:
                 (mailbox_id, uid, modseq, message.blob_id, message.size,
                  internal_date.isoformat(), _flags_text(message.flags), saved, message.meta),
             )  # fmt: skip
-            work.changed(account_id, mailbox_id, "append")
+            work.changed(account_id, mailbox_id, "append", modseq)
         return MessageRow(mailbox_id, uid, modseq, message.blob_id, message.size,
                           internal_date, frozenset(message.flags), saved)  # fmt: skip
 
@@ -664,8 +655,8 @@ class PostgresStore:
             " SELECT (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') FROM messages"
             " WHERE mailbox_id = %s), (SELECT coalesce(array_agg(flags), '{}') FROM sets),"
             " CASE WHEN EXISTS (SELECT 1 FROM sets WHERE strpos(flags || ' ', '\\Seen ') = 0)"
-            " THEN (SELECT uid FROM messages WHERE mailbox_id = %s"
-            " AND strpos(flags || ' ', '\\Seen ') = 0 ORDER BY uid LIMIT 1) END",
+            " THEN (SELECT uid FROM messages WHERE mailbox_id = %s AND flags IN (SELECT flags"
+            " FROM sets WHERE strpos(flags || ' ', '\\Seen ') = 0) ORDER BY uid LIMIT 1) END",
             (mailbox_id, mailbox_id, mailbox_id))
         return SelectSummary.from_texts(list(row[0]), row[1], row[2])
 
@@ -682,6 +673,11 @@ class PostgresStore:
         if row is None:
             raise NotFound(f"no message {uid} in mailbox {mailbox_id}")
         return str(row[0])
+
+    async def get_metas(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, str]:
+        rows = await self._read("SELECT uid, meta FROM messages WHERE mailbox_id = %s"
+                                " AND uid = ANY(%s)", (mailbox_id, _uid_list(uids)))  # fmt: skip
+        return {row[0]: str(row[1]) for row in rows}
 
     async def store_flags(
         self,
@@ -713,7 +709,7 @@ class PostgresStore:
                     )
                 await _fetch(work.conn, "UPDATE mailboxes SET highest_modseq = %s WHERE id = %s",
                              (modseq, mailbox_id))  # fmt: skip
-                work.changed(mailbox.account_id, mailbox_id, "flags")
+                work.changed(mailbox.account_id, mailbox_id, "flags", modseq)
         return changed
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
@@ -737,7 +733,7 @@ class PostgresStore:
         await _fetch(conn, "UPDATE mailboxes SET highest_modseq = %s WHERE id = %s",
                      (modseq, mailbox.id))  # fmt: skip
         work.blobs.update(row[1] for row in rows)
-        work.changed(mailbox.account_id, mailbox.id, "expunge")
+        work.changed(mailbox.account_id, mailbox.id, "expunge", modseq)
         return found
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:

@@ -31,16 +31,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from postroom.store.api import Change
 from postroom.store.blobs import FileBlobStore
-from postroom.store.changes import ChangeFeed
+from postroom.store.changes import ChangeFeed, WriteEffects
 
 log = logging.getLogger("postroom.store")
 
@@ -53,18 +51,10 @@ _PRAGMAS = (
 
 
 @dataclass(slots=True)
-class BatchWork:
-    """What one job changed: feed events to publish and blobs to check, after COMMIT."""
+class BatchWork(WriteEffects):
+    """One job's connection, and what it changed (published and checked after COMMIT)."""
 
     db: sqlite3.Connection
-    kinds: dict[tuple[int, int], set[str]] = field(default_factory=lambda: defaultdict(set))
-    blobs: set[str] = field(default_factory=set)
-
-    def changed(self, account_id: int, mailbox_id: int, kind: str) -> None:
-        self.kinds[(account_id, mailbox_id)].add(kind)
-
-    def changes(self) -> list[Change]:
-        return [Change(a, m, frozenset(kinds)) for (a, m), kinds in self.kinds.items()]
 
 
 Job = Callable[[BatchWork], T]

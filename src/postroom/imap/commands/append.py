@@ -20,12 +20,12 @@ from postroom.imap.commands.context import Context, Done
 from postroom.imap.wire import commands as c
 from postroom.imap.wire.grammar import SequenceSet
 from postroom.mail.mimetree import message_meta
-from postroom.store.api import Mailbox, NewMessage
+from postroom.store.api import Mailbox, MessageRow, NewMessage
 
 META_ON_LOOP_LIMIT = 128 * 1024  # ≈0.1–0.3 ms of parsing at most
 
 
-async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) -> int:
+async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) -> MessageRow:
     data = message.data
     limit = ctx.runtime.config.message_size_limit
     if limit and len(data) > limit:
@@ -45,15 +45,19 @@ async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) 
     except BaseException:
         await ctx.runtime.store.release_blob_if_unused(blob_id)
         raise
-    return row.uid
+    return row
 
 
 async def handle_append(ctx: Context, command: c.Append) -> Done:
     mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
     if mailbox is None:
         raise Refused(f"no mailbox {command.mailbox}", code="TRYCREATE")
-    uids = [await _append_one(ctx, mailbox, message) for message in command.messages]
-    if ctx.selected is not None and ctx.selected.mailbox_id == mailbox.id:
+    rows = [await _append_one(ctx, mailbox, message) for message in command.messages]
+    view = ctx.selected
+    # Taken into the view directly when nothing else happened meanwhile (issue 8), else
+    # re-read; either way the client hears EXISTS before the tagged OK.
+    if view is not None and view.mailbox_id == mailbox.id and not all(
+            [view.note_appended(row, ctx.runtime.store) for row in rows]):  # fmt: skip
         ctx.is_selected_stale = True
     return Done("APPEND completed", "APPENDUID",
-                (mailbox.uidvalidity, SequenceSet.from_values(uids)))  # fmt: skip
+                (mailbox.uidvalidity, SequenceSet.from_values([row.uid for row in rows])))

@@ -181,5 +181,8 @@ class Context:
         if len(changes) >= self.subscription.queue.maxsize - 1:
             # A full queue drops events, possibly ours: re-read to be sure.
             self.is_selected_stale = True
-        if any(change.mailbox_id == mailbox_id for change in changes):
+        view = self.selected
+        # An event the view already covers (our own write, applied directly) needs no re-read.
+        if any(change.mailbox_id == mailbox_id and not view.covers(change.modseq)
+               for change in changes):  # fmt: skip
             self.is_selected_stale = True
