@@ -359,8 +359,10 @@ def render_findings(results: dict[str, Any], costs: dict[str, float] | None) -> 
                        f"{costs['postroom_verify_ms']:.0f} ms here (timed after the run), "
                        "Dovecot's "
                        f"SHA512-CRYPT (5,000 rounds) {costs['dovecot_verify_ms']:.1f} ms.")
+        verdict = ("dominates the session mix" if ours > 2 * theirs
+                   else "no longer dominates the session mix")
         lines.append(
-            f"- **LOGIN dominates the session mix.** LOGIN p50 at 10 clients: postroom "
+            f"- **LOGIN {verdict}.** LOGIN p50 at 10 clients: postroom "
             f"{ours * 1000:.0f} ms, Dovecot {theirs * 1000:.0f} ms.{hashing} postroom's "
             "verified-login cache (AUTH_CACHE_TTL, like Dovecot's auth cache) answers a "
             "repeated login without hashing; only an account's first login pays argon2id.")
