@@ -1,4 +1,4 @@
-"""A session's own STORE/APPEND move the selected view's baseline without a re-read
+"""A session's own STORE/APPEND/EXPUNGE move the selected view's baseline without a re-read
 (imap/selected.py `_follow_own_write`, issue 8), and nothing another session does is lost.
 
 Property test: the view's own writes interleave with other sessions' writes on an
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postroom.imap.selected import ExistsUpdate, ExpungeUpdate, FlagsUpdate, open_selected
-from postroom.store.api import MessageRow
+from postroom.store.api import Expunged, MessageRow
 from tests.imap.conftest import ImapThread, RawClient, login_raw, simple_message
 from tests.imap.test_selected_view import NOW, FakeStore
 
@@ -63,13 +63,26 @@ class FeedStore(FakeStore):
         self.events.append(self.modseq)
         return self.rows[uid]
 
+    def own_expunge(self, uids: list[int]) -> Expunged:
+        """What Store.expunge does: the given UIDs still there go, at one new MODSEQ."""
+        found = [uid for uid in uids if uid in self.rows]
+        if not found:
+            return Expunged([], 0)
+        self.modseq += 1
+        for uid in found:
+            del self.rows[uid]
+            self.expunged[uid] = self.modseq
+        self.events.append(self.modseq)
+        return Expunged(found, self.modseq)
+
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
         self.rereads += 1
         return await super().list_messages(mailbox_id, changed_since=changed_since)
 
 
 actions = st.lists(st.tuples(
-    st.sampled_from(["append", "flag", "expunge", "own_flag", "own_append", "sync", "sync"]),
+    st.sampled_from(["append", "flag", "expunge", "own_flag", "own_append", "own_expunge",
+                     "sync", "sync"]),
     st.integers(0, 50), st.sampled_from(["\\Seen", "$Label"])), max_size=40)
 
 
@@ -115,6 +128,14 @@ async def _run(initial: int, steps: list[tuple[str, int, str]]) -> None:
                 uid = live[index % len(live)]
                 view.note_stored(store.own_flag(uid, flag))
                 client_flags[uid] = view.flags[uid]  # the STORE response itself
+            await boundary()
+        elif action == "own_expunge":
+            await boundary()
+            await view.refresh(fake)  # imap/commands/expunge.py deleted_uids re-reads first
+            live = [uid for uid in view.uids if uid not in view.pending_expunge]
+            chosen = live[index % len(live) :: 3] if live else []
+            _race(store, index)
+            view.note_own_expunge(store.own_expunge(chosen))
             await boundary()
         elif action == "own_append":
             await boundary()
@@ -180,6 +201,35 @@ def test_own_writes_alone_need_no_reread() -> None:
     asyncio.run(run())
 
 
+def test_own_expunge_alone_needs_no_reread() -> None:
+    async def run() -> None:
+        store = FeedStore()
+        for _ in range(4):
+            store.append()
+        fake: Any = store
+        view = await open_selected(fake, store.mailbox(), is_read_only=False)
+        await view.load_tables(fake)
+        rereads = store.rereads
+        assert view.note_own_expunge(store.own_expunge([2, 4]))
+        assert view.baseline == store.modseq and view.covers(store.events[-1])
+        updates = view.take_updates(may_expunge=True, is_rev1=False)
+        assert [(u.seq, u.uid) for u in updates if isinstance(u, ExpungeUpdate)] == [
+            (4, 4), (2, 2)]
+        assert view.uids == [1, 3] and store.rereads == rereads
+        assert not view.note_own_expunge(store.own_expunge([2]))  # nothing found: no MODSEQ
+        store.append()  # someone else's delivery: our next expunge leaves a gap
+        assert not view.note_own_expunge(store.own_expunge([1]))
+        assert not view.covers(store.events[-1])
+        await view.refresh(fake)
+        updates = view.take_updates(may_expunge=True, is_rev1=False)
+        assert [(type(u).__name__, u.seq if isinstance(u, ExpungeUpdate) else u.count)
+                for u in updates if not isinstance(u, FlagsUpdate)] == [  # type: ignore[union-attr]
+            ("ExpungeUpdate", 1), ("ExistsUpdate", 2)]
+        assert view.uids == [3, 5] and view.baseline == store.modseq
+
+    asyncio.run(run())
+
+
 # -- two real sessions ----------------------------------------------------------------------
 _MESSAGE = b"Subject: x\r\n\r\nHi\r\n"
 APPEND = b"APPEND INBOX {%d+}\r\n%s" % (len(_MESSAGE), _MESSAGE)
@@ -225,6 +275,54 @@ def test_own_store_and_append_skip_the_reread(imap_server: ImapThread,
     lines = first.command(b"n", b"NOOP")
     assert lines[0].startswith(b"* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (")
     assert rereads[0] == 1
+    first.close()
+    second.close()
+
+
+def test_own_expunge_skips_the_reread(imap_server: ImapThread,
+                                      client_tls: ssl.SSLContext) -> None:
+    first, second = _two(imap_server, client_tls)
+    first.command(b"d", b"STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+    rereads = _count_rereads(imap_server)
+    lines = first.command(b"x", b"EXPUNGE")
+    assert lines == [b"* 3 EXPUNGE", b"* 1 EXPUNGE", b"x OK EXPUNGE completed"]
+    assert first.command(b"n", b"NOOP") == [b"n OK NOOP completed"]
+    assert rereads[0] == 0
+    # The other session hears of it (its own refresh), and its next write reaches us.
+    assert second.command(b"n", b"NOOP")[:2] == [b"* 3 EXPUNGE", b"* 1 EXPUNGE"]
+    second.command(b"b", b"STORE 1 +FLAGS (\\Seen)")
+    lines = first.command(b"n", b"NOOP")
+    assert lines[0].startswith(b"* 1 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (")
+    assert rereads[0] == 2
+    first.close()
+    second.close()
+
+
+def test_expunge_interleaved_with_other_sessions(imap_server: ImapThread,
+                                                 client_tls: ssl.SSLContext) -> None:
+    first, second = _two(imap_server, client_tls)
+    # Another session flags \Deleted and a message arrives: our EXPUNGE removes that
+    # message too (RFC 9051 §6.4.3), numbered against what our client knows.
+    first.command(b"d", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+    second.command(b"b", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+    imap_server.deliver(simple_message("late"))
+    lines = first.command(b"x", b"EXPUNGE")
+    assert lines[:3] == [b"* 2 EXPUNGE", b"* 1 EXPUNGE", b"* 2 EXISTS"]
+    # UID EXPUNGE only removes the UIDs named; another \Deleted message stays.
+    first.command(b"d", b"UID STORE 3:4 +FLAGS.SILENT (\\Deleted)")
+    lines = first.command(b"x", b"UID EXPUNGE 4")
+    assert lines == [b"* 2 EXPUNGE", b"x OK UID EXPUNGE completed"]
+    # CLOSE (RFC 9051 §6.4.2) goes by the flags at the time: the other session took
+    # \Deleted off, so the message stays; once it sets it again, the next CLOSE removes it.
+    second.command(b"u", b"UID STORE 3 -FLAGS.SILENT (\\Deleted)")
+    assert first.command(b"c", b"CLOSE") == [b"c OK CLOSE completed"]
+    assert [row.uid for row in imap_server.messages()] == [3]
+    first.command(b"s", b"SELECT INBOX")
+    second.command(b"d", b"UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+    assert first.command(b"c", b"CLOSE") == [b"c OK CLOSE completed"]
+    assert imap_server.messages() == []
+    lines = second.command(b"n", b"NOOP")
+    assert b"* 1 EXPUNGE" in lines and lines[-1] == b"n OK NOOP completed"
     first.close()
     second.close()
 

@@ -14,6 +14,7 @@ from postroom.store.api import (
     AccountSummary,
     Alias,
     Change,
+    Expunged,
     FlagMode,
     MailboxCounts,
     NewMessage,
@@ -379,7 +380,7 @@ async def test_uids_never_reused_after_expunge_and_reopen(
     inbox = await mailbox_id(store, await new_account(store))
     uids = [(await deliver(store, blobs, inbox))[0] for _ in range(3)]
     assert uids == sorted(uids) and len(set(uids)) == 3
-    assert await store.expunge(inbox, [uids[2]]) == [uids[2]]
+    assert (await store.expunge(inbox, [uids[2]])).uids == [uids[2]]
     await store.close()
     reopened = make_store()
     await reopened.open()
@@ -463,11 +464,14 @@ async def test_expunge_and_expunged_since(store: Store, blobs: FileBlobStore) ->
     inbox = await mailbox_id(store, await new_account(store))
     uids = [(await deliver(store, blobs, inbox))[0] for _ in range(4)]
     mark = (await store.get_mailbox_by_id(inbox)).highest_modseq  # type: ignore[union-attr]
-    assert await store.expunge(inbox, [uids[3], uids[1], 777]) == [uids[1], uids[3]]
+    # One MODSEQ for the whole expunge, reported: the mailbox's HIGHESTMODSEQ after it.
+    assert await store.expunge(inbox, [uids[3], uids[1], 777]) == Expunged(
+        [uids[1], uids[3]], mark + 1)
     middle = (await store.get_mailbox_by_id(inbox)).highest_modseq  # type: ignore[union-attr]
-    assert middle > mark
-    assert await store.expunge(inbox, [uids[1]]) == []
-    assert await store.expunge(inbox, [uids[0]]) == [uids[0]]
+    assert middle == mark + 1
+    assert await store.expunge(inbox, [uids[1]]) == Expunged([], 0)  # nothing: no MODSEQ
+    assert (await store.get_mailbox_by_id(inbox)).highest_modseq == middle  # type: ignore[union-attr]
+    assert await store.expunge(inbox, [uids[0]]) == Expunged([uids[0]], middle + 1)
     assert await store.expunged_since(inbox, mark) == [uids[0], uids[1], uids[3]]
     assert await store.expunged_since(inbox, middle) == [uids[0]]
     assert [m.uid for m in await store.list_messages(inbox)] == [uids[2]]

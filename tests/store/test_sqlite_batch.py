@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from postroom.store.api import FlagMode, Mailbox, NewMessage
+from postroom.store.api import Expunged, FlagMode, Mailbox, NewMessage
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.errors import NotFound
@@ -127,12 +127,14 @@ async def test_expunge_unlinks_only_unreferenced_blobs_and_announces(
     await store.append_message(box.id, NewMessage(own, 3, WHEN, frozenset()))
     await store.append_message(other.id, NewMessage(shared, 6, WHEN, frozenset()))
     subscription = feed.subscribe(box.account_id)
-    assert await store.expunge(box.id, [1, 2, 7]) == [1, 2]
+    expunged = await store.expunge(box.id, [1, 2, 7])
+    assert expunged.uids == [1, 2]
     assert blobs.path(shared).exists() and not blobs.path(own).exists()
     change = await asyncio.wait_for(subscription.queue.get(), 5)
     assert change.mailbox_id == box.id and "expunge" in change.kinds
+    assert change.modseq == expunged.modseq  # what a session follows its own expunge by
     assert await store.expunged_since(box.id, 0) == [1, 2]
-    assert await store.expunge(box.id, [1]) == []  # gone already: nothing, no error
+    assert await store.expunge(box.id, [1]) == Expunged([], 0)  # gone already: no error
 
 
 async def test_close_commits_what_is_queued(db_path: Path, blobs: FileBlobStore,

@@ -13,8 +13,8 @@ Invariants:
   and `expunged_since(baseline)` — never from the change-feed payload, so a missed or
   coalesced feed event loses nothing. The baseline is the mailbox's HIGHESTMODSEQ read
   *before* those queries, so a change racing the refresh is seen again next time (and
-  de-duplicated), never skipped. The one exception: the session's own STORE or APPEND
-  whose MODSEQ is exactly baseline + 1 (nothing else happened since) is applied to the
+  de-duplicated), never skipped. The one exception: the session's own STORE, APPEND or
+  EXPUNGE whose MODSEQ is exactly baseline + 1 (nothing else happened since) is applied to the
   view directly and moves the baseline (`_follow_own_write`); a feed event at or below
   the baseline (`covers`) then needs no re-read.
 - SELECT costs one `select_summary` query: the UIDs, plus what the SELECT response needs
@@ -38,7 +38,14 @@ from dataclasses import dataclass, field, replace
 
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.wire.grammar import SequenceSet
-from postroom.store.api import FlagColumns, Mailbox, MessageRow, SelectSummary, Store
+from postroom.store.api import (
+    Expunged,
+    FlagColumns,
+    Mailbox,
+    MessageRow,
+    SelectSummary,
+    Store,
+)
 
 # \Recent is tracked in process (the brief allows it): per store and mailbox, the highest
 # UID some session has already been told about. The first session to see a newer message
@@ -329,12 +336,25 @@ class SelectedMailbox:
         """Whether a change-feed event at `modseq` (0: not known) is already in the view."""
         return 0 < modseq <= self.baseline
 
-    def note_expunged(self, uids: Iterable[int]) -> None:
-        """Our own EXPUNGE/MOVE removed these; announce with the next `take_updates`."""
+    def note_expunged(self, uids: Iterable[int]) -> bool:
+        """Our own EXPUNGE/MOVE removed these; announce with the next `take_updates`.
+        Returns whether every one of them was in the view."""
+        is_known = True
         for uid in uids:
             if self.contains(uid):
                 self.pending_expunge.add(uid)
                 self.pending_flags.discard(uid)
+            else:
+                is_known = False
+        return is_known
+
+    def note_own_expunge(self, expunged: Expunged) -> bool:
+        """Our own EXPUNGE removed `expunged.uids` at `expunged.modseq`. Like a refresh,
+        it queues their EXPUNGE responses (sequence numbers are worked out against the
+        client's view when they go out, `take_updates`); when the MODSEQ is baseline + 1
+        the view is then current without a re-read (`_follow_own_write`)."""
+        is_known = self.note_expunged(expunged.uids)
+        return is_known and bool(expunged.uids) and self._follow_own_write(expunged.modseq)
 
     def take_updates(self, *, may_expunge: bool, is_rev1: bool) -> list[Update]:
         """Updates to send now, in order: EXPUNGE, then EXISTS (+RECENT), then FETCH FLAGS."""

@@ -182,6 +182,17 @@ class CopyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Expunged:
+    """What `Store.expunge` removed: the UIDs found (ascending) and the MODSEQ the expunge
+    committed at (the mailbox's HIGHESTMODSEQ after it; 0 when nothing was found and
+    nothing changed). IMAP sessions use `modseq` to follow their own expunge without a
+    re-read (imap/selected.py `note_own_expunge`)."""
+
+    uids: list[int]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueEntry:
     """One outbound recipient: the queue keeps one row per recipient (mox's design)."""
 
@@ -284,7 +295,7 @@ class Store(Protocol):
         *,
         unchanged_since: int | None = None,
     ) -> list[MessageRow]: ...
-    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]: ...
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged: ...
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int

@@ -42,6 +42,7 @@ from postroom.store.api import (
     Alias,
     Ban,
     CopyResult,
+    Expunged,
     FlagColumns,
     FlagMode,
     Mailbox,
@@ -712,10 +713,12 @@ class PostgresStore:
                 work.changed(mailbox.account_id, mailbox_id, "flags", modseq)
         return changed
 
-    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged:
         async with self._write() as work:
             mailbox = await self._locked_mailbox(work.conn, mailbox_id)
-            return await self._expunge_on(work, mailbox, uids)
+            found = await self._expunge_on(work, mailbox, uids)
+        # The MODSEQ `_expunge_on` took under the mailbox row's lock (none: nothing found).
+        return Expunged(found, mailbox.highest_modseq + 1 if found else 0)
 
     async def _expunge_on(self, work: _Write, mailbox: Mailbox, uids: Iterable[int]) -> list[int]:
         """Expunge in a locked mailbox (`mailbox` is its row as locked in this transaction)."""

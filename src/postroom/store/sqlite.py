@@ -46,6 +46,7 @@ from postroom.store.api import (
     Ban,
     Change,
     CopyResult,
+    Expunged,
     FlagColumns,
     FlagMode,
     Mailbox,
@@ -334,19 +335,19 @@ def _store_flags_job(mailbox_id: int, uids: Sequence[int], flags: frozenset[str]
     return changed
 
 
-def _expunge_job(mailbox_id: int, uids: Sequence[int], work: BatchWork) -> list[int]:
+def _expunge_job(mailbox_id: int, uids: Sequence[int], work: BatchWork) -> Expunged:
     db = work.db
     rows = db.execute(_SELECT_EXPUNGED, (mailbox_id, _uids_json(uids))).fetchall()
     if not rows:
         _check_mailbox(db, mailbox_id)
-        return []
+        return Expunged([], 0)
     account_id, modseq = _next_modseq(db, mailbox_id)
     found = json.dumps([row[0] for row in rows])
     for sql, params in _expunge_statements(mailbox_id, found, modseq):
         db.execute(sql, params)
     work.blobs.update(row[1] for row in rows)  # unlinked after COMMIT when unreferenced
     work.changed(account_id, mailbox_id, "expunge", modseq)
-    return [row[0] for row in rows]
+    return Expunged([row[0] for row in rows], modseq)
 
 
 class _SqliteMigrations:
@@ -824,7 +825,7 @@ class SqliteStore:
         return await self._batch.run(partial(_store_flags_job, mailbox_id, uids, flags, mode,
                                              unchanged_since))  # fmt: skip
 
-    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged:
         return await self._batch.run(partial(_expunge_job, mailbox_id, uids))
 
     async def _expunge_on(self, work: _Write, mailbox_id: int, uids: Iterable[int]) -> list[int]:

@@ -1,8 +1,10 @@
 """EXPUNGE and UID EXPUNGE (RFC 9051 §6.4.3, §6.4.9; RFC 4315 §2.1).
 
 Owns permanently removing \\Deleted messages of the selected mailbox. The view is
-re-read first so a \\Deleted flag another session removed a moment ago is honoured;
-the EXPUNGE responses go out right after, from the selected view.
+re-read first so a \\Deleted flag another session removed a moment ago is honoured
+(the store expunges the UIDs it is given, whatever their flags); the EXPUNGE responses
+go out right after, from the selected view. When nothing else changed the mailbox since
+that re-read, the view follows its own expunge without reading again (issue 8).
 """
 
 from __future__ import annotations
@@ -30,6 +32,5 @@ async def handle_expunge(ctx: Context, command: c.Expunge | c.UidExpunge) -> Don
         uids = [uid for uid in uids if uid in wanted]
         name = "UID EXPUNGE"
     if uids:
-        gone = await ctx.runtime.store.expunge(view.mailbox_id, uids)
-        view.note_expunged(gone)
+        view.note_own_expunge(await ctx.runtime.store.expunge(view.mailbox_id, uids))
     return Done(f"{name} completed")
