@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import io
 import poplib
 import smtplib
 import socket
@@ -220,7 +221,9 @@ def test_scan_header_limits(tmp_path: Path) -> None:
     ]
     for raw, expected in cases:
         path.write_bytes(raw)
-        assert scan_header(path) == expected, raw[:40]
+        with path.open("rb") as source:
+            assert scan_header(source) == expected, raw[:40]
+        assert scan_header(io.BytesIO(raw)) == expected, raw[:40]  # a body held in memory
 
 
 def test_oversized_header_refused_over_smtp_and_session_goes_on(start_app: StartApp) -> None:

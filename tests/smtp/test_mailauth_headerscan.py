@@ -27,7 +27,8 @@ def without_ranges(raw: bytes, ranges: tuple[tuple[int, int], ...]) -> bytes:
 def scan(tmp_path: Path, raw: bytes) -> tuple[bytes, HeaderFacts]:
     path = tmp_path / "spool"
     path.write_bytes(raw)
-    facts = scan_header(path, OURS)
+    with path.open("rb") as source:
+        facts = scan_header(source, OURS)
     return without_ranges(raw, facts.forged_ranges), facts
 
 

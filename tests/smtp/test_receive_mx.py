@@ -331,3 +331,30 @@ async def test_smtputf8(accounts: Runtime) -> None:
         await client.close()
     (stored,) = await stored_messages(accounts, "user@example.test")
     assert stored.startswith("Return-Path: <jøran@bø.example>\r\n".encode())
+
+
+async def test_small_bodies_stay_in_memory_large_ones_go_through_a_spool_file(
+        accounts: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8: a body under Spool._FLUSH_AT is never written to the spool (no file
+    create and delete per message); a larger one is, and both arrive byte-exact."""
+    from postroom.smtp.receive import Spool
+
+    monkeypatch.setattr(Spool, "_FLUSH_AT", 8192)
+    drains: list[int] = []
+    real_drain = Spool._drain
+
+    def counted_drain(self: Spool) -> None:
+        drains.append(len(self._pending))
+        real_drain(self)
+    monkeypatch.setattr(Spool, "_drain", counted_drain)
+    small = message("small", b"tiny\r\n")
+    large = message("large", b"".join(b"line %05d of a long body\r\n" % n for n in range(2000)))
+    async with serve(accounts) as (port, _):
+        await asyncio.to_thread(send_with_smtplib, port, ["user@example.test"], small)
+        assert drains == []
+        await asyncio.to_thread(send_with_smtplib, port, ["user@example.test"], large)
+        assert drains
+    stored = await stored_messages(accounts, "user@example.test")
+    assert [body.endswith(sent) for body, sent in zip(stored, (small, large), strict=True)] \
+        == [True, True]
+    assert list((accounts.config.data_dir / "spool").iterdir()) == []

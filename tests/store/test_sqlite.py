@@ -190,3 +190,54 @@ def test_message_listing_queries_use_indexes(tmp_path: Path) -> None:
     assert "USING INDEX messages_modseq" in changed, changed
     vanished = explain(path, "SELECT uid FROM expunged WHERE mailbox_id = 1 AND modseq > 5")
     assert "USING INDEX expunged_modseq" in vanished, vanished
+
+
+class _BusyOnce:
+    """Stands in for the on-loop connection: the first read finds the database busy."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self.real = real
+        self.calls = 0
+
+    def execute(self, sql: str, params: object = ()) -> sqlite3.Cursor:
+        self.calls += 1
+        if self.calls == 1:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise error
+        return self.real.execute(sql, params)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.real.close()
+
+
+async def test_point_reads_run_on_the_loop_and_fall_back_when_busy(
+        sqlite_store: SqliteStore) -> None:
+    """Issue 8: account/mailbox lookups skip the reader thread; when SQLite would have
+    to wait (busy), the read goes to the reader thread instead of blocking the loop."""
+    account = await sqlite_store.create_account("pat@example.test", "hash")
+    assert sqlite_store._on_loop is not None
+    stand_in = _BusyOnce(sqlite_store._on_loop)
+    sqlite_store._on_loop = stand_in  # type: ignore[assignment]
+    assert await sqlite_store.get_account("PAT@example.test") == account  # via the thread
+    inbox = await sqlite_store.get_mailbox(account.id, "INBOX")  # on the loop
+    assert inbox is not None and inbox.account_id == account.id
+    assert await sqlite_store.get_mailbox_by_id(inbox.id) == inbox
+    assert await sqlite_store.is_local_domain("example.test")
+    assert not await sqlite_store.is_local_domain("elsewhere.test")
+    assert stand_in.calls == 5
+
+
+async def test_point_reads_see_writes_committed_by_the_batch_writer(
+        sqlite_store: SqliteStore) -> None:
+    account = await sqlite_store.create_account("kim@example.test", "hash")
+    inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    await sqlite_store.append_message(inbox.id, NewMessage("b" * 32, 10, WHEN))
+    after = await sqlite_store.get_mailbox_by_id(inbox.id)
+    assert after is not None and after.uidnext == inbox.uidnext + 1
+
+
+async def test_point_read_errors_other_than_busy_propagate(sqlite_store: SqliteStore) -> None:
+    with pytest.raises(sqlite3.OperationalError):
+        await sqlite_store._point_read("SELECT * FROM no_such_table", ())

@@ -17,7 +17,7 @@ I/O: call it through `asyncio.to_thread`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import IO
 
 from postroom.errors import BadSyntax
 from postroom.mail.address import normalize_domain
@@ -100,17 +100,17 @@ def _claims_authserv_id(header_field: bytes, authserv_id: str) -> bool:
     return not strip_forged_authresults(header_field, authserv_id).strip()
 
 
-def scan_header(path: Path, authserv_id: str) -> HeaderFacts:
+def scan_header(source: IO[bytes], authserv_id: str) -> HeaderFacts:
+    """The facts of the header section read from `source` (a message from its start)."""
     scanner = _Scanner(authserv_id)
     offset = 0
     is_line_start = True
-    with path.open("rb") as handle:
-        while piece := handle.readline(_PIECE):
-            if is_line_start and piece in (b"\r\n", b"\n"):
-                break
-            scanner.feed(offset, piece, is_line_start)
-            offset += len(piece)
-            is_line_start = piece.endswith(b"\n")
+    while piece := source.readline(_PIECE):
+        if is_line_start and piece in (b"\r\n", b"\n"):
+            break
+        scanner.feed(offset, piece, is_line_start)
+        offset += len(piece)
+        is_line_start = piece.endswith(b"\n")
     scanner.finish(offset)
     return scanner.facts()
 

@@ -91,7 +91,10 @@ class InboundAuth:
 
     async def _verify_dkim(self, message: ReceivedMessage) -> list[DkimResult]:
         limit = self._config.message_size_limit or UNLIMITED_DKIM_READ
-        raw = await asyncio.to_thread(_read_bounded, message.spool_path, limit)
+        if message.body is not None:
+            raw = message.body if len(message.body) <= limit else None
+        else:
+            raw = await asyncio.to_thread(_read_bounded, message.spool_path, limit)
         if raw is None:
             log.warning("queue_id=%s larger than %d bytes: DKIM not verified",
                         message.queue_id, limit)

@@ -509,10 +509,10 @@ class SmtpSession:
             message = ReceivedMessage(
                 transaction.queue_id, self.client_info(), transaction.sender,
                 transaction.params, transaction.recipients, spool.path, end.size,
-                dt.datetime.now(dt.UTC), spf=transaction.spf)
+                dt.datetime.now(dt.UTC), body=spool.body, spf=transaction.spf)
             reply = await self.server.receiver.accept(message)
         except Exception as error:
-            spool.path.unlink(missing_ok=True)
+            spool.discard()
             reply = self.reply_for_error(error)
         self.finish_transaction(reply, end.size)
 
