@@ -35,7 +35,6 @@ from bench.harness import (
     HOST,
     WORK_DIR,
     bench_user,
-    process_cpu_seconds,
     tree_cpu_seconds,
     wait_until,
 )
@@ -143,7 +142,7 @@ def deliver_burst(tool: str, config: Configuration, messages: int,
     share, sessions = messages // len(nodes), SESSIONS // len(nodes)
     before = nodes[0].delivered(recipient)
     pids, database = _pids(config), config.database_pid()
-    cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
+    cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)  # with SMTP workers
     database_before = tree_cpu_seconds(database) if database else 0.0
     started = time.monotonic()
     processes = [subprocess.Popen(
@@ -158,7 +157,7 @@ def deliver_burst(tool: str, config: Configuration, messages: int,
     total = share * len(nodes)
     delivered_at = wait_until(lambda: nodes[0].delivered(recipient) >= before + total,
                               timeout, f"{total} deliveries on {config.label}", interval=0.01)
-    cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu_before
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu_before
     landed = nodes[0].delivered(recipient) - before
     if landed != total:  # more than sent: a message stored twice (by both nodes?)
         raise RuntimeError(f"{config.label}: {landed} messages in the INBOX, {total} sent")

@@ -51,7 +51,7 @@ from bench.scale import (
     measure_pop3,
 )
 from bench.smtp_load import SmtpTarget, cases, run_interleaved
-from bench.target import Postroom, event_loop
+from bench.target import Postroom, event_loop, smtp_processes
 
 SMTP_USERS = [bench_user(i) for i in range(1, 7)]
 IMAP_USERS = [bench_user(i) for i in range(11, 21)]
@@ -142,6 +142,7 @@ def machine_info() -> dict[str, str]:
         "PostgreSQL": server_version(),
         "postroom": f"{commit}{' + uncommitted changes' if dirty else ''}",
         "postroom event loop": event_loop(),
+        "postroom SMTP_PROCESSES": str(smtp_processes()),
     }
 
 

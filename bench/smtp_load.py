@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.harness import HOST, process_cpu_seconds, wait_until
+from bench.harness import HOST, tree_cpu_seconds, wait_until
 
 SENDER = "sender@example.org"
 CLIENT_NAME = "client.example.org"
@@ -68,7 +68,7 @@ def run_smtp_source(smtp_source: str, target: SmtpTarget, case: SmtpCase,
                     recipient: str, timeout: float = 600) -> SmtpRun:
     before = target.count(recipient)
     pid = target.pid()
-    cpu_before = process_cpu_seconds(pid) if pid else None
+    cpu_before = tree_cpu_seconds(pid) if pid else None
     argv = [smtp_source, "-l", str(case.size_bytes), "-m", str(case.messages),
             "-s", str(case.sessions), "-f", SENDER, "-t", recipient, "-M", CLIENT_NAME,
             f"{HOST}:{target.port}"]
@@ -84,7 +84,7 @@ def run_smtp_source(smtp_source: str, target: SmtpTarget, case: SmtpCase,
                               f"{case.messages} deliveries on {target.name}", interval=0.01)
     cpu_ms = None
     if cpu_before is not None and pid:
-        cpu_ms = (process_cpu_seconds(pid) - cpu_before) * 1000 / case.messages
+        cpu_ms = (tree_cpu_seconds(pid) - cpu_before) * 1000 / case.messages
     return SmtpRun(
         server=target.name,
         case=case,

@@ -55,6 +55,11 @@ def event_loop() -> str:
     return "uvloop" if os.environ.get("POSTROOM_EVENT_LOOP", "") == "uvloop" else "asyncio"
 
 
+def smtp_processes() -> int:
+    """SMTP_PROCESSES for the bench: one per core unless POSTROOM_SMTP_PROCESSES says."""
+    return int(os.environ.get("POSTROOM_SMTP_PROCESSES", "") or os.cpu_count() or 1)
+
+
 @dataclass
 class Postroom:
     root: Path = WORK_DIR / "postroom"
@@ -113,6 +118,9 @@ class Postroom:
             # the 10,000 IDLE clients (Postfix exempts $mynetworks from its own).
             "MAX_CONNECTIONS": "0",
             "MAX_CONNECTIONS_PER_IP": "0",
+            # One SMTP process per core, as Postfix runs an smtpd per connection over all
+            # cores (README: SMTP_PROCESSES).
+            "SMTP_PROCESSES": str(smtp_processes()),
         }
         if self.storage != "sqlite":
             settings |= {"STORAGE": self.storage, "DATABASE_URL": self.database_url}

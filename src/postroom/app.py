@@ -11,6 +11,9 @@ reading, and its address is put where the login guard in AccountService reads it
 With PROXY_PROTOCOL_TRUSTED_NETWORKS set, listeners accept sockets themselves and read a
 balancer's PROXY header before anything else (security/proxy_listener.py), so that
 address is the real client's everywhere after.
+With SMTP_PROCESSES > 1 the main App starts SMTP worker processes once its listeners are
+bound (workers.py); each worker runs an App in the worker role on the inherited SMTP
+sockets, and the main App stops them as part of its own shutdown.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.service import AccountService
@@ -50,6 +54,10 @@ from postroom.store.sqlite import SqliteStore
 from postroom.tls.buffers import limit_tls_read_buffer
 from postroom.tls.contexts import TlsContexts
 from postroom.tls.selfsigned import ensure_self_signed
+from postroom.workers import SMTP_LISTENERS, WorkerPool
+
+if TYPE_CHECKING:
+    from postroom.workers import WorkerRole
 
 log = logging.getLogger("postroom")
 
@@ -117,10 +125,14 @@ async def open_store(config: Config, feed: ChangeFeed) -> tuple[Store, BlobStore
 
 
 class App:
-    def __init__(self, config: Config, drain_seconds: float = 30.0) -> None:
+    def __init__(self, config: Config, drain_seconds: float = 30.0, *,
+                 worker: WorkerRole | None = None) -> None:
         self.config = config
         self.drain_seconds = drain_seconds
+        self.worker = worker  # set in an SMTP worker process (workers.py)
         self.listeners: list[BoundListener] = []
+        self._listener_fds: dict[str, list[int]] = {}  # what SMTP workers inherit
+        self._pool: WorkerPool | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._runtime: Runtime | None = None
@@ -140,8 +152,9 @@ class App:
         config = self.config
         limit_tls_read_buffer()  # 256 KiB per TLS connection otherwise (tls/buffers.py)
         tls = prepare_tls(config)
-        await asyncio.to_thread(clear_leftovers, config)
-        feed = ChangeFeed()
+        if self.worker is None:  # a worker's start must not remove the others' files
+            await asyncio.to_thread(clear_leftovers, config)
+        feed = ChangeFeed() if self.worker is None else self.worker.make_feed(config)
         store, blobs = await open_store(config, feed)
         self.guard = AuthGuard(store, ban_policy(config), config.networks)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
@@ -151,12 +164,20 @@ class App:
                                 resolver=LiveResolver(config.nameservers))
         self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
                                   DkimSigner.from_config(config))
+        if self.worker is not None:  # the main process's queue worker sends it
+            self._queue.on_queued = self.worker.announce_queued
         try:
             for spec in self._listener_specs():
                 await self._listen(spec)
+            if self.worker is None and config.smtp_processes > 1:
+                self._pool = WorkerPool(config, self._listener_fds, feed.publish,
+                                        self._queue.kick)
+                await self._pool.start()
         except BaseException:
             await self.stop()
             raise
+        if self.worker is not None:
+            return
         self._queue.start()
         if await store.count_accounts() == 0:
             log.warning("no account exists yet: add one with `postroom email add ADDRESS`")
@@ -202,6 +223,8 @@ class App:
                              ImapServer(runtime, implicit_tls=True).handle_connection, True,
                              imap),
             ]
+        if self.worker is not None:
+            return [spec for spec in specs if spec.name in SMTP_LISTENERS]
         return specs
 
     def _smtp_checks(self) -> tuple[MessageCheck, ...]:
@@ -216,14 +239,24 @@ class App:
             {"ssl": self.runtime.tls.listener_context(), "ssl_handshake_timeout": 30}
             if spec.implicit_tls else {}
         )
+        if self.worker is not None:
+            for sock in self.worker.listeners.get(spec.name, []):
+                self._servers.append(await asyncio.start_server(
+                    self._tracked(spec), sock=sock, limit=STREAM_LIMIT,
+                    **tls))  # type: ignore[arg-type]
+            return
         for host in self.config.listen_addresses:
             server = await asyncio.start_server(
                 self._tracked(spec), host, spec.port, reuse_address=True,
                 limit=STREAM_LIMIT, **tls,  # type: ignore[arg-type]
             )
             self._servers.append(server)
-            port = server.sockets[0].getsockname()[1]
-            self.listeners.append(BoundListener(spec.name, host, port, spec.implicit_tls))
+            self._note_bound(spec, host, server.sockets[0])
+
+    def _note_bound(self, spec: ListenerSpec, host: str, sock: socket.socket) -> None:
+        self.listeners.append(BoundListener(spec.name, host, sock.getsockname()[1],
+                                            spec.implicit_tls))
+        self._listener_fds.setdefault(spec.name, []).append(sock.fileno())
 
     async def _listen_proxied(self, spec: ListenerSpec) -> None:
         """PROXY_PROTOCOL_TRUSTED_NETWORKS set: sockets are accepted here and the header is
@@ -235,12 +268,16 @@ class App:
             self._connections.add(task)  # counted for the drain from the start
             task.add_done_callback(self._connections.discard)
 
+        if self.worker is not None:
+            for sock in self.worker.listeners.get(spec.name, []):
+                self._servers.append(ProxyListener(sock, on_accept))
+                await self._servers[-1].start_serving()
+            return
         for host in self.config.listen_addresses:
             listener = ProxyListener.bind(host, spec.port, on_accept)
             self._servers.append(listener)
             await listener.start_serving()
-            self.listeners.append(BoundListener(spec.name, host, listener.port,
-                                                spec.implicit_tls))
+            self._note_bound(spec, host, listener.sock)
 
     async def _proxied(self, spec: ListenerSpec, sock: socket.socket,
                        context: ssl.SSLContext | None) -> None:
@@ -320,6 +357,8 @@ class App:
             self._runtime.shutting_down.set()
         for server in self._servers:
             server.close()
+        workers_stopped = (asyncio.create_task(self._pool.stop(self.drain_seconds + 5))
+                           if self._pool is not None else None)
         if self._connections:
             _, pending = await asyncio.wait(set(self._connections), timeout=self.drain_seconds)
             for task in pending:
@@ -329,6 +368,8 @@ class App:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        if workers_stopped is not None:
+            await workers_stopped
         if self._queue is not None:
             await self._queue.stop()
         if self._runtime is not None:

@@ -190,6 +190,9 @@ class Config(BaseModel):
     # Mail transactions one SMTP connection may start (Exim's smtp_accept_max_per_connection).
     smtp_max_messages_per_connection: int = Field(
         default=1000, ge=0, alias="SMTP_MAX_MESSAGES_PER_CONNECTION")
+    # Processes accepting SMTP connections, the main one included (workers.py): one
+    # Python process uses one core at most, and receiving mail is CPU-bound.
+    smtp_processes: int = Field(default=1, ge=1, le=64, alias="SMTP_PROCESSES")
 
     @model_validator(mode="after")
     def _check_storage(self) -> Config:

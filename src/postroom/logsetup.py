@@ -9,9 +9,12 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, process_tag: str = "") -> None:
+    """`process_tag` marks the lines of an SMTP worker process (workers.py)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    tag = f"[{process_tag}]" if process_tag else ""
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))

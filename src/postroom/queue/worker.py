@@ -115,6 +115,9 @@ class QueueWorker:
         self._pass_done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Told after mail was queued: wakes this worker, or, in an SMTP worker process
+        # (workers.py), tells the main process, whose queue worker sends it.
+        self.on_queued: Callable[[], None] = self.kick
 
     # -- accepting mail (the SMTP server's outbound hook) -------------------------------
 
@@ -160,7 +163,7 @@ class QueueWorker:
         ]
         stored = await self.runtime.store.enqueue(entries)
         log.info("queued %s from <%s> for %d recipient(s)", message_id, sender, len(stored))
-        self.kick()
+        self.on_queued()
         return stored
 
     # -- running ---------------------------------------------------------------------

@@ -1,0 +1,288 @@
+"""SMTP worker processes: with SMTP_PROCESSES=N, N processes accept SMTP connections.
+
+Owns starting the N-1 worker processes, what they inherit, the channel back to the main
+process, restarting a worker that dies, and a worker's own life (`python -m
+postroom.workers`, started only by the main process).
+
+Why (issue 8): one Python process runs on one core at most, and receiving mail is
+CPU-bound (~2 ms per 4 KB message in system calls, the SMTP exchange, the MIME meta and
+SQLite), so on a machine with more cores one process leaves them idle where Postfix
+runs an smtpd per connection.
+
+How:
+- The main process binds every listener, then starts each worker with the listening
+  sockets of smtp, submission and submissions as inherited descriptors, plus one end of
+  a socketpair (the channel); its Config goes over stdin, pickled. Every process accepts
+  on the same sockets: a connection goes to whichever process is waiting first, so a
+  busy process takes fewer.
+- A worker is an `App` in the worker role (app.py): its own store connections, TLS,
+  resolver and SMTP sessions; no IMAP or POP3, no queue deliveries, no pid file, and it
+  clears no spool leftovers (only the main process does, before starting workers: a
+  worker's in-flight files are not leftovers).
+- Worker → main lines on the channel: `ready` once it listens; `change ACCOUNT MAILBOX
+  KINDS MODSEQ` after each committed change on SQLite (the main publishes it into its
+  ChangeFeed, so IMAP IDLE and POP3 learn of a worker's deliveries at once; on
+  PostgreSQL, NOTIFY already reaches every process); `queue` after outbound mail was
+  queued (the main's queue worker sends it now instead of at its next poll).
+- SQLite serialises writes across processes with its file lock (busy_timeout); UIDs and
+  MODSEQs are allocated inside those transactions, so they stay race-free.
+- Stopping: the main process sends SIGTERM to every worker, which drains its sessions as
+  `serve` does, and waits for them. A worker that exits on its own is restarted after
+  `RESTART_DELAY`. A worker whose channel closes (the main process died) stops.
+- Connection limits (MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP) count per process, as they
+  count per node with several nodes; failed logins and bans are shared through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from postroom.config import Config
+from postroom.store.api import Change
+from postroom.store.changes import ChangeFeed
+
+log = logging.getLogger("postroom")
+
+SMTP_LISTENERS = frozenset({"smtp", "submission", "submissions"})
+RESTART_DELAY = 1.0
+START_TIMEOUT = 60.0
+_CHANNEL_LIMIT = 64 * 1024
+READY, QUEUED = "ready", "queue"
+
+
+# -- the channel's lines (no I/O) -----------------------------------------------------
+
+
+def render_change(change: Change) -> bytes:
+    kinds = ",".join(sorted(change.kinds)) or "-"
+    return (f"change {change.account_id} {change.mailbox_id} {kinds} {change.modseq}\n"
+            ).encode("ascii")
+
+
+def parse_line(line: bytes) -> Change | str | None:
+    """A Change, READY or QUEUED; None for a line this version does not know."""
+    words = line.decode("ascii", "replace").split()
+    if len(words) == 1 and words[0] in (READY, QUEUED):
+        return words[0]
+    if (len(words) != 5 or words[0] != "change"
+            or not all(word.isdigit() for word in (words[1], words[2], words[4]))):
+        return None
+    kinds = frozenset(kind for kind in words[3].split(",") if kind not in ("", "-"))
+    return Change(int(words[1]), int(words[2]), kinds, int(words[4]))
+
+
+# -- the worker's side --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What a worker starts from (pickled over its stdin by the main process)."""
+
+    config: Config
+    index: int  # 1…N-1, in log lines as [smtp-INDEX]
+    channel_fd: int
+    listener_fds: dict[str, list[int]]  # listener name → inherited listening sockets
+
+
+class _ForwardingFeed(ChangeFeed):
+    """The worker's feed: local subscribers (none today) and the main process."""
+
+    def __init__(self, channel: asyncio.StreamWriter) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def publish(self, change: Change) -> None:
+        super().publish(change)
+        if not self._channel.is_closing():
+            self._channel.write(render_change(change))
+
+
+@dataclass(slots=True)
+class WorkerRole:
+    """How an `App` in a worker process differs from the main one (app.py)."""
+
+    index: int
+    listeners: dict[str, list[socket.socket]]
+    channel: asyncio.StreamWriter
+
+    def make_feed(self, config: Config) -> ChangeFeed:
+        if config.storage == "postgresql":
+            return ChangeFeed()  # NOTIFY carries changes to every process already
+        return _ForwardingFeed(self.channel)
+
+    def announce_queued(self) -> None:
+        if not self.channel.is_closing():
+            self.channel.write(f"{QUEUED}\n".encode("ascii"))
+
+
+def main() -> None:
+    """`python -m postroom.workers`: run one SMTP worker (started by WorkerPool)."""
+    from postroom.cli import fast_loop_factory
+    from postroom.logsetup import setup_logging
+
+    # stdin is a pipe from the parent process (WorkerPool._spawn), nobody else's data.
+    setup: WorkerSetup = pickle.load(sys.stdin.buffer)  # noqa: S301
+    setup_logging(setup.config.log_level, f"smtp-{setup.index}")
+    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
+        runner.run(serve_worker(setup))
+
+
+async def serve_worker(setup: WorkerSetup) -> None:
+    from postroom.app import App
+
+    reader, writer = await asyncio.open_connection(
+        sock=socket.socket(fileno=setup.channel_fd), limit=_CHANNEL_LIMIT)
+    listeners = {name: [socket.socket(fileno=fd) for fd in fds]
+                 for name, fds in setup.listener_fds.items()}
+    app = App(setup.config, worker=WorkerRole(setup.index, listeners, writer))
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole group
+        loop.add_signal_handler(signum, stop_requested.set)
+    await app.start()
+    writer.write(f"{READY}\n".encode("ascii"))
+    main_gone = asyncio.create_task(reader.read())  # b"" once the main process is gone
+    stopping = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({main_gone, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    main_gone.cancel()
+    stopping.cancel()
+    await app.stop()
+    writer.close()
+
+
+# -- the main process's side ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    has_listened: bool = False
+
+
+class WorkerPool:
+    """Starts the SMTP workers, relays what they announce, restarts and stops them."""
+
+    def __init__(self, config: Config, listener_fds: Mapping[str, list[int]],
+                 publish: Callable[[Change], None], kick_queue: Callable[[], None]) -> None:
+        self._config = config
+        self._listener_fds = {name: list(fds) for name, fds in listener_fds.items()
+                              if name in SMTP_LISTENERS}
+        self._publish = publish
+        self._kick_queue = kick_queue
+        self._workers: dict[int, _Worker] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers.values()]
+
+    async def start(self) -> None:
+        """Returns once every worker listens; raises if one cannot start."""
+        await asyncio.gather(*(self._start_worker(index)
+                               for index in range(1, self._config.smtp_processes)))
+
+    async def _start_worker(self, index: int) -> None:
+        worker = await self._spawn(index)
+        self._workers[index] = worker
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watcher = asyncio.create_task(self._watch(worker, ready))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        try:
+            await asyncio.wait_for(ready, START_TIMEOUT)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+            raise
+        log.info("SMTP worker %d (pid %d) accepting connections", index, worker.process.pid)
+
+    async def _spawn(self, index: int) -> _Worker:
+        ours, theirs = socket.socketpair()
+        inherited = [theirs.fileno(), *(fd for fds in self._listener_fds.values() for fd in fds)]
+        setup = WorkerSetup(self._config, index, theirs.fileno(), self._listener_fds)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "postroom.workers", stdin=asyncio.subprocess.PIPE,
+                pass_fds=inherited)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the worker has its copy
+        assert process.stdin is not None
+        process.stdin.write(pickle.dumps(setup))
+        await process.stdin.drain()
+        process.stdin.close()
+        reader, writer = await asyncio.open_connection(sock=ours, limit=_CHANNEL_LIMIT)
+        return _Worker(index, process, reader, writer)
+
+    async def _watch(self, worker: _Worker, ready: asyncio.Future[None]) -> None:
+        """Relay the worker's lines until it exits; then restart it unless stopping."""
+        with contextlib.suppress(ConnectionError):
+            while line := await worker.reader.readline():
+                self._relay(worker, parse_line(line), ready)
+        status = await worker.process.wait()
+        worker.writer.close()
+        if not worker.has_listened:  # a start-up failure: start() reports it, no restart
+            if not ready.done():
+                ready.set_exception(RuntimeError(f"SMTP worker {worker.index} exited with "
+                                                 f"status {status} before it listened"))
+            return
+        if self._stopping:
+            return
+        log.error("SMTP worker %d (pid %d) exited with status %s; restarting it",
+                  worker.index, worker.process.pid, status)
+        await asyncio.sleep(RESTART_DELAY)
+        if not self._stopping:
+            try:
+                await self._start_worker(worker.index)
+            except Exception as error:  # the next connection still finds the other processes
+                log.error("SMTP worker %d could not be restarted: %s", worker.index, error)
+
+    def _relay(self, worker: _Worker, item: Change | str | None,
+               ready: asyncio.Future[None]) -> None:
+        if isinstance(item, Change):
+            self._publish(item)
+        elif item == QUEUED:
+            self._kick_queue()
+        elif item == READY:
+            worker.has_listened = True
+            if not ready.done():
+                ready.set_result(None)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """SIGTERM to every worker; those still running after `grace_seconds` are killed."""
+        self._stopping = True
+        workers = list(self._workers.values())
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGTERM)
+        waits = [asyncio.create_task(worker.process.wait()) for worker in workers]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=grace_seconds)
+            for worker, wait in zip(workers, waits, strict=True):
+                if wait in late:
+                    log.warning("SMTP worker %d did not stop in %ss; killed", worker.index,
+                                grace_seconds)
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
+            await asyncio.gather(*waits)
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
+
+if __name__ == "__main__":
+    main()
