@@ -66,7 +66,7 @@ async def resolve_recipient(store: Store, address: str) -> Resolution:
     except BadSyntax:
         return Resolution(address, is_local_domain=True)
     expansion = _Expansion(store)
-    await expansion.expand(canonical, depth=0)
+    await expansion.expand(canonical, depth=0, is_local=True)  # the domain was just checked
     return Resolution(canonical, True, tuple(expansion.local.values()),
                       tuple(expansion.remote))
 
@@ -78,7 +78,9 @@ class _Expansion:
         self.local: dict[int, LocalTarget] = {}
         self.remote: list[str] = []
 
-    async def expand(self, address: str, depth: int) -> None:
+    async def expand(self, address: str, depth: int, *, is_local: bool | None = None) -> None:
+        """Resolve `address` into local accounts and remote addresses; `is_local` says
+        whether its domain is ours when the caller knows already."""
         if address in self._seen:
             log.warning("alias loop through %s", address)
             return
@@ -86,7 +88,9 @@ class _Expansion:
             log.warning("alias expansion of %s deeper than %d", address, MAX_ALIAS_DEPTH)
             return
         self._seen.add(address)
-        if not await _is_local_domain(self._store, _domain_of(address)):
+        if is_local is None:
+            is_local = await _is_local_domain(self._store, _domain_of(address))
+        if not is_local:
             if address not in self.remote:
                 self.remote.append(address)
             return

@@ -73,7 +73,6 @@ from postroom.store.sqlitebatch import BatchWork, BatchWriter
 INBOX = "INBOX"
 SEPARATOR = "/"
 _BUSY_TIMEOUT_MS = 10_000
-_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 _ROWS_BUILT_ON_LOOP = 2_000
 
 _SELECT_MESSAGES = (
@@ -148,7 +147,10 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 
 def _utc_text(when: dt.datetime) -> str:
-    return _aware(when).astimezone(dt.UTC).strftime(_UTC_FORMAT)
+    # Fixed width, YYYY-MM-DDTHH:MM:SS.ffffff+00:00 (the text order is the time order);
+    # isoformat takes a fifth of strftime's time, and every connection's ban check
+    # formats one.
+    return _aware(when).astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _utc_now() -> dt.datetime:
