@@ -14,6 +14,10 @@ Invariants:
   in headers, transfer encodings and charsets in bodies (RFC 9051 §6.4.4).
 - SENT* dates use the Date: header's own date; BEFORE/ON/SINCE the internal date's own
   date, both disregarding time and timezone (RFC 9051 §6.4.4).
+- Loaded content is kept by blob id in a bounded, process-wide cache (`CONTENT_CACHE`):
+  blobs never change, so an entry can be old but never wrong. A client that searches
+  its mailbox again (every few minutes, for each typed letter) then costs no file reads
+  and no decoding (issue 8: SEARCH TEXT was a third of the logged-in IMAP mix).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +73,61 @@ SEARCH_BATCH = 256  # messages read and judged per worker-thread call
 
 @dataclass(slots=True)
 class _Content:
-    """What header/body keys look at; None when not loaded."""
+    """What header/body keys look at; None when not loaded. The case-folded texts are
+    computed at the first search that needs them and kept with the content."""
 
     header: bytes | None = None
     body_text: str | None = None
+    _folded_body: str | None = None
+    _folded_header: str | None = None
+
+    def folded_body(self) -> str:
+        if self._folded_body is None:
+            self._folded_body = (self.body_text or "").casefold()
+        return self._folded_body
+
+    def folded_header(self) -> str:
+        if self._folded_header is None:
+            self._folded_header = _header_text(self.header or b"").casefold()
+        return self._folded_header
+
+    @property
+    def cost(self) -> int:
+        """Characters held, counting the folded copies a search may add."""
+        return 2 * (len(self.header or b"") + len(self.body_text or ""))
+
+
+class ContentCache:
+    """Search content by blob id, least recently used dropped past `max_chars`. Used by
+    the worker threads that load content, hence the lock."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._entries: OrderedDict[str, _Content] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, blob_id: str, with_body: bool) -> _Content | None:
+        with self._lock:
+            content = self._entries.get(blob_id)
+            if content is None or (with_body and content.body_text is None):
+                return None
+            self._entries.move_to_end(blob_id)
+            return content
+
+    def put(self, blob_id: str, content: _Content) -> None:
+        if content.cost > self.max_chars // 8:
+            return  # one huge message would push out everything else
+        with self._lock:
+            old = self._entries.pop(blob_id, None)
+            self._chars += content.cost - (old.cost if old is not None else 0)
+            self._entries[blob_id] = content
+            while self._chars > self.max_chars:
+                _, dropped = self._entries.popitem(last=False)
+                self._chars -= dropped.cost
+
+
+CONTENT_CACHE = ContentCache(max_chars=64 * 1024 * 1024)
 
 
 @dataclass(slots=True)
@@ -142,9 +199,9 @@ class _Evaluator:
             if content.body_text is None or header is None:
                 return None
             wanted = key.text.casefold()
-            if wanted in content.body_text.casefold():
+            if wanted in content.folded_body():
                 return True
-            return isinstance(key, TextKey) and wanted in _header_text(header).casefold()
+            return isinstance(key, TextKey) and wanted in content.folded_header()
         raise TypeError(f"unknown search key {key!r}")
 
 
@@ -249,10 +306,13 @@ def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[tuple[Messa
     """Runs in a worker thread: read each message and judge it."""
     found: list[int] = []
     for row, path in batch:
-        try:
-            content = _load_content(path, with_body, metas.get(row.uid))
-        except FileNotFoundError:
-            continue  # expunged meanwhile
+        content = CONTENT_CACHE.get(row.blob_id, with_body)
+        if content is None:
+            try:
+                content = _load_content(path, with_body, metas.get(row.uid))
+            except FileNotFoundError:
+                continue  # expunged meanwhile
+            CONTENT_CACHE.put(row.blob_id, content)
         if evaluator.judge(key, row, content):
             found.append(row.uid)
     return found
@@ -262,9 +322,9 @@ async def _judge_batch(ctx: Context, evaluator: _Evaluator, key: SearchKey,
                        batch: list[tuple[MessageRow, Path]], with_body: bool) -> list[int]:
     """One metadata query (body keys only) and one thread hop for the whole batch."""
     metas: dict[int, str] = {}
-    if with_body:
-        metas = await _get_metas(ctx.runtime.store, evaluator.view.mailbox_id,
-                                 [row.uid for row, _ in batch])  # fmt: skip
+    to_read = [row.uid for row, _ in batch if CONTENT_CACHE.get(row.blob_id, with_body) is None]
+    if with_body and to_read:
+        metas = await _get_metas(ctx.runtime.store, evaluator.view.mailbox_id, to_read)
     return await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body, metas)
 
 
