@@ -75,8 +75,8 @@ def render_smtp(runs: Sequence[Any]) -> list[str]:
         "One TCP connection per message (smtp-source without `-d`); messages per second",
         "until smtp-source had every 250 (accepted) and until the recipient's mailbox held",
         "them all (counted in the Maildir / in postroom's DB), from the same start. Ratios",
-        "are postroom/Postfix, paired per back-to-back run. CPU: postroom's process",
-        "(user+system) per message.",
+        "are postroom/Postfix, paired per back-to-back run. CPU: postroom's processes",
+        "(the main one and its SMTP workers, user+system) per message.",
         "",
         *_table(headers, rows),
     ]
