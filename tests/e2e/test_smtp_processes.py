@@ -11,6 +11,7 @@ import email.policy
 import imaplib
 import operator
 import os
+import shutil
 import signal
 import smtplib
 import ssl
@@ -26,8 +27,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from postroom.config import Config
+from postroom.errors import PostroomError
 from postroom.store.api import Change
-from postroom.workers import QUEUED, READY, parse_line, render_change
+from postroom.workers import QUEUED, READY, WorkerPool, parse_line, render_change
 from tests.conftest import TEST_HOSTNAME
 from tests.e2e.test_outbound import free_port_on
 from tests.support.server import ServeProcess, write_env
@@ -241,3 +244,15 @@ def test_a_killed_worker_is_replaced_and_workers_stop_with_the_main_process(
             pytest.fail("no connection reached the restarted worker")
         server.kill()  # SIGKILL: no chance to stop the worker itself
         wait_for(lambda: not is_alive(second))
+
+
+async def test_a_worker_that_cannot_start_fails_the_start_with_one_line(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    false = shutil.which("false")
+    assert false is not None
+    monkeypatch.setattr(sys, "executable", false)  # the "worker" exits at once, status 1
+    pool = WorkerPool(config.model_copy(update={"smtp_processes": 2}), {},
+                      lambda change: None, lambda: None)
+    with pytest.raises(PostroomError, match="SMTP worker 1 exited with status 1"):
+        await pool.start()
+    await pool.stop(grace_seconds=5)

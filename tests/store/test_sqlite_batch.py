@@ -160,3 +160,33 @@ async def test_batch_connection_is_as_durable_as_the_writer(store: SqliteStore) 
         return synchronous, foreign_keys, journal
 
     assert await store._batch.run(pragmas) == (2, 1, "wal")  # FULL, on, WAL
+
+
+async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
+        store: SqliteStore, db_path: Path, blobs: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """SMTP_PROCESSES: writers in different processes (here two stores, each with its own
+    lock file descriptor) serialise on <db>-batch.lock, and every append commits once
+    with its own UID."""
+    import fcntl
+
+    held: list[bool] = []
+    real_flock = fcntl.flock
+
+    def watching(fd: int, operation: int) -> None:
+        real_flock(fd, operation)
+        held.append(operation == fcntl.LOCK_EX)
+    monkeypatch.setattr(fcntl, "flock", watching)
+    inbox = await inbox_of(store, "pat@example.test")
+    other = SqliteStore(db_path, blobs, ChangeFeed())
+    await other.open()
+    try:
+        rows = await asyncio.gather(*(
+            writer.append_message(inbox.id, NewMessage(f"{n:032x}", 10, WHEN))
+            for n in range(40) for writer in (store, other)))
+    finally:
+        await other.close()
+    assert sorted(row.uid for row in rows) == list(range(1, 81))
+    assert (db_path.parent / (db_path.name + "-batch.lock")).exists()
+    assert held and held[::2] == [True] * (len(held) // 2)  # each lock is released again
+    assert not any(held[1::2])

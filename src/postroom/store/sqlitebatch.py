@@ -19,6 +19,10 @@ Invariants:
 - Batches run under the store's asyncio write lock, the same one every other write takes
   on the aiosqlite writer connection: inside this process writes never contend for
   SQLite's lock (no busy-wait), and UID/MODSEQ allocation stays race-free.
+- Across processes (SMTP_PROCESSES, workers.py) batches take an exclusive flock on
+  `<database>-batch.lock` around the transaction: the kernel hands the lock to the next
+  writer the moment it is released, where SQLite's busy handler would have it sleep and
+  retry (1, 2, 5, 10… ms) while the other process commits.
 - Change-feed events are published after the COMMIT; blobs the batch's expunges released
   are unlinked after the COMMIT, still under the lock, when no row refers to them (a
   crash in between leaks a file, never loses one still referenced).
@@ -29,7 +33,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,12 +95,15 @@ class BatchWriter:
         self._blob_in_use_sql = blob_in_use_sql
         self._thread: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None  # the cross-process writers' flock (module doc)
         self._waiting: list[_Pending[Any]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="postroom-sqlite-batch")
         self._db = await self._in_thread(self._connect)
+        lock_path = self._path.with_name(self._path.name + "-batch.lock")
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the batch says BEGIN IMMEDIATE / COMMIT itself.
@@ -113,6 +122,9 @@ class BatchWriter:
             await asyncio.shield(self._task)
         thread, db = self._thread, self._db
         self._thread = self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if thread is None:
             return
         try:
@@ -172,6 +184,14 @@ class BatchWriter:
 
     # -- on the batch thread ------------------------------------------------------------
     def _commit_batch(self, batch: list[_Pending[Any]]) -> list[_Outcome]:
+        assert self._lock_fd is not None  # set by open(), before any job is accepted
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            return self._commit_locked(batch)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _commit_locked(self, batch: list[_Pending[Any]]) -> list[_Outcome]:
         db = self._db
         assert db is not None  # set by open(), before any job is accepted
         db.execute("BEGIN IMMEDIATE")
