@@ -683,3 +683,28 @@ async def test_failed_write_publishes_nothing(store: Store, feed: ChangeFeed) ->
         with pytest.raises(AlreadyExists):
             await store.create_mailbox(account, "Sent")
         assert subscription.drain() == []
+
+
+async def test_append_with_a_body_writes_the_blob_with_the_row(
+        store: Store, blobs: FileBlobStore) -> None:
+    """Issue 8: SMTP hands the blob's bytes to the first append instead of writing the
+    blob in a trip of its own; it is readable once the append returns."""
+    box = await mailbox_id(store, await new_account(store))
+    blob_id = blobs.new_id()
+    body = b"Subject: one trip\r\n\r\nhello\r\n"
+    row = await store.append_message(box, NewMessage(blob_id, len(body), WHEN, frozenset(),
+                                                     meta='{"m": 1}'), body=body)
+    assert row.blob_id == blob_id
+    assert await blobs.read(blob_id) == body
+    (listed,) = await store.list_messages(box)
+    assert listed.blob_id == blob_id
+
+
+async def test_append_with_a_body_into_a_missing_mailbox_fails_and_keeps_nothing(
+        store: Store, blobs: FileBlobStore) -> None:
+    blob_id = blobs.new_id()
+    with pytest.raises(NotFound):
+        await store.append_message(987654, NewMessage(blob_id, 3, WHEN, frozenset(), "{}"),
+                                   body=b"abc")
+    await store.release_blob_if_unused(blob_id)
+    assert not blob_exists(blobs, blob_id)

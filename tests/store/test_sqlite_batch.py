@@ -174,8 +174,11 @@ async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
     real_flock = fcntl.flock
 
     def watching(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_UN:
+            held.append(False)  # noted while still held: the list shows the true order
         real_flock(fd, operation)
-        held.append(operation == fcntl.LOCK_EX)
+        if operation == fcntl.LOCK_EX:
+            held.append(True)
     monkeypatch.setattr(fcntl, "flock", watching)
     inbox = await inbox_of(store, "pat@example.test")
     other = SqliteStore(db_path, blobs, ChangeFeed())
@@ -190,3 +193,53 @@ async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
     assert (db_path.parent / (db_path.name + "-batch.lock")).exists()
     assert held and held[::2] == [True] * (len(held) // 2)  # each lock is released again
     assert not any(held[1::2])
+
+
+async def test_prepares_run_before_the_transaction_and_fsync_each_directory_once(
+        store: SqliteStore, blobs: FileBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blobs handed to append_message are written by the batch thread; a batch fsyncs
+    each directory once; a failing prepare fails its own job only."""
+    import postroom.store.sqlitebatch as sqlitebatch
+
+    synced: list[Path] = []
+    real_fsync_dir = sqlitebatch.fsync_dir
+
+    def counting(directory: Path) -> None:
+        synced.append(directory)
+        real_fsync_dir(directory)
+    monkeypatch.setattr(sqlitebatch, "fsync_dir", counting)
+    inbox = await inbox_of(store, "pat@example.test")
+    same_dir = ["ab" + f"{n:030x}" for n in range(3)]  # one fan-out directory
+    results = await asyncio.gather(*(
+        store.append_message(inbox.id, NewMessage(blob_id, 4, WHEN), body=b"body")
+        for blob_id in same_dir), return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert all(blobs.path(blob_id).read_bytes() == b"body" for blob_id in same_dir)
+    assert synced.count(blobs.path(same_dir[0]).parent) <= len(same_dir)
+    bad = store.append_message(inbox.id, NewMessage("../escape", 4, WHEN), body=b"x")
+    good = store.append_message(inbox.id, NewMessage("cd" + "0" * 30, 4, WHEN), body=b"y")
+    outcome = await asyncio.gather(bad, good, return_exceptions=True)
+    assert isinstance(outcome[0], ValueError)  # a bad blob id: that job alone fails
+    assert not isinstance(outcome[1], BaseException)
+    assert [row.uid for row in await store.list_messages(inbox.id)] == [1, 2, 3, 4]
+
+
+async def test_one_batch_with_several_bodies_fsyncs_their_directory_once(
+        tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import postroom.store.sqlitebatch as sqlitebatch
+
+    synced: list[Path] = []
+    monkeypatch.setattr(sqlitebatch, "fsync_dir", synced.append)
+    writer = BatchWriter(tmp_path / "x.sqlite3", blobs, feed, asyncio.Lock(),
+                         busy_timeout_ms=1000, blob_in_use_sql="SELECT 0, ?, ?")
+    await writer.open()
+    try:
+        pendings = [sqlitebatch._Pending(lambda work: 1, asyncio.get_running_loop().create_future(),
+                                         lambda n=n: blobs.write_now("ef" + f"{n:030x}", b"z"))
+                    for n in range(4)]
+        outcomes = await writer._in_thread(writer._commit_batch, pendings)
+    finally:
+        await writer.close()
+    assert [outcome.result for outcome in outcomes] == [1, 1, 1, 1]
+    assert synced == [blobs.path("ef" + "0" * 30).parent]

@@ -27,6 +27,7 @@ async def deliver_local(
     mailbox: str = INBOX,
     flags: frozenset[str] = frozenset(),
     internal_date: dt.datetime | None = None,
+    body: bytes | None = None,  # blob `blob_id` not written yet: the store writes it
 ) -> MessageRow:
     target = await store.get_mailbox(account_id, mailbox)
     if target is None and mailbox != INBOX:
@@ -37,4 +38,4 @@ async def deliver_local(
         raise TryLater(f"account {account_id} has no {mailbox} or INBOX")
     when = internal_date or dt.datetime.now(dt.UTC)
     return await store.append_message(
-        target.id, NewMessage(blob_id, size, when, frozenset(flags), meta))
+        target.id, NewMessage(blob_id, size, when, frozenset(flags), meta), body=body)

@@ -270,29 +270,35 @@ class Receiver:
 
     async def _store(self, message: ReceivedMessage) -> None:
         meta: str | None = None
-        body = message.body
-        prefix, skipped = self._prefix(message), message.header.forged_ranges
-        if body is not None and message.is_small:
-            data, meta = _assemble(body, prefix, skipped)
-            blob_id, size = await self._runtime.blobs.put(data), len(data)
-        elif message.size <= _IN_MEMORY_LIMIT:
-            if body is not None:
-                data, meta = await asyncio.to_thread(_assemble, body, prefix, skipped)
+        unwritten: bytes | None = None  # the blob's bytes, to be written with the first row
+        if message.size <= _IN_MEMORY_LIMIT:
+            data, meta = await self._assembled(message)
+            size = len(data)
+            if any(recipient.local for recipient in message.recipients):
+                # The store writes the blob in the same trip as the first delivery's row.
+                blob_id, unwritten = self._runtime.blobs.new_id(), data
             else:
-                data, meta = await asyncio.to_thread(
-                    _read_whole, message.spool_path, prefix, skipped)
-            blob_id, size = await self._runtime.blobs.put(data), len(data)
+                blob_id = await self._runtime.blobs.put(data)
         else:
             blob_id, size = await self._write_blob(message)
         try:
             if meta is None:
                 blob_path = self._runtime.blobs.path(blob_id)
                 meta = await asyncio.to_thread(_meta_of_blob, blob_path)
-            await self._deliver_local(message, blob_id, size, meta)
+            await self._deliver_local(message, blob_id, size, meta, unwritten)
             await self._hand_on_remote(message, blob_id, size)
         except BaseException:
             await self._runtime.store.release_blob_if_unused(blob_id)
             raise
+
+    async def _assembled(self, message: ReceivedMessage) -> tuple[bytes, str]:
+        """The blob's bytes and meta of a message small enough to hold whole."""
+        prefix, skipped = self._prefix(message), message.header.forged_ranges
+        if message.body is not None and message.is_small:
+            return _assemble(message.body, prefix, skipped)
+        if message.body is not None:
+            return await asyncio.to_thread(_assemble, message.body, prefix, skipped)
+        return await asyncio.to_thread(_read_whole, message.spool_path, prefix, skipped)
 
     async def _write_blob(self, message: ReceivedMessage) -> tuple[str, int]:
         writer = self._runtime.blobs.writer()
@@ -336,7 +342,9 @@ class Receiver:
             tls_bits=client.tls_bits, recipient=only)
 
     async def _deliver_local(self, message: ReceivedMessage, blob_id: str, size: int,
-                             meta: str) -> None:
+                             meta: str, unwritten: bytes | None) -> None:
+        """`unwritten`: the blob's bytes when no one has written it yet; the first
+        delivery's store call writes it, the others share it."""
         delivered: set[int] = set()  # one copy per account, however many RCPTs reach it
         for recipient in message.recipients:
             for target in recipient.local:
@@ -345,7 +353,8 @@ class Receiver:
                 delivered.add(target.account_id)
                 await deliver_local(self._runtime.store, target.account_id, blob_id, size,
                                     meta, mailbox=recipient.mailbox,
-                                    internal_date=message.received_at)
+                                    internal_date=message.received_at, body=unwritten)
+                unwritten = None
 
     async def _hand_on_remote(self, message: ReceivedMessage, blob_id: str, size: int) -> None:
         remote: dict[str, OutboundRecipient] = {}

@@ -271,7 +271,12 @@ class Store(Protocol):
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
 
     # -- messages ---------------------------------------------------------------------
-    async def append_message(self, mailbox_id: int, message: NewMessage) -> MessageRow: ...
+    async def append_message(self, mailbox_id: int, message: NewMessage, *,
+                             body: bytes | None = None) -> MessageRow:
+        """`body`: the bytes of a blob not written yet, under the id
+        `message.blob_id` (from `BlobStore.new_id`); the store makes it durable before
+        the row commits, in the same trip to its writer (issue 8)."""
+        ...
     async def list_messages(
         self, mailbox_id: int, *, changed_since: int = 0
     ) -> list[MessageRow]: ...

@@ -29,7 +29,14 @@ class BlobWriter(Protocol):
 
 class BlobStore(Protocol):
     def writer(self) -> BlobWriter: ...
-    async def put(self, data: bytes) -> str: ...
+    async def put(self, data: bytes, *, blob_id: str | None = None) -> str:
+        """Store `data` durably; under `blob_id` (from `new_id`) when given."""
+        ...
+
+    def new_id(self) -> str:
+        """An id for a blob that `Store.append_message(..., body=)` will write."""
+        ...
+
     async def read(self, blob_id: str) -> bytes: ...
     def path(self, blob_id: str) -> Path: ...
     async def local_path(self, blob_id: str) -> Path:
@@ -39,7 +46,7 @@ class BlobStore(Protocol):
     async def delete(self, blob_id: str) -> None: ...
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,7 +61,7 @@ class FileBlobWriter:
 
     def __init__(self, store: FileBlobStore) -> None:
         self._store = store
-        self._blob_id = secrets.token_hex(16)
+        self._blob_id = store.new_id()
         self._tmp = store.root / "tmp" / self._blob_id
         self._file: IO[bytes] | None = None  # opened by the first drain, off the event loop
         self._pending: list[bytes] = []
@@ -85,14 +92,7 @@ class FileBlobWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        final = self._store.path(self._blob_id)
-        self._store.ensure_dir(final.parent)
-        try:
-            os.replace(self._tmp, final)
-        except FileNotFoundError:  # the directory was removed behind our back
-            self._store.ensure_dir(final.parent, again=True)
-            os.replace(self._tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(self._store.install(self._blob_id, self._tmp))
 
     async def abort(self) -> None:
         if self._file is not None:
@@ -114,13 +114,42 @@ class FileBlobStore:
     def prepare(self) -> None:
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
 
+    def new_id(self) -> str:
+        return secrets.token_hex(16)
+
+    def write_now(self, blob_id: str, data: bytes) -> Path:
+        """Write a whole blob on the calling thread (blocking): fsynced and renamed into
+        place. Returns the directory still to fsync, which a caller writing several
+        blobs does once per directory (store/sqlitebatch.py)."""
+        self.path(blob_id)  # refuses an id that is not a plain name before anything is written
+        tmp = self.root / "tmp" / blob_id
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return self.install(blob_id, tmp)
+
+    def install(self, blob_id: str, tmp: Path) -> Path:
+        """Rename a written, fsynced temp file into the fan-out; returns its directory."""
+        final = self.path(blob_id)
+        self.ensure_dir(final.parent)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # the directory was removed behind our back
+            self.ensure_dir(final.parent, again=True)
+            os.replace(tmp, final)
+        return final.parent
+
     def writer(self) -> FileBlobWriter:
         return FileBlobWriter(self)
 
-    async def put(self, data: bytes) -> str:
-        writer = self.writer()
-        await writer.write(data)
-        return await writer.commit()
+    async def put(self, data: bytes, *, blob_id: str | None = None) -> str:
+        blob_id = blob_id or self.new_id()
+        await asyncio.to_thread(self._put_now, blob_id, data)
+        return blob_id
+
+    def _put_now(self, blob_id: str, data: bytes) -> None:
+        fsync_dir(self.write_now(blob_id, data))
 
     def path(self, blob_id: str) -> Path:
         if len(blob_id) < 3 or not blob_id.isalnum():

@@ -103,8 +103,12 @@ class PgBlobStore:
     def writer(self) -> PgBlobWriter:
         return PgBlobWriter(self)
 
-    async def put(self, data: bytes) -> str:
-        blob_id = secrets.token_hex(16)
+    def new_id(self) -> str:
+        return secrets.token_hex(16)
+
+    async def put(self, data: bytes, *, blob_id: str | None = None) -> str:
+        """Store `data`; under `blob_id` when given (from `new_id`)."""
+        blob_id = blob_id or self.new_id()
         async with self._source.connection() as conn:
             await conn.execute("INSERT INTO blobs (id, size, data) VALUES (%s, %s, %s)",
                                (blob_id, len(data), data))  # fmt: skip

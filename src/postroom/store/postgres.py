@@ -601,7 +601,10 @@ class PostgresStore:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def append_message(self, mailbox_id: int, message: NewMessage) -> MessageRow:
+    async def append_message(self, mailbox_id: int, message: NewMessage, *,
+                             body: bytes | None = None) -> MessageRow:
+        if body is not None:
+            await self._blobs.put(body, blob_id=message.blob_id)
         saved = _utc_now()
         internal_date = _aware(message.internal_date)
         async with self._write() as work:

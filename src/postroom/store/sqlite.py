@@ -786,13 +786,18 @@ class SqliteStore:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def append_message(self, mailbox_id: int, message: NewMessage) -> MessageRow:
+    async def append_message(self, mailbox_id: int, message: NewMessage, *,
+                             body: bytes | None = None) -> MessageRow:
         # Group commit: concurrent appends (10 SMTP sessions, IMAP APPENDs) share one
         # transaction and one WAL fsync with other sessions' writes. Each caller still
         # returns only after the COMMIT holding its row, so nothing is acknowledged before
         # it is durable. A cancelled caller's row may still be committed with its batch
-        # (the sender then retries: a duplicate, never a loss).
-        return await self._batch.run(partial(_append_job, mailbox_id, message, _utc_now()))
+        # (the sender then retries: a duplicate, never a loss). A `body` is written and
+        # fsynced by the batch thread just before the transaction.
+        prepare = (partial(self._blobs.write_now, message.blob_id, body)
+                   if body is not None else None)
+        return await self._batch.run(partial(_append_job, mailbox_id, message, _utc_now()),
+                                     prepare=prepare)
 
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
         sql = _SELECT_MESSAGES
