@@ -15,10 +15,8 @@ import shutil
 import signal
 import smtplib
 import ssl
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from functools import partial
@@ -32,7 +30,8 @@ from postroom.errors import PostroomError
 from postroom.store.api import Change
 from postroom.workers import QUEUED, READY, WorkerPool, parse_line, render_change
 from tests.conftest import TEST_HOSTNAME
-from tests.e2e.test_outbound import free_port_on
+from tests.e2e.test_outbound import cli as outbound_cli
+from tests.e2e.test_outbound import free_port_on, wait_for
 from tests.support.server import ServeProcess, write_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,18 +40,8 @@ BOB = "bob@example.test"
 TRIES = 60  # connections until one reached a worker (each has about even odds)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def cli(env_file: Path, *args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "postroom", "--config", str(env_file),
-                             *args], capture_output=True, text=True, timeout=60)
+    result = outbound_cli(env_file, *args)
     assert result.returncode == 0, result.stderr
 
 

@@ -294,7 +294,8 @@ class Receiver:
     async def _assembled(self, message: ReceivedMessage) -> tuple[bytes, str]:
         """The blob's bytes and meta of a message small enough to hold whole."""
         prefix, skipped = self._prefix(message), message.header.forged_ranges
-        if message.body is not None and message.is_small:
+        if message.is_small:
+            assert message.body is not None  # is_small says so
             return _assemble(message.body, prefix, skipped)
         if message.body is not None:
             return await asyncio.to_thread(_assemble, message.body, prefix, skipped)
