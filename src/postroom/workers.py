@@ -228,9 +228,12 @@ class WorkerPool:
         finally:
             theirs.close()  # the worker has its copy
         assert process.stdin is not None
-        process.stdin.write(pickle.dumps(setup))
-        await process.stdin.drain()
-        process.stdin.close()
+        # A child that exits at once closes the pipe first (uvloop then raises
+        # RuntimeError); its exit status is what `_watch` reports.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write(pickle.dumps(setup))
+            await process.stdin.drain()
+            process.stdin.close()
         reader, writer = await asyncio.open_connection(sock=ours, limit=_CHANNEL_LIMIT)
         return _Worker(index, process, reader, writer)
 
