@@ -27,9 +27,8 @@ from postroom.imap.session import ImapServer
 from postroom.mail.mimetree import message_meta
 from postroom.runtime import Runtime
 from postroom.store.api import FlagMode, NewMessage
-from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
-from postroom.store.sqlite import SqliteStore
+from postroom.store.sqlite import sqlite_store
 from postroom.tls.contexts import TlsContexts
 from postroom.tls.selfsigned import ensure_self_signed
 
@@ -102,10 +101,8 @@ def bench_config(root: Path) -> Config:
 
 
 async def open_bench_runtime(config: Config) -> Runtime:
-    blobs = FileBlobStore(config.data_dir / "blobs")
-    blobs.prepare()
     feed = ChangeFeed()
-    store = SqliteStore(config.db_path, blobs, feed)
+    store, blobs = sqlite_store(config.db_path, config.data_dir / "blobs", feed)
     await store.open()
     return Runtime(config=config, store=store, blobs=blobs, feed=feed,
                    accounts=AccountService(store),

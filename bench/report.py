@@ -379,8 +379,8 @@ def render_findings(results: dict[str, Any], costs: dict[str, float] | None,
             lines.append("- **Logged-in mix: the slow commands** (p50 at 10 clients, postroom "
                          "vs Dovecot): " + "; ".join(slow) + ". Concurrent writes "
                          "(STORE, APPEND, EXPUNGE) share one SQLite commit and fsync, but "
-                         "each still waits for one; APPEND also fsyncs its blob and the "
-                         "blob directory, and every command runs in one Python process "
+                         "each still waits for one (a small APPEND's body is a row of "
+                         "that same commit), and every command runs in one Python process "
                          "where Dovecot has one per client.")
     lines += _scale_findings(results.get("scale", {}), costs)
     return [*lines, ""]

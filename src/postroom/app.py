@@ -48,9 +48,9 @@ from postroom.security.proxy_listener import ProxyListener, accept_proxied
 from postroom.security.stalls import watch_stalls
 from postroom.smtp.receive import MessageCheck
 from postroom.store.api import Store
-from postroom.store.blobs import BlobStore, FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
-from postroom.store.sqlite import SqliteStore
+from postroom.store.sqlite import sqlite_store
 from postroom.tls.buffers import limit_tls_read_buffer
 from postroom.tls.contexts import TlsContexts
 from postroom.tls.selfsigned import ensure_self_signed
@@ -117,9 +117,7 @@ async def open_store(config: Config, feed: ChangeFeed) -> tuple[Store, BlobStore
             raise ConfigError("config: STORAGE=postgresql needs psycopg: "
                               "pip install 'postroom[postgres]'") from error
         return await open_postgres(config.database_url, feed, config.data_dir / "blob-cache")
-    blobs = FileBlobStore(config.data_dir / "blobs")
-    await asyncio.to_thread(blobs.prepare)
-    store = SqliteStore(config.db_path, blobs, feed)
+    store, blobs = sqlite_store(config.db_path, config.data_dir / "blobs", feed)
     await store.open()
     return store, blobs
 

@@ -546,14 +546,12 @@ def migrate_sqlite_to_postgresql(
 
 
 async def _migrate_with_progress(config: Config, url: str) -> TransferReport:
-    from postroom.store.blobs import FileBlobStore
     from postroom.store.pgblobs import PgBlobStore
     from postroom.store.postgres import PostgresStore, new_pool
-    from postroom.store.sqlite import SqliteStore
+    from postroom.store.sqlite import sqlite_store
     from postroom.store.transfer import Progress, transfer
 
-    source_blobs = FileBlobStore(config.data_dir / "blobs")
-    source = SqliteStore(config.db_path, source_blobs, ChangeFeed())
+    source, source_blobs = sqlite_store(config.db_path, config.data_dir / "blobs", ChangeFeed())
     pool = new_pool(url)
     target_blobs = PgBlobStore(pool, config.data_dir / "blob-cache", is_caching_writes=False)
     target = PostgresStore(url, target_blobs, ChangeFeed(), pool=pool)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from postroom.store.api import Ban, FlagMode, NewMessage, QueueEntry, SpecialUse, Store
-from postroom.store.blobs import BlobStore, FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.postgres import open_postgres
-from postroom.store.sqlite import SqliteStore
+from postroom.store.sqlite import sqlite_store
+from postroom.store.sqliteblobs import INLINE_LIMIT
 from postroom.store.transfer import Progress, transfer
 from tests.support.server import write_env
 
@@ -25,10 +26,9 @@ WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=-5
 
 async def build_sqlite_install(data_dir: Path) -> None:
     """Two accounts with mail, a COPY (shared body), expunges, flags, a ghost subscription,
-    aliases and a queued message."""
-    blobs = FileBlobStore(data_dir / "blobs")
-    blobs.prepare()
-    store = SqliteStore(data_dir / "postroom.sqlite3", blobs, ChangeFeed())
+    aliases and a queued message. Bodies are small (rows of the database) but for one
+    large enough to be a file (store/sqliteblobs.py)."""
+    store, blobs = sqlite_store(data_dir / "postroom.sqlite3", data_dir / "blobs", ChangeFeed())
     await store.open()
     try:
         alice = await store.create_account("alice@example.org", "{ARGON2ID}hash-a")
@@ -38,7 +38,8 @@ async def build_sqlite_install(data_dir: Path) -> None:
         lists = await store.create_mailbox(alice.id, "Lists/Python", SpecialUse.ARCHIVE)
         uids = []
         for index in range(5):
-            body = f"Subject: m{index}\r\n\r\nbody {index}\r\n".encode()
+            padding = b"x" * (INLINE_LIMIT + 1) if index == 0 else b""
+            body = f"Subject: m{index}\r\n\r\nbody {index}\r\n".encode() + padding
             row = await store.append_message(inbox.id, NewMessage(
                 await blobs.put(body), len(body), WHEN, frozenset({"$Label"} if index else ()),
                 meta=f'{{"n": {index}}}'))
@@ -90,8 +91,8 @@ async def snapshot(store: Store, blobs: BlobStore) -> dict[str, object]:
 async def test_transfer_keeps_everything(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
     await build_sqlite_install(data_dir)
-    source_blobs = FileBlobStore(data_dir / "blobs")
-    source = SqliteStore(data_dir / "postroom.sqlite3", source_blobs, ChangeFeed())
+    source, source_blobs = sqlite_store(data_dir / "postroom.sqlite3", data_dir / "blobs",
+                                        ChangeFeed())  # fmt: skip
     await source.open()
     target, target_blobs = await open_postgres(database_url, ChangeFeed(), tmp_path / "cache")
     try:

@@ -3,14 +3,17 @@ points outbound SMTP at a fake MX, a fixed-jitter RNG, and message helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import random
+import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
 from postroom.config import Config
 from postroom.runtime import Runtime
+from postroom.store.sqliteblobs import SqliteBlobStore
 from tests.conftest import make_config
 
 LOCAL_DOMAIN = "example.test"
@@ -64,3 +67,25 @@ def recipient_blocks(dsn: EmailMessage) -> list[email.message.Message]:
     assert status.get_content_type() == "message/delivery-status"
     blocks = status.get_payload()
     return blocks[1:]
+
+
+async def blob_exists(runtime: Runtime, blob_id: str) -> bool:
+    try:
+        await runtime.blobs.read(blob_id)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+async def blob_count(runtime: Runtime) -> int:
+    """Bodies stored, whichever store holds them (files and rows, or PostgreSQL rows)."""
+    blobs = runtime.blobs
+    if isinstance(blobs, SqliteBlobStore):
+        files = sum(1 for path in blobs.files.root.glob("??/*") if path.is_file())
+        with contextlib.closing(sqlite3.connect(runtime.config.db_path)) as db:
+            (rows,) = db.execute("SELECT count(*) FROM blob_data").fetchone()
+        return files + int(rows)
+    from postroom.store.pgblobs import PgBlobStore  # the PostgreSQL test pass
+
+    assert isinstance(blobs, PgBlobStore)
+    return len([blob_id async for blob_id in blobs.iter_ids()])

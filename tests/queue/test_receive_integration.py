@@ -13,12 +13,10 @@ import pytest
 from postroom.clock import ManualClock
 from postroom.dns.fake import FakeResolver
 from postroom.queue.worker import QueueWorker
-from postroom.runtime import Runtime
 from postroom.smtp.policy import SmtpMode
 from postroom.smtp.session import SmtpServer
-from postroom.store.blobs import FileBlobStore
 from tests.queue.fakemx import FakeMx
-from tests.queue.harness import NoJitter, queue_config
+from tests.queue.harness import NoJitter, blob_count, queue_config
 from tests.support.runtime import open_runtime
 
 ZONE = {"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.1"]}}
@@ -70,11 +68,3 @@ async def test_forwarding_alias_goes_out_through_the_queue(
         assert content.endswith(b"forward me\r\n")
 
 
-async def blob_count(runtime: Runtime) -> int:
-    blobs = runtime.blobs
-    if isinstance(blobs, FileBlobStore):
-        return sum(1 for path in blobs.root.glob("??/*") if path.is_file())
-    from postroom.store.pgblobs import PgBlobStore  # the PostgreSQL test pass
-
-    assert isinstance(blobs, PgBlobStore)
-    return len([blob_id async for blob_id in blobs.iter_ids()])

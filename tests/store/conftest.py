@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from postroom.store.api import Store
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore, FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.sqlite import SqliteStore
+from postroom.store.sqliteblobs import SqliteBlobStore
 from tests.postgres.pgserver import new_database
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -32,7 +33,7 @@ def feed() -> ChangeFeed:
 
 
 @pytest.fixture
-def blobs(tmp_path: Path) -> FileBlobStore:
+def files(tmp_path: Path) -> FileBlobStore:
     blob_store = FileBlobStore(tmp_path / "blobs")
     blob_store.prepare()
     return blob_store
@@ -50,17 +51,17 @@ def database_url(backend: str) -> Iterator[str]:
 
 @pytest.fixture
 def make_store(
-    backend: str, tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed, database_url: str
+    backend: str, tmp_path: Path, files: FileBlobStore, feed: ChangeFeed, database_url: str
 ) -> StoreMaker:
     """Builds an unopened store over the same data each call (for close + reopen tests)."""
 
     def make() -> Store:
         if backend == "sqlite":
-            return SqliteStore(tmp_path / "db" / "postroom.sqlite3", blobs, feed)
+            return SqliteStore(tmp_path / "db" / "postroom.sqlite3", files, feed)
         if backend == "postgresql":
             from postroom.store.postgres import PostgresStore
 
-            return PostgresStore(database_url, blobs, feed)
+            return PostgresStore(database_url, files, feed)
         raise AssertionError(f"unknown backend {backend}")
 
     return make
@@ -74,3 +75,13 @@ async def store(make_store: StoreMaker) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+def blobs(backend: str, store: Store, files: FileBlobStore) -> BlobStore:
+    """The bodies as the backend's runtime keeps them: for SQLite, small ones as rows of
+    the store (store/sqliteblobs.py) and large ones in `files`."""
+    if backend == "sqlite":
+        assert isinstance(store, SqliteStore)
+        return SqliteBlobStore(files, store)
+    return files

@@ -22,7 +22,7 @@ from postroom.store.api import (
     SpecialUse,
     Store,
 )
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.errors import AlreadyExists, NotFound
 from tests.store.conftest import StoreMaker
@@ -42,20 +42,25 @@ async def mailbox_id(store: Store, account_id: int, name: str = "INBOX") -> int:
 
 async def deliver(
     store: Store,
-    blobs: FileBlobStore,
+    blobs: BlobStore,
     box: int,
     body: bytes = b"Subject: hi\r\n\r\nhello\r\n",
     flags: frozenset[str] = frozenset(),
 ) -> tuple[int, str]:
-    blob_id = await blobs.put(body)
+    """Append a message whose body the store writes with its row (as SMTP does)."""
+    blob_id = blobs.new_id(len(body))
     row = await store.append_message(
-        box, NewMessage(blob_id, len(body), WHEN, flags, meta='{"m": 1}')
+        box, NewMessage(blob_id, len(body), WHEN, flags, meta='{"m": 1}'), body=body
     )
     return row.uid, blob_id
 
 
-def blob_exists(blobs: FileBlobStore, blob_id: str) -> bool:
-    return blobs.path(blob_id).exists()
+async def blob_exists(blobs: BlobStore, blob_id: str) -> bool:
+    try:
+        await blobs.read(blob_id)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # -- accounts and domains ----------------------------------------------------------------
@@ -101,7 +106,7 @@ async def test_set_password(store: Store) -> None:
     assert account is not None and account.password_hash == "new-hash"
 
 
-async def test_list_accounts_counts_all_mailboxes(store: Store, blobs: FileBlobStore) -> None:
+async def test_list_accounts_counts_all_mailboxes(store: Store, blobs: BlobStore) -> None:
     bob = await new_account(store, "bob@example.org")
     await new_account(store, "alice@example.org")
     await deliver(store, blobs, await mailbox_id(store, bob), b"12345")
@@ -126,7 +131,7 @@ async def test_domains(store: Store) -> None:
 
 
 async def test_delete_account_removes_everything_but_aliases(
-    store: Store, blobs: FileBlobStore
+    store: Store, blobs: BlobStore
 ) -> None:
     account = await new_account(store)
     inbox = await mailbox_id(store, account)
@@ -137,7 +142,7 @@ async def test_delete_account_removes_everything_but_aliases(
     assert await store.list_mailboxes(account) == []
     assert await store.list_subscriptions(account) == []
     assert await store.list_messages(inbox) == []
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)
     assert await store.alias_targets("info@example.org") == ["alice@example.org"]
     # The address is free again, with fresh mailboxes.
     again = await store.create_account("alice@example.org", "h")
@@ -216,13 +221,13 @@ async def test_uidvalidity_stable_across_reopen_and_new_after_recreate(
         await reopened.close()
 
 
-async def test_delete_mailbox_releases_blobs(store: Store, blobs: FileBlobStore) -> None:
+async def test_delete_mailbox_releases_blobs(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     box = await store.create_mailbox(account, "Old")
     _, blob_id = await deliver(store, blobs, box.id)
     await store.delete_mailbox(box.id)
     assert await store.get_mailbox(account, "Old") is None
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)
     with pytest.raises(NotFound):
         await store.delete_mailbox(box.id)
 
@@ -234,7 +239,7 @@ async def test_delete_inbox_refused(store: Store) -> None:
     assert await store.get_mailbox(account, "INBOX") is not None
 
 
-async def test_rename_moves_children_and_subscriptions(store: Store, blobs: FileBlobStore) -> None:
+async def test_rename_moves_children_and_subscriptions(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     parent = await store.create_mailbox(account, "a")
     child = await store.create_mailbox(account, "a/b")
@@ -283,7 +288,7 @@ async def test_rename_to_former_child_name(store: Store) -> None:
 
 
 async def test_rename_inbox_moves_messages_and_keeps_inbox(
-    store: Store, blobs: FileBlobStore
+    store: Store, blobs: BlobStore
 ) -> None:
     # RFC 9051 §6.3.9
     account = await new_account(store)
@@ -325,7 +330,7 @@ async def test_subscriptions_are_kept_by_name(store: Store) -> None:
     assert "Ghost/Box" in await store.list_subscriptions(account)
 
 
-async def test_mailbox_counts(store: Store, blobs: FileBlobStore) -> None:
+async def test_mailbox_counts(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     inbox = await mailbox_id(store, account)
     assert await store.mailbox_counts(inbox) == MailboxCounts(0, 0, 0)
@@ -338,7 +343,7 @@ async def test_mailbox_counts(store: Store, blobs: FileBlobStore) -> None:
 # -- messages --------------------------------------------------------------------------
 
 
-async def test_append_assigns_uid_and_modseq(store: Store, blobs: FileBlobStore) -> None:
+async def test_append_assigns_uid_and_modseq(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     before = await store.get_mailbox(account, "INBOX")
     assert before is not None
@@ -364,7 +369,7 @@ async def test_append_assigns_uid_and_modseq(store: Store, blobs: FileBlobStore)
         await store.append_message(999999, NewMessage(blob_id, 4, WHEN))
 
 
-async def test_naive_internal_date_is_utc(store: Store, blobs: FileBlobStore) -> None:
+async def test_naive_internal_date_is_utc(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     row = await store.append_message(
         inbox, NewMessage(await blobs.put(b"x"), 1, dt.datetime(2026, 1, 2, 3, 4, 5))
@@ -375,7 +380,7 @@ async def test_naive_internal_date_is_utc(store: Store, blobs: FileBlobStore) ->
 
 
 async def test_uids_never_reused_after_expunge_and_reopen(
-    store: Store, blobs: FileBlobStore, make_store: StoreMaker
+    store: Store, blobs: BlobStore, make_store: StoreMaker
 ) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     uids = [(await deliver(store, blobs, inbox))[0] for _ in range(3)]
@@ -391,7 +396,7 @@ async def test_uids_never_reused_after_expunge_and_reopen(
         await reopened.close()
 
 
-async def test_modseq_strictly_increases(store: Store, blobs: FileBlobStore) -> None:
+async def test_modseq_strictly_increases(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     seen: list[int] = []
 
@@ -412,7 +417,7 @@ async def test_modseq_strictly_increases(store: Store, blobs: FileBlobStore) -> 
     assert all(x < y for x, y in itertools.pairwise(seen))
 
 
-async def test_list_messages_changed_since(store: Store, blobs: FileBlobStore) -> None:
+async def test_list_messages_changed_since(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     uids = [(await deliver(store, blobs, inbox))[0] for _ in range(4)]
     mark = (await store.list_messages(inbox))[-1].modseq
@@ -424,7 +429,7 @@ async def test_list_messages_changed_since(store: Store, blobs: FileBlobStore) -
     assert [m.uid for m in await store.list_messages(inbox)] == uids
 
 
-async def test_store_flags_modes(store: Store, blobs: FileBlobStore) -> None:
+async def test_store_flags_modes(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     a, _ = await deliver(store, blobs, inbox, flags=frozenset({"\\Seen"}))
     b, _ = await deliver(store, blobs, inbox)
@@ -444,7 +449,7 @@ async def test_store_flags_modes(store: Store, blobs: FileBlobStore) -> None:
     assert await store.store_flags(inbox, [a], frozenset({"$Y"}), FlagMode.REMOVE) == []
 
 
-async def test_store_flags_unchanged_since(store: Store, blobs: FileBlobStore) -> None:
+async def test_store_flags_unchanged_since(store: Store, blobs: BlobStore) -> None:
     # RFC 7162 §3.1.3
     inbox = await mailbox_id(store, await new_account(store))
     a, _ = await deliver(store, blobs, inbox)
@@ -460,7 +465,7 @@ async def test_store_flags_unchanged_since(store: Store, blobs: FileBlobStore) -
     assert still is not None and still.flags == {"$Touched"}
 
 
-async def test_expunge_and_expunged_since(store: Store, blobs: FileBlobStore) -> None:
+async def test_expunge_and_expunged_since(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     uids = [(await deliver(store, blobs, inbox))[0] for _ in range(4)]
     mark = (await store.get_mailbox_by_id(inbox)).highest_modseq  # type: ignore[union-attr]
@@ -477,15 +482,15 @@ async def test_expunge_and_expunged_since(store: Store, blobs: FileBlobStore) ->
     assert [m.uid for m in await store.list_messages(inbox)] == [uids[2]]
 
 
-async def test_expunge_releases_blob(store: Store, blobs: FileBlobStore) -> None:
+async def test_expunge_releases_blob(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     uid, blob_id = await deliver(store, blobs, inbox)
-    assert blob_exists(blobs, blob_id)
+    assert await blob_exists(blobs, blob_id)
     await store.expunge(inbox, [uid])
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)
 
 
-async def test_copy_shares_blob_until_last_reference(store: Store, blobs: FileBlobStore) -> None:
+async def test_copy_shares_blob_until_last_reference(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     inbox = await mailbox_id(store, account)
     target = await store.create_mailbox(account, "Copies")
@@ -503,11 +508,11 @@ async def test_copy_shares_blob_until_last_reference(store: Store, blobs: FileBl
     assert copied.internal_date == original.internal_date and copied.size == 1
     assert await store.get_meta(target.id, 2) == await store.get_meta(inbox, first)
     await store.expunge(inbox, [first, second])
-    assert blob_exists(blobs, blob_a) and blob_exists(blobs, blob_b)
+    assert await blob_exists(blobs, blob_a) and await blob_exists(blobs, blob_b)
     await store.expunge(target.id, [2])
-    assert not blob_exists(blobs, blob_a)
+    assert not await blob_exists(blobs, blob_a)
     await store.delete_mailbox(target.id)
-    assert not blob_exists(blobs, blob_b)
+    assert not await blob_exists(blobs, blob_b)
 
 
 async def test_copy_nothing(store: Store) -> None:
@@ -521,7 +526,7 @@ async def test_copy_nothing(store: Store) -> None:
     )
 
 
-async def test_move_is_copy_plus_expunge(store: Store, blobs: FileBlobStore) -> None:
+async def test_move_is_copy_plus_expunge(store: Store, blobs: BlobStore) -> None:
     account = await new_account(store)
     inbox = await mailbox_id(store, account)
     trash = await store.get_mailbox(account, "Trash")
@@ -535,16 +540,16 @@ async def test_move_is_copy_plus_expunge(store: Store, blobs: FileBlobStore) -> 
     assert await store.expunged_since(inbox, mark) == [a]
     moved = await store.get_message(trash.id, trash.uidnext)
     assert moved is not None and moved.blob_id == blob_id
-    assert blob_exists(blobs, blob_id)
+    assert await blob_exists(blobs, blob_id)
 
 
-async def test_move_to_missing_mailbox_changes_nothing(store: Store, blobs: FileBlobStore) -> None:
+async def test_move_to_missing_mailbox_changes_nothing(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     a, blob_id = await deliver(store, blobs, inbox)
     with pytest.raises(NotFound):
         await store.move_messages(inbox, [a], 31337)
     assert [m.uid for m in await store.list_messages(inbox)] == [a]
-    assert blob_exists(blobs, blob_id)
+    assert await blob_exists(blobs, blob_id)
 
 
 # -- queue -----------------------------------------------------------------------------
@@ -568,7 +573,7 @@ def queue_entry(recipient: str, blob_id: str, next_attempt: dt.datetime) -> Queu
     )
 
 
-async def test_queue_lifecycle(store: Store, blobs: FileBlobStore) -> None:
+async def test_queue_lifecycle(store: Store, blobs: BlobStore) -> None:
     blob_id = await blobs.put(b"outbound")
     now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
     later = now + dt.timedelta(hours=1)
@@ -594,13 +599,13 @@ async def test_queue_lifecycle(store: Store, blobs: FileBlobStore) -> None:
     assert await store.flush_queue(now) == 2
     assert [e.recipient for e in await store.due_queue_entries(now, 1)] == ["x@remote.example"]
     await store.finish_queue_entry(stored[0].id)
-    assert blob_exists(blobs, blob_id)  # the other recipient still needs it
+    assert await blob_exists(blobs, blob_id)  # the other recipient still needs it
     await store.finish_queue_entry(stored[1].id)
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)
     assert await store.list_queue() == []
 
 
-async def test_queue_timezones_compare_as_instants(store: Store, blobs: FileBlobStore) -> None:
+async def test_queue_timezones_compare_as_instants(store: Store, blobs: BlobStore) -> None:
     blob_id = await blobs.put(b"x")
     plus_two = dt.timezone(dt.timedelta(hours=2))
     at = dt.datetime(2026, 5, 1, 14, 0, tzinfo=plus_two)  # 12:00 UTC
@@ -610,7 +615,7 @@ async def test_queue_timezones_compare_as_instants(store: Store, blobs: FileBlob
     assert len(due) == 1 and due[0].next_attempt == at
 
 
-async def test_delete_queue_message(store: Store, blobs: FileBlobStore) -> None:
+async def test_delete_queue_message(store: Store, blobs: BlobStore) -> None:
     blob_id = await blobs.put(b"x")
     now = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     await store.enqueue(
@@ -619,10 +624,10 @@ async def test_delete_queue_message(store: Store, blobs: FileBlobStore) -> None:
     assert await store.delete_queue_message("other") == 0
     assert await store.delete_queue_message("m1") == 2
     assert await store.list_queue() == []
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)
 
 
-async def test_due_queue_limit(store: Store, blobs: FileBlobStore) -> None:
+async def test_due_queue_limit(store: Store, blobs: BlobStore) -> None:
     blob_id = await blobs.put(b"x")
     base = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     await store.enqueue(
@@ -635,7 +640,7 @@ async def test_due_queue_limit(store: Store, blobs: FileBlobStore) -> None:
 # -- blobs and the change feed ---------------------------------------------------------
 
 
-async def test_release_blob_if_unused(store: Store, blobs: FileBlobStore) -> None:
+async def test_release_blob_if_unused(store: Store, blobs: BlobStore) -> None:
     inbox = await mailbox_id(store, await new_account(store))
     _, used = await deliver(store, blobs, inbox)
     queued = await blobs.put(b"queued")
@@ -643,15 +648,15 @@ async def test_release_blob_if_unused(store: Store, blobs: FileBlobStore) -> Non
     orphan = await blobs.put(b"orphan")
     for blob_id in (used, queued, orphan):
         await store.release_blob_if_unused(blob_id)
-    assert blob_exists(blobs, used) and blob_exists(blobs, queued)
-    assert not blob_exists(blobs, orphan)
+    assert await blob_exists(blobs, used) and await blob_exists(blobs, queued)
+    assert not await blob_exists(blobs, orphan)
 
 
 async def next_change(subscription_queue: asyncio.Queue[Change]) -> Change:
     return await asyncio.wait_for(subscription_queue.get(), timeout=5)
 
 
-async def test_change_feed(store: Store, blobs: FileBlobStore, feed: ChangeFeed) -> None:
+async def test_change_feed(store: Store, blobs: BlobStore, feed: ChangeFeed) -> None:
     account = await new_account(store)
     inbox = await mailbox_id(store, account)
     with feed.subscribe(account) as subscription:
@@ -686,11 +691,11 @@ async def test_failed_write_publishes_nothing(store: Store, feed: ChangeFeed) ->
 
 
 async def test_append_with_a_body_writes_the_blob_with_the_row(
-        store: Store, blobs: FileBlobStore) -> None:
+        store: Store, blobs: BlobStore) -> None:
     """Issue 8: SMTP hands the blob's bytes to the first append instead of writing the
     blob in a trip of its own; it is readable once the append returns."""
     box = await mailbox_id(store, await new_account(store))
-    blob_id = blobs.new_id()
+    blob_id = blobs.new_id(3)
     body = b"Subject: one trip\r\n\r\nhello\r\n"
     row = await store.append_message(box, NewMessage(blob_id, len(body), WHEN, frozenset(),
                                                      meta='{"m": 1}'), body=body)
@@ -701,10 +706,10 @@ async def test_append_with_a_body_writes_the_blob_with_the_row(
 
 
 async def test_append_with_a_body_into_a_missing_mailbox_fails_and_keeps_nothing(
-        store: Store, blobs: FileBlobStore) -> None:
-    blob_id = blobs.new_id()
+        store: Store, blobs: BlobStore) -> None:
+    blob_id = blobs.new_id(3)
     with pytest.raises(NotFound):
         await store.append_message(987654, NewMessage(blob_id, 3, WHEN, frozenset(), "{}"),
                                    body=b"abc")
     await store.release_blob_if_unused(blob_id)
-    assert not blob_exists(blobs, blob_id)
+    assert not await blob_exists(blobs, blob_id)

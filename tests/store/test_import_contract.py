@@ -10,7 +10,7 @@ import pytest
 
 from postroom.errors import Refused
 from postroom.store.api import Change, NewMessage, Store
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
 
 WHEN = dt.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=dt.UTC)
@@ -30,7 +30,7 @@ async def inbox(store: Store, address: str = "alice@example.org") -> tuple[int, 
     return account.id, box.id
 
 
-async def message(blobs: FileBlobStore, body: bytes = b"Subject: x\r\n\r\nhi\r\n",
+async def message(blobs: BlobStore, body: bytes = b"Subject: x\r\n\r\nhi\r\n",
                   flags: frozenset[str] = frozenset()) -> NewMessage:
     return NewMessage(await blobs.put(body), len(body), WHEN, flags, '{"meta": 1}')
 
@@ -43,7 +43,7 @@ async def test_empty_mailbox_takes_the_imported_uid_space(store: Store) -> None:
     assert again is not None and (again.uidvalidity, again.uidnext) == (1275660208, 25022)
 
 
-async def test_uidnext_only_rises_within_one_uid_space(store: Store, blobs: FileBlobStore
+async def test_uidnext_only_rises_within_one_uid_space(store: Store, blobs: BlobStore
                                                        ) -> None:
     _, box_id = await inbox(store)
     await store.set_mailbox_uids(box_id, 1000, 1)
@@ -55,7 +55,7 @@ async def test_uidnext_only_rises_within_one_uid_space(store: Store, blobs: File
 
 
 async def test_uidvalidity_of_a_mailbox_with_messages_stays(store: Store,
-                                                            blobs: FileBlobStore) -> None:
+                                                            blobs: BlobStore) -> None:
     _, box_id = await inbox(store)
     await store.append_message(box_id, await message(blobs))
     before = await store.get_mailbox_by_id(box_id)
@@ -73,7 +73,7 @@ async def test_later_mailboxes_never_get_an_imported_uidvalidity(store: Store) -
 
 
 async def test_import_keeps_wanted_uids_and_records_the_key(store: Store,
-                                                           blobs: FileBlobStore) -> None:
+                                                           blobs: BlobStore) -> None:
     _, box_id = await inbox(store)
     await store.set_mailbox_uids(box_id, 777, 1)
     first = await store.import_message(box_id, await message(blobs, flags=frozenset(
@@ -95,7 +95,7 @@ async def test_import_keeps_wanted_uids_and_records_the_key(store: Store,
     assert await store.imported_keys(box_id) == {"1700000000.M1P2.host,S=20", "b", "c"}
 
 
-async def test_an_imported_key_is_imported_once(store: Store, blobs: FileBlobStore) -> None:
+async def test_an_imported_key_is_imported_once(store: Store, blobs: BlobStore) -> None:
     account_id, box_id = await inbox(store)
     other = await store.create_mailbox(account_id, "Other")
     assert await store.import_message(box_id, await message(blobs), source_key="k") is not None
@@ -110,7 +110,7 @@ async def test_an_imported_key_is_imported_once(store: Store, blobs: FileBlobSto
     assert await store.list_messages(box_id) == []
 
 
-async def test_deleting_a_mailbox_forgets_its_keys(store: Store, blobs: FileBlobStore) -> None:
+async def test_deleting_a_mailbox_forgets_its_keys(store: Store, blobs: BlobStore) -> None:
     account_id, _ = await inbox(store)
     box = await store.create_mailbox(account_id, "Gone")
     await store.import_message(box.id, await message(blobs), source_key="k")
@@ -119,7 +119,7 @@ async def test_deleting_a_mailbox_forgets_its_keys(store: Store, blobs: FileBlob
     assert await store.imported_keys(again.id) == set()
 
 
-async def test_import_publishes_an_append(store: Store, blobs: FileBlobStore,
+async def test_import_publishes_an_append(store: Store, blobs: BlobStore,
                                           feed: ChangeFeed) -> None:
     account_id, box_id = await inbox(store)
     new = await message(blobs)
@@ -130,7 +130,7 @@ async def test_import_publishes_an_append(store: Store, blobs: FileBlobStore,
         assert subscription.drain() == []
 
 
-async def test_unknown_mailbox(store: Store, blobs: FileBlobStore) -> None:
+async def test_unknown_mailbox(store: Store, blobs: BlobStore) -> None:
     with pytest.raises(Refused):
         await store.import_message(424242, await message(blobs), source_key="k")
     with pytest.raises(Refused):

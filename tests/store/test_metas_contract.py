@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 
 from postroom.store.api import Change, FlagMode, NewMessage, Store
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -22,7 +22,7 @@ async def _inbox(store: Store, address: str = "metas@example.com") -> tuple[int,
 
 
 async def test_get_metas_returns_each_existing_message(store: Store,
-                                                       blobs: FileBlobStore) -> None:
+                                                       blobs: BlobStore) -> None:
     _, inbox = await _inbox(store)
     _, other = await _inbox(store, "other@example.com")
     uids = []
@@ -49,7 +49,7 @@ async def _next(subscription_queue: object) -> Change:
 
 
 async def test_hot_write_events_carry_their_modseq(store: Store, feed: ChangeFeed,
-                                                   blobs: FileBlobStore) -> None:
+                                                   blobs: BlobStore) -> None:
     account, inbox = await _inbox(store)
     with feed.subscribe(account) as subscription:
         rows = [await store.append_message(inbox, NewMessage(await blobs.put(b"m%d" % i), 10,

@@ -7,13 +7,13 @@ import asyncio
 import datetime as dt
 
 from postroom.store.api import QueueEntry, Store
-from postroom.store.blobs import FileBlobStore
+from postroom.store.blobs import BlobStore
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=10)
 
 
-async def queue_entries(store: Store, blobs: FileBlobStore, count: int) -> list[QueueEntry]:
+async def queue_entries(store: Store, blobs: BlobStore, count: int) -> list[QueueEntry]:
     blob_id = await blobs.put(b"outbound")
     return await store.enqueue([
         QueueEntry(0, f"m{i}", "a@example.org", f"r{i}@remote.example", "remote.example",
@@ -21,7 +21,7 @@ async def queue_entries(store: Store, blobs: FileBlobStore, count: int) -> list[
         for i in range(count)])
 
 
-async def test_claim_leases_until_settled_or_expired(store: Store, blobs: FileBlobStore) -> None:
+async def test_claim_leases_until_settled_or_expired(store: Store, blobs: BlobStore) -> None:
     stored = await queue_entries(store, blobs, 3)
     claimed = await store.claim_due_queue_entries(NOW, 2, LEASE)
     assert claimed == stored[:2]  # oldest first, with the next_attempt they had
@@ -38,7 +38,7 @@ async def test_claim_leases_until_settled_or_expired(store: Store, blobs: FileBl
     assert [e.id for e in expired] == [claimed[0].id, stored[2].id]
 
 
-async def test_concurrent_claims_are_disjoint(store: Store, blobs: FileBlobStore) -> None:
+async def test_concurrent_claims_are_disjoint(store: Store, blobs: BlobStore) -> None:
     stored = await queue_entries(store, blobs, 30)
     claims = await asyncio.gather(*(store.claim_due_queue_entries(NOW, 4, LEASE)
                                     for _ in range(10)))
@@ -47,7 +47,7 @@ async def test_concurrent_claims_are_disjoint(store: Store, blobs: FileBlobStore
 
 
 async def test_flush_leaves_leased_entries_to_their_worker(store: Store,
-                                                           blobs: FileBlobStore) -> None:
+                                                           blobs: BlobStore) -> None:
     stored = await queue_entries(store, blobs, 3)
     (claimed,) = await store.claim_due_queue_entries(NOW, 1, LEASE)
     await store.reschedule(stored[1].id, NOW + dt.timedelta(hours=2), "451 later")
@@ -65,7 +65,7 @@ async def test_flush_leaves_leased_entries_to_their_worker(store: Store,
         claimed.id]
 
 
-async def test_rescheduling_ends_the_lease(store: Store, blobs: FileBlobStore) -> None:
+async def test_rescheduling_ends_the_lease(store: Store, blobs: BlobStore) -> None:
     (entry,) = await queue_entries(store, blobs, 1)
     await store.claim_due_queue_entries(NOW, 10, LEASE)
     await store.reschedule(entry.id, NOW + LEASE * 3, "451 later")  # beyond the lease
@@ -74,7 +74,7 @@ async def test_rescheduling_ends_the_lease(store: Store, blobs: FileBlobStore) -
 
 
 async def test_next_queue_attempt_is_the_soonest_retry_or_lease_end(
-        store: Store, blobs: FileBlobStore) -> None:
+        store: Store, blobs: BlobStore) -> None:
     assert await store.next_queue_attempt() is None
     stored = await queue_entries(store, blobs, 2)
     assert await store.next_queue_attempt() == stored[0].next_attempt

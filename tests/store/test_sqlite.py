@@ -27,9 +27,9 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def sqlite_store(
-    db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+    db_path: Path, files: FileBlobStore, feed: ChangeFeed
 ) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(db_path, blobs, feed)
+    store = SqliteStore(db_path, files, feed)
     await store.open()
     try:
         yield store
@@ -56,12 +56,12 @@ async def test_connection_pragmas(sqlite_store: SqliteStore) -> None:
 
 
 async def test_migration_is_idempotent(
-    db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+    db_path: Path, files: FileBlobStore, feed: ChangeFeed
 ) -> None:
     shipped = [m.version for m in load_migrations("sqlite")]
     assert shipped[0] == 1 and shipped == sorted(set(shipped))
     for _ in range(2):
-        store = SqliteStore(db_path, blobs, feed)
+        store = SqliteStore(db_path, files, feed)
         await store.open()
         await store.close()
     rows = query(db_path, "SELECT version FROM schema_version ORDER BY version")
@@ -105,12 +105,12 @@ def test_split_statements_keeps_trigger_bodies() -> None:
 
 
 async def test_concurrent_appends_get_distinct_ascending_uids(
-    sqlite_store: SqliteStore, blobs: FileBlobStore
+    sqlite_store: SqliteStore, files: FileBlobStore
 ) -> None:
     account = await sqlite_store.create_account("a@example.org", "h")
     inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
     assert inbox is not None
-    blob_id = await blobs.put(b"x")
+    blob_id = await files.put(b"x")
 
     async def append(n: int) -> tuple[int, int]:
         row = await sqlite_store.append_message(
@@ -149,13 +149,13 @@ def bulk_insert(path: Path, mailbox_id: int, count: int, blob_id: str) -> None:
 
 
 async def test_list_messages_on_a_large_mailbox(
-    sqlite_store: SqliteStore, blobs: FileBlobStore, db_path: Path
+    sqlite_store: SqliteStore, files: FileBlobStore, db_path: Path
 ) -> None:
     account = await sqlite_store.create_account("big@example.org", "h")
     inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
     assert inbox is not None
     count = 20_000
-    await asyncio.to_thread(bulk_insert, db_path, inbox.id, count, await blobs.put(b"x"))
+    await asyncio.to_thread(bulk_insert, db_path, inbox.id, count, await files.put(b"x"))
     started = time.perf_counter()
     rows = await sqlite_store.list_messages(inbox.id)
     elapsed = time.perf_counter() - started

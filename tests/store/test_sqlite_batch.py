@@ -28,9 +28,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path, blobs: FileBlobStore, feed: ChangeFeed
+async def store(db_path: Path, files: FileBlobStore, feed: ChangeFeed
                 ) -> AsyncIterator[SqliteStore]:  # fmt: skip
-    opened = SqliteStore(db_path, blobs, feed)
+    opened = SqliteStore(db_path, files, feed)
     await opened.open()
     try:
         yield opened
@@ -66,10 +66,10 @@ def on_disk(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[An
 
 
 async def test_concurrent_writes_share_batches_and_are_durable_when_answered(
-        store: SqliteStore, blobs: FileBlobStore, db_path: Path,
+        store: SqliteStore, files: FileBlobStore, db_path: Path,
         batch_sizes: list[int]) -> None:
     boxes = [await inbox_of(store, f"u{n}@example.org") for n in range(10)]
-    blob_id = await blobs.put(b"Subject: x\r\n\r\nbody\r\n")
+    blob_id = await files.put(b"Subject: x\r\n\r\nbody\r\n")
     message = NewMessage(blob_id, 21, WHEN, frozenset())
     rows = await asyncio.gather(*(store.append_message(box.id, message) for box in boxes))
     assert [row.uid for row in rows] == [1] * 10
@@ -88,9 +88,9 @@ async def test_concurrent_writes_share_batches_and_are_durable_when_answered(
 
 
 async def test_flag_changes_on_one_mailbox_get_ascending_modseqs(store: SqliteStore,
-                                                                 blobs: FileBlobStore) -> None:
+                                                                 files: FileBlobStore) -> None:
     box = await inbox_of(store, "a@example.org")
-    blob_id = await blobs.put(b"x")
+    blob_id = await files.put(b"x")
     for _ in range(5):
         await store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset()))
     results = await asyncio.gather(*(
@@ -103,9 +103,9 @@ async def test_flag_changes_on_one_mailbox_get_ascending_modseqs(store: SqliteSt
 
 
 async def test_a_failing_job_leaves_the_rest_of_its_batch_committed(
-        store: SqliteStore, blobs: FileBlobStore, batch_sizes: list[int]) -> None:
+        store: SqliteStore, files: FileBlobStore, batch_sizes: list[int]) -> None:
     box = await inbox_of(store, "a@example.org")
-    blob_id = await blobs.put(b"x")
+    blob_id = await files.put(b"x")
     message = NewMessage(blob_id, 1, WHEN, frozenset())
     good, missing, flags = await asyncio.gather(
         store.append_message(box.id, message),
@@ -119,17 +119,17 @@ async def test_a_failing_job_leaves_the_rest_of_its_batch_committed(
 
 
 async def test_expunge_unlinks_only_unreferenced_blobs_and_announces(
-        store: SqliteStore, blobs: FileBlobStore, feed: ChangeFeed) -> None:
+        store: SqliteStore, files: FileBlobStore, feed: ChangeFeed) -> None:
     box = await inbox_of(store, "a@example.org")
     other = await inbox_of(store, "b@example.org")
-    shared, own = await blobs.put(b"shared"), await blobs.put(b"own")
+    shared, own = await files.put(b"shared"), await files.put(b"own")
     await store.append_message(box.id, NewMessage(shared, 6, WHEN, frozenset()))
     await store.append_message(box.id, NewMessage(own, 3, WHEN, frozenset()))
     await store.append_message(other.id, NewMessage(shared, 6, WHEN, frozenset()))
     subscription = feed.subscribe(box.account_id)
     expunged = await store.expunge(box.id, [1, 2, 7])
     assert expunged.uids == [1, 2]
-    assert blobs.path(shared).exists() and not blobs.path(own).exists()
+    assert files.path(shared).exists() and not files.path(own).exists()
     change = await asyncio.wait_for(subscription.queue.get(), 5)
     assert change.mailbox_id == box.id and "expunge" in change.kinds
     assert change.modseq == expunged.modseq  # what a session follows its own expunge by
@@ -137,12 +137,12 @@ async def test_expunge_unlinks_only_unreferenced_blobs_and_announces(
     assert await store.expunge(box.id, [1]) == Expunged([], 0)  # gone already: no error
 
 
-async def test_close_commits_what_is_queued(db_path: Path, blobs: FileBlobStore,
+async def test_close_commits_what_is_queued(db_path: Path, files: FileBlobStore,
                                             feed: ChangeFeed) -> None:
-    store = SqliteStore(db_path, blobs, feed)
+    store = SqliteStore(db_path, files, feed)
     await store.open()
     box = await inbox_of(store, "a@example.org")
-    blob_id = await blobs.put(b"x")
+    blob_id = await files.put(b"x")
     appends = [asyncio.ensure_future(
         store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())))
         for _ in range(5)]  # fmt: skip
@@ -163,7 +163,7 @@ async def test_batch_connection_is_as_durable_as_the_writer(store: SqliteStore) 
 
 
 async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
-        store: SqliteStore, db_path: Path, blobs: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+        store: SqliteStore, db_path: Path, files: FileBlobStore, monkeypatch: pytest.MonkeyPatch
         ) -> None:
     """SMTP_PROCESSES: writers in different processes (here two stores, each with its own
     lock file descriptor) serialise on <db>-batch.lock, and every append commits once
@@ -181,7 +181,7 @@ async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
             held.append(True)
     monkeypatch.setattr(fcntl, "flock", watching)
     inbox = await inbox_of(store, "pat@example.test")
-    other = SqliteStore(db_path, blobs, ChangeFeed())
+    other = SqliteStore(db_path, files, ChangeFeed())
     await other.open()
     try:
         rows = await asyncio.gather(*(
@@ -196,7 +196,7 @@ async def test_two_stores_on_one_file_take_turns_through_the_batch_lock(
 
 
 async def test_prepares_run_before_the_transaction_and_fsync_each_directory_once(
-        store: SqliteStore, blobs: FileBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: SqliteStore, files: FileBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blobs handed to append_message are written by the batch thread; a batch fsyncs
     each directory once; a failing prepare fails its own job only."""
     import postroom.store.sqlitebatch as sqlitebatch
@@ -214,8 +214,8 @@ async def test_prepares_run_before_the_transaction_and_fsync_each_directory_once
         store.append_message(inbox.id, NewMessage(blob_id, 4, WHEN), body=b"body")
         for blob_id in same_dir), return_exceptions=True)
     assert not [r for r in results if isinstance(r, BaseException)]
-    assert all(blobs.path(blob_id).read_bytes() == b"body" for blob_id in same_dir)
-    assert synced.count(blobs.path(same_dir[0]).parent) <= len(same_dir)
+    assert all(files.path(blob_id).read_bytes() == b"body" for blob_id in same_dir)
+    assert synced.count(files.path(same_dir[0]).parent) <= len(same_dir)
     bad = store.append_message(inbox.id, NewMessage("../escape", 4, WHEN), body=b"x")
     good = store.append_message(inbox.id, NewMessage("cd" + "0" * 30, 4, WHEN), body=b"y")
     outcome = await asyncio.gather(bad, good, return_exceptions=True)
@@ -225,21 +225,21 @@ async def test_prepares_run_before_the_transaction_and_fsync_each_directory_once
 
 
 async def test_one_batch_with_several_bodies_fsyncs_their_directory_once(
-        tmp_path: Path, blobs: FileBlobStore, feed: ChangeFeed,
+        tmp_path: Path, files: FileBlobStore, feed: ChangeFeed,
         monkeypatch: pytest.MonkeyPatch) -> None:
     import postroom.store.sqlitebatch as sqlitebatch
 
     synced: list[Path] = []
     monkeypatch.setattr(sqlitebatch, "fsync_dir", synced.append)
-    writer = BatchWriter(tmp_path / "x.sqlite3", blobs, feed, asyncio.Lock(),
-                         busy_timeout_ms=1000, blob_in_use_sql="SELECT 0, ?, ?")
+    writer = BatchWriter(tmp_path / "x.sqlite3", files, feed, asyncio.Lock(),
+                         busy_timeout_ms=1000)
     await writer.open()
     try:
         pendings = [sqlitebatch._Pending(lambda work: 1, asyncio.get_running_loop().create_future(),
-                                         lambda n=n: blobs.write_now("ef" + f"{n:030x}", b"z"))
+                                         lambda n=n: files.write_now("ef" + f"{n:030x}", b"z"))
                     for n in range(4)]
         outcomes = await writer._in_thread(writer._commit_batch, pendings)
     finally:
         await writer.close()
     assert [outcome.result for outcome in outcomes] == [1, 1, 1, 1]
-    assert synced == [blobs.path("ef" + "0" * 30).parent]
+    assert synced == [files.path("ef" + "0" * 30).parent]

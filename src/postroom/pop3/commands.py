@@ -24,7 +24,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.pop3 import wire
@@ -126,11 +126,7 @@ class Maildrop:
         return sorted(self.entries[number - 1].uid for number in self.deleted)
 
 
-def _open_for_reading(path: str) -> BinaryIO:
-    return open(path, "rb")  # closed by _stream_file
-
-
-async def _stream_file(handle: BinaryIO) -> AsyncIterator[bytes]:
+async def _stream_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
     try:
         while chunk := await asyncio.to_thread(handle.read, RETR_CHUNK):
             yield chunk
@@ -348,8 +344,8 @@ class Pop3Session:
         entry = drop.entry(event.number)
         row = await self._current_row(drop, entry)
         try:
-            path = str(await self.runtime.blobs.local_path(row.blob_id))
-            handle = await asyncio.to_thread(_open_for_reading, path)
+            open_blob = await self.runtime.blobs.opener([row.blob_id])
+            handle = await asyncio.to_thread(open_blob, row.blob_id)  # closed by _stream_file
         except FileNotFoundError as error:
             raise Refused(f"message {entry.number} was deleted by another session") from error
         return Outcome(StreamedMessage(f"{entry.size} octets", _stream_file(handle)))

@@ -193,10 +193,6 @@ class Spool:
             self.path.unlink(missing_ok=True)
 
 
-def _meta_of_blob(path: Path) -> str:
-    return message_meta(path.read_bytes())
-
-
 def _scan_header(message: ReceivedMessage, authserv_id: str) -> HeaderFacts:
     with message.open_body() as source:
         return scan_header(source, authserv_id)
@@ -276,15 +272,15 @@ class Receiver:
             size = len(data)
             if any(recipient.local for recipient in message.recipients):
                 # The store writes the blob in the same trip as the first delivery's row.
-                blob_id, unwritten = self._runtime.blobs.new_id(), data
+                blob_id, unwritten = self._runtime.blobs.new_id(size), data
             else:
                 blob_id = await self._runtime.blobs.put(data)
         else:
             blob_id, size = await self._write_blob(message)
         try:
-            if meta is None:
-                blob_path = self._runtime.blobs.path(blob_id)
-                meta = await asyncio.to_thread(_meta_of_blob, blob_path)
+            if meta is None:  # a large body, streamed to its blob: parsed from there
+                whole = await self._runtime.blobs.read(blob_id)
+                meta = await asyncio.to_thread(message_meta, whole)
             await self._deliver_local(message, blob_id, size, meta, unwritten)
             await self._hand_on_remote(message, blob_id, size)
         except BaseException:

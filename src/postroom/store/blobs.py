@@ -7,7 +7,8 @@ is random, never derived from content, so two deliveries of the same bytes stay 
 
 `BlobStore` is the interface; `FileBlobStore` is the SQLite default, and
 `store/pgblobs.py` keeps bodies in PostgreSQL for several nodes (an object store can follow).
-Readers that need a file call `await local_path(id)`: a remote store fetches it first.
+Readers that go through many blobs call `await opener(ids)` once, then open each on a
+worker thread: a remote store fetches them first, a database store reads them in one query.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,20 +29,29 @@ class BlobWriter(Protocol):
     async def abort(self) -> None: ...
 
 
+# Opens one blob of those an `opener` call was given, for reading on a worker thread;
+# raises FileNotFoundError for a blob that is gone (expunged since the caller looked).
+BlobOpener = Callable[[str], IO[bytes]]
+
+
 class BlobStore(Protocol):
     def writer(self) -> BlobWriter: ...
     async def put(self, data: bytes, *, blob_id: str | None = None) -> str:
         """Store `data` durably; under `blob_id` (from `new_id`) when given."""
         ...
 
-    def new_id(self) -> str:
-        """An id for a blob that `Store.append_message(..., body=)` will write."""
+    def new_id(self, size: int) -> str:
+        """An id for a blob of `size` bytes that `put` or `Store.append_message(...,
+        body=)` will write (a store may keep small and large bodies in different places)."""
         ...
 
-    async def read(self, blob_id: str) -> bytes: ...
-    def path(self, blob_id: str) -> Path: ...
-    async def local_path(self, blob_id: str) -> Path:
-        """A local file holding the blob (fetched first by stores that keep it remotely)."""
+    async def read(self, blob_id: str, *, limit: int | None = None) -> bytes:
+        """The blob's bytes (the first `limit` of them); FileNotFoundError when gone."""
+        ...
+
+    async def opener(self, blob_ids: Iterable[str]) -> BlobOpener:
+        """Get these blobs ready to open off the event loop (a remote or database store
+        fetches them here); readers of many blobs then take one thread hop, not one each."""
         ...
 
     async def delete(self, blob_id: str) -> None: ...
@@ -52,6 +63,11 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_file(path: Path, limit: int | None = None) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read() if limit is None else handle.read(limit)
 
 
 class FileBlobWriter:
@@ -114,7 +130,7 @@ class FileBlobStore:
     def prepare(self) -> None:
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
 
-    def new_id(self) -> str:
+    def new_id(self, size: int = 0) -> str:  # one kind of blob: the size changes nothing
         return secrets.token_hex(16)
 
     def write_now(self, blob_id: str, data: bytes) -> Path:
@@ -156,11 +172,15 @@ class FileBlobStore:
             raise ValueError(f"bad blob id {blob_id!r}")
         return self.root / blob_id[:2] / blob_id
 
-    async def read(self, blob_id: str) -> bytes:
-        return await asyncio.to_thread(self.path(blob_id).read_bytes)
+    async def read(self, blob_id: str, *, limit: int | None = None) -> bytes:
+        return await asyncio.to_thread(read_file, self.path(blob_id), limit)
 
-    async def local_path(self, blob_id: str) -> Path:
-        return self.path(blob_id)
+    async def opener(self, blob_ids: Iterable[str]) -> BlobOpener:
+        return self.open
+
+    def open(self, blob_id: str) -> IO[bytes]:
+        """The blob's file, open for reading (blocking: call it off the event loop)."""
+        return self.path(blob_id).open("rb")
 
     async def delete(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)

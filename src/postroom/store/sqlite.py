@@ -20,9 +20,10 @@ Invariants beyond those in `store/api.py`:
 - The hot writes (append_message, store_flags, expunge) go through the group commit in
   store/sqlitebatch.py: waiting jobs of all sessions share one transaction, one thread
   hop and one WAL fsync, under the same write lock.
-- Change-feed events are published only after COMMIT, and blobs are deleted only after
-  the COMMIT that dropped their last reference (a crash in between leaks a file, never
-  loses one that is still referenced).
+- Change-feed events are published only after COMMIT. A blob file is deleted only after
+  the COMMIT that dropped its last reference (a crash in between leaks a file, never
+  loses one that is still referenced); a small body kept as a `blob_data` row
+  (store/sqliteblobs.py) goes in that very transaction.
 - Times the store compares (queue times, saved dates) are UTC text in one fixed-width
   format, so text order is time order; internal dates keep their original UTC offset.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import sqlite3
 import time
@@ -69,6 +71,13 @@ from postroom.store.changes import ChangeFeed
 from postroom.store.errors import AlreadyExists, NotFound
 from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, migrate
 from postroom.store.sqlitebatch import BatchWork, BatchWriter
+from postroom.store.sqliteblobs import (
+    BLOB_IN_USE_SQL,
+    DELETE_INLINE_IF_UNUSED_SQL,
+    INSERT_INLINE_SQL,
+    SqliteBlobStore,
+    is_inline,
+)
 
 INBOX = "INBOX"
 SEPARATOR = "/"
@@ -127,9 +136,6 @@ _INSERT_QUEUE = (
 )
 
 _SELECT_BANS = "SELECT address, created, expires, failures, reason FROM bans"
-# A blob may go once no message and no queue entry refers to it (the id twice).
-_BLOB_IN_USE = ("SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)"
-                " OR EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)")
 _SELECT_MESSAGES_IN = (
     "SELECT mailbox_id, uid, modseq, blob_id, size, internal_date, flags, saved_date"
     " FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
@@ -315,7 +321,9 @@ def _check_mailbox(db: sqlite3.Connection, mailbox_id: int) -> None:
 
 
 def _append_job(mailbox_id: int, message: NewMessage, saved: dt.datetime,
-                work: BatchWork) -> MessageRow:  # fmt: skip
+                inline_body: bytes | None, work: BatchWork) -> MessageRow:  # fmt: skip
+    if inline_body is not None:  # the body's row, durable with the message's (sqliteblobs)
+        work.db.execute(INSERT_INLINE_SQL, (message.blob_id, inline_body))
     # One UPDATE takes the UID and the MODSEQ (RFC 7162 §3.1: every append its own).
     row = work.db.execute(
         "UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1"
@@ -328,6 +336,10 @@ def _append_job(mailbox_id: int, message: NewMessage, saved: dt.datetime,
     work.db.execute(_INSERT_MESSAGE, _insert_params(message_row, message.meta))
     work.changed(account_id, mailbox_id, "append", modseq)
     return message_row
+
+
+def _insert_inline_job(blob_id: str, data: bytes, work: BatchWork) -> None:
+    work.db.execute(INSERT_INLINE_SQL, (blob_id, data))
 
 
 def _store_flags_job(mailbox_id: int, uids: Sequence[int], flags: frozenset[str],
@@ -418,7 +430,7 @@ class SqliteStore:
         self._write_lock = asyncio.Lock()
         # Group commit for appends, flag changes and expunges (store/sqlitebatch.py).
         self._batch = BatchWriter(path, blobs, feed, self._write_lock,
-                                  busy_timeout_ms=_BUSY_TIMEOUT_MS, blob_in_use_sql=_BLOB_IN_USE)
+                                  busy_timeout_ms=_BUSY_TIMEOUT_MS)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -491,6 +503,8 @@ class SqliteStore:
             work = _Write(db)
             try:
                 yield work
+                for blob_id in filter(is_inline, work.blobs):  # in the transaction: module doc
+                    await _fetch(db, DELETE_INLINE_IF_UNUSED_SQL, (blob_id,) * 3)
                 await _fetch(db, "COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -498,8 +512,8 @@ class SqliteStore:
                 raise
             try:
                 # Still under the lock: no writer can add a reference between check and unlink.
-                for blob_id in work.blobs:
-                    await self._delete_blob_if_unused(db, blob_id)
+                for blob_id in itertools.filterfalse(is_inline, work.blobs):
+                    await self._delete_file_if_unused(db, blob_id)
             finally:
                 for change in work.changes():  # committed, so announced even if an unlink failed
                     self._feed.publish(change)
@@ -792,12 +806,16 @@ class SqliteStore:
         # transaction and one WAL fsync with other sessions' writes. Each caller still
         # returns only after the COMMIT holding its row, so nothing is acknowledged before
         # it is durable. A cancelled caller's row may still be committed with its batch
-        # (the sender then retries: a duplicate, never a loss). A `body` is written and
-        # fsynced by the batch thread just before the transaction.
-        prepare = (partial(self._blobs.write_now, message.blob_id, body)
-                   if body is not None else None)
-        return await self._batch.run(partial(_append_job, mailbox_id, message, _utc_now()),
-                                     prepare=prepare)
+        # (the sender then retries: a duplicate, never a loss). A `body` goes into the
+        # same transaction when its id is inline (store/sqliteblobs.py); otherwise the
+        # batch thread writes and fsyncs its file just before the transaction.
+        inline_body, prepare = None, None
+        if body is not None and is_inline(message.blob_id):
+            inline_body = body
+        elif body is not None:
+            prepare = partial(self._blobs.write_now, message.blob_id, body)
+        job = partial(_append_job, mailbox_id, message, _utc_now(), inline_body)
+        return await self._batch.run(job, prepare=prepare)
 
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
         sql = _SELECT_MESSAGES
@@ -1141,12 +1159,36 @@ class SqliteStore:
     # -- blobs ----------------------------------------------------------------------------
 
     async def release_blob_if_unused(self, blob_id: str) -> None:
-        if self._writer is None:
-            raise RuntimeError("SqliteStore used before open()")
-        async with self._write_lock:
-            await self._delete_blob_if_unused(self._writer, blob_id)
+        async with self._write() as work:
+            work.blobs.add(blob_id)  # deleted by _write when nothing refers to it
 
-    async def _delete_blob_if_unused(self, db: aiosqlite.Connection, blob_id: str) -> None:
-        row = await _fetch_one(db, _BLOB_IN_USE, (blob_id, blob_id))
+    async def _delete_file_if_unused(self, db: aiosqlite.Connection, blob_id: str) -> None:
+        row = await _fetch_one(db, BLOB_IN_USE_SQL, (blob_id, blob_id))
         if not row[0]:
             await self._blobs.delete(blob_id)
+
+    # The rows of small bodies (store/sqliteblobs.py).
+    async def put_inline_blob(self, blob_id: str, data: bytes) -> None:
+        await self._batch.run(partial(_insert_inline_job, blob_id, data))
+
+    async def read_inline_blobs(self, blob_ids: list[str]) -> dict[str, bytes]:
+        if len(blob_ids) == 1:  # one body of at most INLINE_LIMIT bytes: on the loop
+            rows = await self._read_few("SELECT id, data FROM blob_data WHERE id = ?", blob_ids)
+            return dict(rows)
+        if not blob_ids:
+            return {}
+        return dict(await _fetch(self._read, "SELECT id, data FROM blob_data WHERE id IN"
+                                 " (SELECT value FROM json_each(?))", (json.dumps(blob_ids),)))
+
+    async def delete_inline_blob(self, blob_id: str) -> None:
+        async with self._write() as work:
+            await _fetch(work.db, "DELETE FROM blob_data WHERE id = ?", (blob_id,))
+
+
+def sqlite_store(path: Path, blob_root: Path, feed: ChangeFeed
+                 ) -> tuple[SqliteStore, SqliteBlobStore]:  # fmt: skip
+    """The SQLite store on `path` and the blob store of its bodies (small ones in the
+    database, larger ones as files under `blob_root`); open the store before use."""
+    files = FileBlobStore(blob_root)
+    store = SqliteStore(path, files, feed)
+    return store, SqliteBlobStore(files, store)

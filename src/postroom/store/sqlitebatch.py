@@ -23,9 +23,11 @@ Invariants:
   `<database>-batch.lock` around the transaction: the kernel hands the lock to the next
   writer the moment it is released, where SQLite's busy handler would have it sleep and
   retry (1, 2, 5, 10… ms) while the other process commits.
-- Change-feed events are published after the COMMIT; blobs the batch's expunges released
-  are unlinked after the COMMIT, still under the lock, when no row refers to them (a
-  crash in between leaks a file, never loses one still referenced).
+- Change-feed events are published after the COMMIT; blob files the batch's expunges
+  released are unlinked after the COMMIT, still under the lock, when no row refers to
+  them (a crash in between leaks a file, never loses one still referenced). Released
+  small bodies (`blob_data` rows, store/sqliteblobs.py) are deleted inside the
+  transaction, before the COMMIT.
 - A caller cancelled while its job waits still gets its job committed with the batch
   (a retry then duplicates, never loses); shutdown lets the running batch finish.
 - A job may bring file work to do first (`prepare`: a new message's blob, written by
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import logging
 import os
 import sqlite3
@@ -51,6 +54,7 @@ from typing import Any, Generic, TypeVar
 
 from postroom.store.blobs import FileBlobStore, fsync_dir
 from postroom.store.changes import ChangeFeed, WriteEffects
+from postroom.store.sqliteblobs import BLOB_IN_USE_SQL, DELETE_INLINE_IF_UNUSED_SQL, is_inline
 
 log = logging.getLogger("postroom.store")
 
@@ -92,16 +96,12 @@ class BatchWriter:
     """Runs write jobs in batches on one connection and one thread (see module doc)."""
 
     def __init__(self, path: Path, blobs: FileBlobStore, feed: ChangeFeed,
-                 write_lock: asyncio.Lock, *, busy_timeout_ms: int,
-                 blob_in_use_sql: str) -> None:  # fmt: skip
+                 write_lock: asyncio.Lock, *, busy_timeout_ms: int) -> None:  # fmt: skip
         self._path = path
         self._blobs = blobs
         self._feed = feed
         self._lock = write_lock
         self._busy_timeout_ms = busy_timeout_ms
-        # "Is this blob still referenced?" with the blob id as both parameters: the same
-        # query the store's other writes use, so both paths agree.
-        self._blob_in_use_sql = blob_in_use_sql
         self._thread: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None  # the cross-process writers' flock (module doc)
@@ -239,14 +239,16 @@ class BatchWriter:
                 outcomes = [self._run_alone(db, batch[0].job)]
             else:
                 outcomes = [self._run_job(db, pending.job) for pending in batch]
+            released = set().union(*(o.work.blobs for o in outcomes if o.work is not None))
             if db.in_transaction:  # not when the lone job failed and was rolled back
+                for blob_id in filter(is_inline, released):  # in the transaction (module doc)
+                    db.execute(DELETE_INLINE_IF_UNUSED_SQL, (blob_id,) * 3)
                 db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        released = set().union(*(o.work.blobs for o in outcomes if o.work is not None))
-        for blob_id in released:
+        for blob_id in itertools.filterfalse(is_inline, released):
             self._unlink_if_unused(db, blob_id)
         return outcomes
 
@@ -275,7 +277,7 @@ class BatchWriter:
 
     def _unlink_if_unused(self, db: sqlite3.Connection, blob_id: str) -> None:
         try:
-            (in_use,) = db.execute(self._blob_in_use_sql, (blob_id, blob_id)).fetchone()
+            (in_use,) = db.execute(BLOB_IN_USE_SQL, (blob_id, blob_id)).fetchone()
             if not in_use:
                 self._blobs.path(blob_id).unlink(missing_ok=True)
         except (OSError, sqlite3.Error) as error:  # committed already: a leak, not a loss

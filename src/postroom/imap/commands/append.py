@@ -36,7 +36,7 @@ async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) 
         meta = message_meta(data)
     else:
         meta = await asyncio.to_thread(message_meta, data)
-    blob_id = ctx.runtime.blobs.new_id()  # written by the store, in the append's own trip
+    blob_id = ctx.runtime.blobs.new_id(len(data))  # written by the store in the same trip
     flags = frozenset(flag for flag in message.flags if flag != "\\Recent")
     when = message.internal_date or dt.datetime.now(dt.UTC)
     try:

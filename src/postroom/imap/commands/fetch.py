@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from postroom.errors import BadSyntax
 from postroom.imap.commands.context import Context, Done
@@ -51,6 +50,7 @@ from postroom.mail.headers import find_body_start, select_header_fields
 from postroom.mail.mimetree import MessageMeta, parse_message
 from postroom.mail.sections import binary_size, decode_binary, extract_section
 from postroom.store.api import FlagMode, MessageRow
+from postroom.store.blobs import BlobOpener
 from postroom.store.errors import NotFound
 
 FetchItem = tuple[str | FetchAttribute, Value]
@@ -129,15 +129,10 @@ def _render_body(data: list[Any], out: list[bytes], is_utf8: bool) -> None:
 
 
 # -- reading one message ----------------------------------------------------------------------
-def _read_blob(path: Path, limit: int | None) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read() if limit is None else handle.read(limit)
-
-
-def read_header_block(path: Path) -> bytes:
+def read_header_block(handle: IO[bytes]) -> bytes:
     """The top-level header of a stored message, through its empty line: exactly
     raw[:root.body_start] of the parsed message (both use `find_body_start`)."""
-    with path.open("rb") as handle:
+    with handle:
         data = handle.read(_HEADER_CHUNK)
         while True:
             body_start = find_body_start(data)
@@ -151,13 +146,13 @@ def read_header_block(path: Path) -> bytes:
             data += more
 
 
-def _read_header_blocks(paths: list[Path]) -> list[bytes | None]:
+def _read_header_blocks(open_blob: BlobOpener, blob_ids: list[str]) -> list[bytes | None]:
     """Headers of several messages in one thread hop; None for a blob that is gone
     (expunged by another session since the view was taken)."""
     headers: list[bytes | None] = []
-    for path in paths:
+    for blob_id in blob_ids:
         try:
-            headers.append(read_header_block(path))
+            headers.append(read_header_block(open_blob(blob_id)))
         except FileNotFoundError:
             headers.append(None)
     return headers
@@ -199,9 +194,7 @@ class _Message:
             limit = None
             if header_only:
                 limit = (await self.meta()).root.body_start
-            # local_path: a blob kept remotely (PostgreSQL) is fetched into the cache first.
-            path = await self.ctx.runtime.blobs.local_path(self.row.blob_id)
-            self._raw = await asyncio.to_thread(_read_blob, path, limit)
+            self._raw = await self.ctx.runtime.blobs.read(self.row.blob_id, limit=limit)
         return self._raw
 
 
@@ -341,18 +334,17 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
     needs_header = not all(isinstance(a, SimpleAttribute) and a.name in _ROW_ONLY
                            for a in attributes)  # fmt: skip
     for start in range(0, len(uids), HEADER_BATCH):
-        chunk, paths = [], []
+        chunk, blob_ids = [], []
         for uid in uids[start : start + HEADER_BATCH]:
             row = view.rows.get(uid)
             if row is None:
                 continue  # expunged before its row was read: nothing left to report
-            try:
-                paths.append(await ctx.runtime.blobs.local_path(row.blob_id))
-            except (NotFound, FileNotFoundError):
-                continue  # expunged by another session meanwhile (see _fetch_message)
+            blob_ids.append(row.blob_id)
             chunk.append(uid)
-        headers = (await asyncio.to_thread(_read_header_blocks, paths) if needs_header
-                   else [b""] * len(chunk))  # fmt: skip
+        headers: list[bytes | None] = [b""] * len(chunk)
+        if needs_header:
+            open_blob = await ctx.runtime.blobs.opener(blob_ids)
+            headers = await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
         out: list[bytes] = []
         for uid, header in zip(chunk, headers, strict=True):
             if header is None:

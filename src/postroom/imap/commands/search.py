@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import IO
 
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.selected import SelectedMailbox
@@ -66,6 +66,7 @@ from postroom.mail.headers import (
 from postroom.mail.mimetree import MessageMeta, parse_message
 from postroom.mail.sections import text_for_search
 from postroom.store.api import MessageRow, Store
+from postroom.store.blobs import BlobOpener
 
 HEADER_READ = 64 * 1024
 SEARCH_BATCH = 256  # messages read and judged per worker-thread call
@@ -272,8 +273,8 @@ def _resolve_sets(view: SelectedMailbox, key: SearchKey) -> dict[SearchKey, froz
 
 
 # -- loading content ----------------------------------------------------------------------------
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as handle:
+def _read_head(handle: IO[bytes]) -> bytes:
+    with handle:
         data = handle.read(HEADER_READ)
         end = find_body_start(data)
         if end >= len(data) and len(data) == HEADER_READ:
@@ -291,25 +292,28 @@ def _stored_meta(text: str | None) -> MessageMeta | None:
         return None  # another meta version (or damaged): parse instead
 
 
-def _load_content(path: Path, with_body: bool, meta_text: str | None = None) -> _Content:
+def _load_content(handle: IO[bytes], with_body: bool, meta_text: str | None = None
+                  ) -> _Content:  # fmt: skip
     if not with_body:
-        return _Content(header=_read_head(path))
-    raw = path.read_bytes()
+        return _Content(header=_read_head(handle))
+    with handle:
+        raw = handle.read()
     # The stored tree was computed from these very bytes at delivery/APPEND: reading it
     # costs ~1/7 of parsing again (issue 8).
     meta = _stored_meta(meta_text) or parse_message(raw)
     return _Content(header=raw[: meta.root.body_start], body_text=text_for_search(raw, meta))
 
 
-def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[tuple[MessageRow, Path]],
-                  with_body: bool, metas: dict[int, str]) -> list[int]:  # fmt: skip
+def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[MessageRow],
+                  with_body: bool, metas: dict[int, str], open_blob: BlobOpener
+                  ) -> list[int]:  # fmt: skip
     """Runs in a worker thread: read each message and judge it."""
     found: list[int] = []
-    for row, path in batch:
+    for row in batch:
         content = CONTENT_CACHE.get(row.blob_id, with_body)
         if content is None:
             try:
-                content = _load_content(path, with_body, metas.get(row.uid))
+                content = _load_content(open_blob(row.blob_id), with_body, metas.get(row.uid))
             except FileNotFoundError:
                 continue  # expunged meanwhile
             CONTENT_CACHE.put(row.blob_id, content)
@@ -319,13 +323,17 @@ def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[tuple[Messa
 
 
 async def _judge_batch(ctx: Context, evaluator: _Evaluator, key: SearchKey,
-                       batch: list[tuple[MessageRow, Path]], with_body: bool) -> list[int]:
-    """One metadata query (body keys only) and one thread hop for the whole batch."""
+                       batch: list[MessageRow], with_body: bool) -> list[int]:
+    """One metadata query (body keys only), one blob read and one thread hop for the
+    whole batch."""
     metas: dict[int, str] = {}
-    to_read = [row.uid for row, _ in batch if CONTENT_CACHE.get(row.blob_id, with_body) is None]
+    to_read = [row for row in batch if CONTENT_CACHE.get(row.blob_id, with_body) is None]
     if with_body and to_read:
-        metas = await _get_metas(ctx.runtime.store, evaluator.view.mailbox_id, to_read)
-    return await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body, metas)
+        metas = await _get_metas(ctx.runtime.store, evaluator.view.mailbox_id,
+                                 [row.uid for row in to_read])  # fmt: skip
+    open_blob = await ctx.runtime.blobs.opener(row.blob_id for row in to_read)
+    return await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body, metas,
+                                   open_blob)  # fmt: skip
 
 
 async def _get_metas(store: Store, mailbox_id: int, uids: list[int]) -> dict[int, str]:
@@ -341,7 +349,7 @@ async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey) -> list[
     evaluator = _Evaluator(view, dt.datetime.now(dt.UTC), _resolve_sets(view, key))
     with_body = _needs_body(key)
     found: list[int] = []
-    batch: list[tuple[MessageRow, Path]] = []
+    batch: list[MessageRow] = []
     empty = _Content()
     needs_rows = _needs_rows(key)
     if needs_rows:
@@ -354,10 +362,7 @@ async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey) -> list[
             continue  # expunged elsewhere: its number stays until EXPUNGE, it matches nothing
         verdict = evaluator.judge(key, row, empty)
         if verdict is None:  # needs the message itself: judged in batches off the loop
-            try:
-                batch.append((row, await ctx.runtime.blobs.local_path(row.blob_id)))
-            except FileNotFoundError:
-                continue  # expunged meanwhile
+            batch.append(row)
         elif verdict:
             found.append(uid)
         if len(batch) >= SEARCH_BATCH:
