@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,3 +171,32 @@ async def test_delete_removes_either_kind(
     await blobs.delete(small)
     await blobs.delete(large)
     assert stored_rows(tmp_path) == set() and stored_files(tmp_path) == set()
+
+
+async def test_the_readme_backup_restores_both_kinds(
+        opened: tuple[SqliteStore, SqliteBlobStore], tmp_path: Path) -> None:
+    """README "Where the data lives, and backups": SQLite's online backup while serving,
+    then the blob files; a large body expunged between the two steps reads as gone."""
+    store, blobs = opened
+    box = await inbox_of(store)
+    small, large = await append(store, blobs, box, SMALL), await append(store, blobs, box, LARGE)
+    expunged_later = await append(store, blobs, box, LARGE)
+    copy = tmp_path / "backup"
+    copy.mkdir()
+    with contextlib.closing(sqlite3.connect(tmp_path / "postroom.sqlite3")) as source, \
+            contextlib.closing(sqlite3.connect(copy / "postroom.sqlite3")) as target:
+        source.backup(target)  # what the sqlite3 shell's ".backup" does
+    (last,) = [row for row in await store.list_messages(box) if row.blob_id == expunged_later]
+    await store.expunge(box, [last.uid])
+    shutil.copytree(tmp_path / "blobs", copy / "blobs")
+    restored, restored_blobs = sqlite_store(copy / "postroom.sqlite3", copy / "blobs",
+                                            ChangeFeed())  # fmt: skip
+    await restored.open()
+    try:
+        assert await restored_blobs.read(small) == SMALL
+        assert await restored_blobs.read(large) == LARGE
+        assert len(await restored.list_messages(box)) == 3
+        with pytest.raises(FileNotFoundError):
+            await restored_blobs.read(expunged_later)
+    finally:
+        await restored.close()
