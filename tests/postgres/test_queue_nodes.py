@@ -159,6 +159,35 @@ async def test_a_dead_node_s_delivery_is_taken_over_after_the_lease(
         assert await b.store.list_queue() == []
 
 
+async def test_a_slow_node_keeps_its_lease_by_renewing_it(
+    tmp_path: Path, server_cert: tuple[Path, Path], database_url: str, mx: StallingMx
+) -> None:
+    """A delivery that outlasts the lease (a destination taking minutes per message): the
+    worker renews its leases while the pass runs, so no other node sends the row too."""
+    clock_a = ManualClock(START)
+    async with node(tmp_path, server_cert, database_url, mx.port, "a") as a, \
+            node(tmp_path, server_cert, database_url, mx.port, "b") as b:
+        await a.store.create_account(ALICE, "x")
+        await queue_for(a, clock_a, ["bob@remote.test"])
+        mx.stall = True
+        slow = QueueWorker(a, FakeResolver(ZONE), clock_a, rng=NoJitter(),
+                           lease_renewal_seconds=0.05)
+        delivering = asyncio.create_task(slow.run_once())
+        async with asyncio.timeout(10):
+            await mx.stalled.wait()  # A is mid-delivery, for longer than its lease
+        for _ in range(3):  # each step is most of a lease; A renews in between
+            clock_a.advance(slow.lease * 0.8)
+            await asyncio.sleep(0.3)
+        stolen = await b.store.claim_due_queue_entries(  # type: ignore[attr-defined]
+            clock_a.now(), 10, slow.lease)
+        assert stolen == []  # still A's
+        mx.stall = False
+        mx.release.set()  # A's transaction gets 421: deferred, its lease over
+        report = await delivering
+        assert [e.recipient for e in report.deferred] == ["bob@remote.test"]
+        assert mx.transactions == []  # nobody else sent it meanwhile
+
+
 async def test_flush_on_another_node_does_not_break_a_lease(
     tmp_path: Path, server_cert: tuple[Path, Path], database_url: str, mx: StallingMx
 ) -> None:

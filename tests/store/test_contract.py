@@ -637,6 +637,29 @@ async def test_due_queue_limit(store: Store, blobs: BlobStore) -> None:
     assert [e.recipient for e in due] == ["r4@r.example", "r3@r.example", "r2@r.example"]
 
 
+async def test_lease_renewal_keeps_only_rows_still_held(store: Store, blobs: BlobStore) -> None:
+    blob_id = await blobs.put(b"x")
+    now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+    lease = dt.timedelta(minutes=15)
+    await store.enqueue([queue_entry(f"r{i}@r.example", blob_id, now) for i in range(3)])
+    (unclaimed,) = await store.enqueue([queue_entry("later@r.example", blob_id,
+                                                    now + dt.timedelta(days=1))])
+    taken, held, settled = await store.claim_due_queue_entries(now, 3, lease)
+    await store.reschedule(settled.id, now + dt.timedelta(hours=1), "451 later")
+    # `taken`'s lease ran out and another worker claimed it: its lease is not ours any more.
+    expired = now + lease
+    assert [e.id for e in await store.claim_due_queue_entries(expired, 1, lease)] == [taken.id]
+    renewed_until = now + dt.timedelta(minutes=10) + lease
+    ids = [held.id, settled.id, taken.id, unclaimed.id]
+    assert await store.renew_queue_leases(ids, now + lease, renewed_until) == [held.id]
+    # Renewed: not due when the first lease would have ended; due again at the new end.
+    assert await store.claim_due_queue_entries(expired, 10, lease) == []
+    again = await store.claim_due_queue_entries(renewed_until, 10, lease)
+    assert [e.id for e in again] == [held.id]
+    # Renewing from the old end again finds nothing: the row's lease has moved on.
+    assert await store.renew_queue_leases([held.id], now + lease, renewed_until) == []
+
+
 # -- blobs and the change feed ---------------------------------------------------------
 
 

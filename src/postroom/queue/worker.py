@@ -22,8 +22,11 @@ and a lease of QUEUE_LEASE_SECONDS), so several workers — nodes sharing a Post
 — never attempt one row at once, and a node that dies mid-delivery leaves its rows to the
 others once the lease has run out: between passes a worker sleeps until the queue's
 earliest next attempt (a claimed row's is its lease's end), at most POLL_SECONDS, so a
-survivor takes a dead node's rows over as soon as their lease ends. A node that is alive
-but slower than its lease may see its rows claimed again (at-least-once, never lost).
+survivor takes a dead node's rows over as soon as their lease ends. While its pass runs, a
+worker renews the leases of the rows it still holds every third of the lease, so a slow
+delivery (a destination taking minutes per message) keeps its rows; only a node that has
+died, or stalled a whole lease long (its database out of reach), has them claimed again
+(at-least-once, never lost).
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class QueueWorker:
                  dkim_signer: DkimSigner | None = None, *,
                  rng: random.Random | None = None,
                  batch_size: int = BATCH_SIZE, max_connections: int = MAX_CONNECTIONS,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+                 poll_seconds: float = POLL_SECONDS,
+                 lease_renewal_seconds: float | None = None) -> None:
         self.runtime = runtime
         self.resolver = resolver
         self.clock = clock
@@ -107,6 +111,8 @@ class QueueWorker:
         self.poll_seconds = poll_seconds
         # How long a claimed row stays out of other workers' reach (config.py explains).
         self.lease = dt.timedelta(seconds=runtime.config.queue_lease_seconds)
+        # A renewal may fail or come late twice and the lease still holds.
+        self.lease_renewal_seconds = lease_renewal_seconds or self.lease.total_seconds() / 3
         self.policy = schedule.RetryPolicy.from_seconds(runtime.config.queue_lifetime)
         self._connections = asyncio.Semaphore(max_connections)
         self._pass_lock = asyncio.Lock()
@@ -225,24 +231,49 @@ class QueueWorker:
         """One delivery pass over everything due now."""
         async with self._pass_lock:
             report = PassReport()
-            due = await self.runtime.store.claim_due_queue_entries(
-                self.clock.now(), self.batch_size, self.lease)
+            now = self.clock.now()
+            due = await self.runtime.store.claim_due_queue_entries(now, self.batch_size,
+                                                                   self.lease)  # fmt: skip
             report.due = len(due)
-            failures: list[_Failure] = []
-            groups = group_by_destination(due, has_relay=self.runtime.config.relay is not None)
-            outcomes = await asyncio.gather(
-                *(self._deliver_destination(group, report, failures)
-                  for group in groups.values()), return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, Exception):
-                    # One destination's bug must not stop the others' bounces; its rows
-                    # stay due and are tried again at the next pass.
-                    log.error("delivery to one destination failed", exc_info=outcome)
-            await self._bounce(failures, report)
+            renewing = asyncio.create_task(self._keep_leases(due, now + self.lease))
+            try:
+                await self._deliver_all(due, report)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
         async with self._pass_done:
             self._passes += 1
             self._pass_done.notify_all()
         return report
+
+    async def _deliver_all(self, due: list[QueueEntry], report: PassReport) -> None:
+        failures: list[_Failure] = []
+        groups = group_by_destination(due, has_relay=self.runtime.config.relay is not None)
+        outcomes = await asyncio.gather(
+            *(self._deliver_destination(group, report, failures)
+              for group in groups.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                # One destination's bug must not stop the others' bounces; its rows
+                # stay due and are tried again at the next pass.
+                log.error("delivery to one destination failed", exc_info=outcome)
+        await self._bounce(failures, report)
+
+    async def _keep_leases(self, claimed: list[QueueEntry], held_until: dt.datetime) -> None:
+        """Renew the leases of the claimed rows not yet settled until the pass ends
+        (cancelled then); a row another worker claimed after its lease ran out is not
+        ours any more and drops out."""
+        ids = [entry.id for entry in claimed]
+        while ids:
+            await asyncio.sleep(self.lease_renewal_seconds)
+            until = self.clock.now() + self.lease
+            try:
+                ids = await self.runtime.store.renew_queue_leases(ids, held_until, until)
+            except Exception as error:  # the database is out of reach: try at the next tick
+                log.warning("queue lease renewal failed: %s", error)
+                continue
+            held_until = until
 
     # -- one destination ---------------------------------------------------------------
 

@@ -322,6 +322,14 @@ class Store(Protocol):
         died. Entries come back with the `next_attempt` they had."""
         ...
 
+    async def renew_queue_leases(self, entry_ids: Sequence[int], held_until: dt.datetime,
+                                 until: dt.datetime) -> list[int]:
+        """Extend to `until` the leases of those entries still leased to the caller: the
+        ones whose lease ends at `held_until`, as its claim or last renewal set it. An
+        entry settled meanwhile, or claimed by another worker once the lease had run out,
+        is left alone. The ids renewed."""
+        ...
+
     async def list_queue(self) -> list[QueueEntry]: ...
     async def next_queue_attempt(self) -> dt.datetime | None:
         """The earliest `next_attempt` in the queue (a leased entry's is its lease's end),

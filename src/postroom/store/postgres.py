@@ -833,6 +833,15 @@ class PostgresStore:
         return sorted((_queue_from_row(row) for row in rows),
                       key=lambda entry: (entry.next_attempt, entry.id))  # fmt: skip
 
+    async def renew_queue_leases(self, entry_ids: Sequence[int], held_until: dt.datetime,
+                                 until: dt.datetime) -> list[int]:
+        async with self._write() as work:
+            rows = await _fetch(work.conn, "UPDATE queue SET next_attempt = %s,"
+                                " leased_until = %s WHERE id = ANY(%s) AND leased_until = %s"
+                                " RETURNING id", (_aware(until), _aware(until), list(entry_ids),
+                                                  _aware(held_until)))  # fmt: skip
+        return sorted(row[0] for row in rows)
+
     async def list_queue(self) -> list[QueueEntry]:
         rows = await self._read(_SELECT_QUEUE + " ORDER BY id")
         return [_queue_from_row(row) for row in rows]

@@ -998,6 +998,17 @@ class SqliteStore:
                              (until, until, json.dumps([row[0] for row in rows])))  # fmt: skip
         return [_queue_from_row(row) for row in rows]
 
+    async def renew_queue_leases(self, entry_ids: Sequence[int], held_until: dt.datetime,
+                                 until: dt.datetime) -> list[int]:
+        # leased_until is compared as text: both sides are _utc_text of the same instant.
+        async with self._write() as work:
+            rows = await _fetch(work.db, "UPDATE queue SET next_attempt = ?, leased_until = ?"
+                                " WHERE id IN (SELECT value FROM json_each(?))"
+                                " AND leased_until = ? RETURNING id",
+                                (_utc_text(until), _utc_text(until), json.dumps(list(entry_ids)),
+                                 _utc_text(held_until)))  # fmt: skip
+        return sorted(row[0] for row in rows)
+
     async def list_queue(self) -> list[QueueEntry]:
         rows = await _fetch(self._read, _SELECT_QUEUE + " ORDER BY id")
         return [_queue_from_row(row) for row in rows]
