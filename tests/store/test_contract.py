@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from postroom.errors import Refused
+from postroom.store import api
 from postroom.store.api import (
     DEFAULT_MAILBOXES,
     AccountSummary,
@@ -480,6 +481,25 @@ async def test_expunge_and_expunged_since(store: Store, blobs: BlobStore) -> Non
     assert await store.expunged_since(inbox, mark) == [uids[0], uids[1], uids[3]]
     assert await store.expunged_since(inbox, middle) == [uids[0]]
     assert [m.uid for m in await store.list_messages(inbox)] == [uids[2]]
+
+
+async def test_old_expunge_records_are_pruned_and_answered_by_what_is_gone(
+        store: Store, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 0007: a mailbox keeps about its newest EXPUNGES_KEPT records. Asked from
+    before the pruned ones, the store names every UID up to them that is gone — more than
+    were expunged since, never one still present; from later on it stays exact."""
+    monkeypatch.setattr(api, "EXPUNGES_KEPT", 3)
+    inbox = await mailbox_id(store, await new_account(store))
+    uids = [(await deliver(store, blobs, inbox))[0] for _ in range(10)]
+    marks = [(await store.get_mailbox_by_id(inbox)).highest_modseq]  # type: ignore[union-attr]
+    for uid in uids[:7]:  # one expunge each; the sixth prunes the first three records
+        marks.append((await store.expunge(inbox, [uid])).modseq)
+    assert await store.expunged_since(inbox, marks[5]) == uids[5:7]  # kept: exact
+    assert await store.expunged_since(inbox, marks[3]) == uids[3:7]
+    assert await store.expunged_since(inbox, marks[2]) == uids[:7]  # pruned: all gone
+    assert await store.expunged_since(inbox, marks[0]) == uids[:7]
+    assert await store.expunged_since(inbox, marks[7]) == []
+    assert [m.uid for m in await store.list_messages(inbox)] == uids[7:]
 
 
 async def test_expunge_releases_blob(store: Store, blobs: BlobStore) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -181,6 +181,21 @@ class CopyResult:
     target_uids: tuple[int, ...]
 
 
+# Expunge records kept per mailbox (migration 0007): a client whose last MODSEQ is older
+# than what was pruned gets a VANISHED (EARLIER) naming every UID up to the pruned ones
+# that is gone, instead of only those expunged since (RFC 7162 §3.2.5.2, §3.2.6: such a
+# list may name UIDs the client never had, which it ignores). Ten thousand per mailbox is
+# weeks of heavy use; the table no longer grows with every expunge forever.
+EXPUNGES_KEPT = 10_000
+
+
+def forgotten_uids(pruned_uid: int, present: Iterable[int]) -> list[int]:
+    """The UIDs from 1 to `pruned_uid` not among the `present` ones: every one of them was
+    expunged at some time (UIDs are never reused), perhaps after a pruned record's MODSEQ."""
+    remaining = set(present)
+    return [uid for uid in range(1, pruned_uid + 1) if uid not in remaining]
+
+
 @dataclass(frozen=True, slots=True)
 class Expunged:
     """What `Store.expunge` removed: the UIDs found (ascending) and the MODSEQ the expunge
@@ -301,7 +316,10 @@ class Store(Protocol):
         unchanged_since: int | None = None,
     ) -> list[MessageRow]: ...
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged: ...
-    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """UIDs expunged after `modseq`, ascending; when records from then were pruned
+        (EXPUNGES_KEPT), also every earlier UID that is gone (`forgotten_uids`)."""
+        ...
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
     ) -> CopyResult: ...

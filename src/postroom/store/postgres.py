@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from postroom.errors import Refused, TryLater
+from postroom.store import api
 from postroom.store.api import (
     DEFAULT_MAILBOXES,
     Account,
@@ -52,6 +53,7 @@ from postroom.store.api import (
     QueueEntry,
     SelectSummary,
     SpecialUse,
+    forgotten_uids,
 )
 from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed, WriteEffects
@@ -163,12 +165,12 @@ def _queue_from_row(row: Row) -> QueueEntry:
     return QueueEntry(*row)
 
 
-async def _fetch(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+async def _fetch(conn: Conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
     cursor = await conn.execute(sql, params)
     return await cursor.fetchall() if cursor.description is not None else []
 
 
-async def _fetch_one(conn: Conn, sql: str, params: Sequence[Any] = ()) -> Row:
+async def _fetch_one(conn: Conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row:
     rows = await _fetch(conn, sql, params)
     return rows[0] if rows else None
 
@@ -229,6 +231,20 @@ class _PostgresMigrations:
                          " VALUES (%s, %s, %s)",
                          (migration.version, migration.name, _utc_now().isoformat()))  # fmt: skip
         return True
+
+
+# Once a mailbox has had EXPUNGES_KEPT expunges since the last prune, its records older
+# than the newest EXPUNGES_KEPT go (migration 0007); the subqueries run only then. The
+# mailbox row is locked by the expunge that runs this.
+_PRUNE_EXPUNGED = (
+    "UPDATE mailboxes SET expunges_since_prune = 0,"
+    " pruned_uid = greatest(pruned_uid, coalesce((SELECT max(uid) FROM expunged"
+    "  WHERE mailbox_id = %(id)s AND modseq <= (SELECT modseq FROM expunged"
+    "  WHERE mailbox_id = %(id)s ORDER BY modseq DESC LIMIT 1 OFFSET %(keep)s)), 0)),"
+    " pruned_modseq = greatest(pruned_modseq, coalesce((SELECT modseq FROM expunged"
+    "  WHERE mailbox_id = %(id)s ORDER BY modseq DESC LIMIT 1 OFFSET %(keep)s), 0))"
+    " WHERE id = %(id)s AND expunges_since_prune >= %(keep)s"
+)
 
 
 class PostgresStore:
@@ -736,16 +752,31 @@ class PostgresStore:
         await _fetch(conn, "INSERT INTO expunged (mailbox_id, uid, modseq)"
                      " SELECT %s, u, %s FROM unnest(%s::bigint[]) AS u",
                      (mailbox.id, modseq, found))  # fmt: skip
-        await _fetch(conn, "UPDATE mailboxes SET highest_modseq = %s WHERE id = %s",
-                     (modseq, mailbox.id))  # fmt: skip
+        await _fetch(conn, "UPDATE mailboxes SET highest_modseq = %s,"
+                     " expunges_since_prune = expunges_since_prune + %s WHERE id = %s",
+                     (modseq, len(found), mailbox.id))  # fmt: skip
+        await _fetch(conn, _PRUNE_EXPUNGED, {"id": mailbox.id, "keep": api.EXPUNGES_KEPT})
+        await _fetch(conn, "DELETE FROM expunged WHERE mailbox_id = %s AND modseq <="
+                     " (SELECT pruned_modseq FROM mailboxes WHERE id = %s)",
+                     (mailbox.id, mailbox.id))  # fmt: skip
         work.blobs.update(row[1] for row in rows)
         work.changed(mailbox.account_id, mailbox.id, "expunge", modseq)
         return found
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await self._read("SELECT uid FROM expunged WHERE mailbox_id = %s"
-                                " AND modseq > %s ORDER BY uid", (mailbox_id, modseq))  # fmt: skip
-        return [row[0] for row in rows]
+        # One statement, one snapshot: the prune horizon and the records it left.
+        rows = await self._read("SELECT b.pruned_modseq, b.pruned_uid, e.uid"
+                                " FROM mailboxes b LEFT JOIN expunged e ON e.mailbox_id = b.id"
+                                " AND e.modseq > %s WHERE b.id = %s ORDER BY e.uid",
+                                (modseq, mailbox_id))  # fmt: skip
+        if not rows:
+            return []
+        (pruned_modseq, pruned_uid, _), uids = rows[0], [r[2] for r in rows if r[2] is not None]
+        if modseq >= pruned_modseq:
+            return uids
+        present = await self._read("SELECT uid FROM messages WHERE mailbox_id = %s"
+                                   " AND uid <= %s", (mailbox_id, pruned_uid))  # fmt: skip
+        return sorted(set(uids).union(forgotten_uids(pruned_uid, (r[0] for r in present))))
 
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int

@@ -47,6 +47,7 @@ from typing import Any
 import aiosqlite
 
 from postroom.errors import Refused
+from postroom.store import api
 from postroom.store.api import (
     DEFAULT_MAILBOXES,
     Account,
@@ -65,6 +66,7 @@ from postroom.store.api import (
     QueueEntry,
     SelectSummary,
     SpecialUse,
+    forgotten_uids,
 )
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -288,8 +290,21 @@ _SELECT_EXPUNGED = ("SELECT uid, blob_id FROM messages WHERE mailbox_id = ? AND 
                     " (SELECT value FROM json_each(?)) ORDER BY uid")
 
 
+# Once a mailbox has had EXPUNGES_KEPT expunges since the last prune, its records older
+# than the newest EXPUNGES_KEPT go (migration 0007); the subqueries run only then.
+_PRUNE_EXPUNGED = (
+    "UPDATE mailboxes SET expunges_since_prune = 0,"
+    " pruned_uid = max(pruned_uid, coalesce((SELECT max(uid) FROM expunged"
+    "  WHERE mailbox_id = :id AND modseq <= (SELECT modseq FROM expunged"
+    "  WHERE mailbox_id = :id ORDER BY modseq DESC LIMIT 1 OFFSET :keep)), 0)),"
+    " pruned_modseq = max(pruned_modseq, coalesce((SELECT modseq FROM expunged"
+    "  WHERE mailbox_id = :id ORDER BY modseq DESC LIMIT 1 OFFSET :keep), 0))"
+    " WHERE id = :id AND expunges_since_prune >= :keep"
+)
+
+
 def _expunge_statements(mailbox_id: int, found: str, modseq: int
-                        ) -> list[tuple[str, tuple[Any, ...]]]:  # fmt: skip
+                        ) -> list[tuple[str, Any]]:  # fmt: skip
     """Remove the messages whose UIDs `found` (JSON) lists, at MODSEQ `modseq` (the
     mailbox's highest_modseq is set by the caller)."""
     return [
@@ -298,6 +313,11 @@ def _expunge_statements(mailbox_id: int, found: str, modseq: int
         # RFC 7162 §3.2.5.2: remembered so QRESYNC can report them as VANISHED.
         ("INSERT INTO expunged (mailbox_id, uid, modseq) SELECT ?, value, ? FROM json_each(?)",
          (mailbox_id, modseq, found)),
+        ("UPDATE mailboxes SET expunges_since_prune = expunges_since_prune"
+         " + json_array_length(?) WHERE id = ?", (found, mailbox_id)),
+        (_PRUNE_EXPUNGED, {"id": mailbox_id, "keep": api.EXPUNGES_KEPT}),
+        ("DELETE FROM expunged WHERE mailbox_id = ? AND modseq <="
+         " (SELECT pruned_modseq FROM mailboxes WHERE id = ?)", (mailbox_id, mailbox_id)),
     ]
 
 
@@ -913,9 +933,19 @@ class SqliteStore:
         return [row[0] for row in rows]
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
-        rows = await _fetch(self._read, "SELECT uid FROM expunged WHERE mailbox_id = ?"
-                            " AND modseq > ? ORDER BY uid", (mailbox_id, modseq))  # fmt: skip
-        return [row[0] for row in rows]
+        # One statement, one snapshot: the prune horizon and the records it left.
+        rows = await _fetch(self._read, "SELECT b.pruned_modseq, b.pruned_uid, e.uid"
+                            " FROM mailboxes b LEFT JOIN expunged e ON e.mailbox_id = b.id"
+                            " AND e.modseq > ? WHERE b.id = ? ORDER BY e.uid",
+                            (modseq, mailbox_id))  # fmt: skip
+        if not rows:
+            return []
+        (pruned_modseq, pruned_uid, _), uids = rows[0], [r[2] for r in rows if r[2] is not None]
+        if modseq >= pruned_modseq:
+            return uids
+        present = await _fetch(self._read, "SELECT uid FROM messages WHERE mailbox_id = ?"
+                               " AND uid <= ?", (mailbox_id, pruned_uid))  # fmt: skip
+        return sorted(set(uids).union(forgotten_uids(pruned_uid, (r[0] for r in present))))
 
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
