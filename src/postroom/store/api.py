@@ -189,11 +189,25 @@ class CopyResult:
 EXPUNGES_KEPT = 10_000
 
 
-def forgotten_uids(pruned_uid: int, present: Iterable[int]) -> list[int]:
-    """The UIDs from 1 to `pruned_uid` not among the `present` ones: every one of them was
-    expunged at some time (UIDs are never reused), perhaps after a pruned record's MODSEQ."""
+def recorded_expunges(rows: Sequence[tuple[int, int, int | None]], modseq: int
+                      ) -> tuple[list[int], int]:  # fmt: skip
+    """From the rows (pruned_modseq, pruned_uid, uid or None) of one query of a mailbox
+    and its records after `modseq`: the recorded UIDs, and the UID up to which gone UIDs
+    must be added because records from then were pruned (0: the records answer alone)."""
+    if not rows:
+        return [], 0
+    pruned_modseq, pruned_uid, _ = rows[0]
+    uids = [row[2] for row in rows if row[2] is not None]
+    return uids, (pruned_uid if modseq < pruned_modseq else 0)
+
+
+def with_forgotten(uids: list[int], pruned_uid: int, present: Iterable[int]) -> list[int]:
+    """`uids` and the UIDs from 1 to `pruned_uid` not among the `present` ones, ascending:
+    every one of those was expunged at some time (UIDs are never reused), perhaps after a
+    pruned record's MODSEQ."""
     remaining = set(present)
-    return [uid for uid in range(1, pruned_uid + 1) if uid not in remaining]
+    gone = (uid for uid in range(1, pruned_uid + 1) if uid not in remaining)
+    return sorted(set(uids).union(gone))
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +332,7 @@ class Store(Protocol):
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged: ...
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged after `modseq`, ascending; when records from then were pruned
-        (EXPUNGES_KEPT), also every earlier UID that is gone (`forgotten_uids`)."""
+        (EXPUNGES_KEPT), also every earlier UID that is gone (`with_forgotten`)."""
         ...
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int

@@ -66,7 +66,8 @@ from postroom.store.api import (
     QueueEntry,
     SelectSummary,
     SpecialUse,
-    forgotten_uids,
+    recorded_expunges,
+    with_forgotten,
 )
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -938,14 +939,12 @@ class SqliteStore:
                             " FROM mailboxes b LEFT JOIN expunged e ON e.mailbox_id = b.id"
                             " AND e.modseq > ? WHERE b.id = ? ORDER BY e.uid",
                             (modseq, mailbox_id))  # fmt: skip
-        if not rows:
-            return []
-        (pruned_modseq, pruned_uid, _), uids = rows[0], [r[2] for r in rows if r[2] is not None]
-        if modseq >= pruned_modseq:
+        uids, pruned_uid = recorded_expunges(rows, modseq)
+        if not pruned_uid:
             return uids
         present = await _fetch(self._read, "SELECT uid FROM messages WHERE mailbox_id = ?"
                                " AND uid <= ?", (mailbox_id, pruned_uid))  # fmt: skip
-        return sorted(set(uids).union(forgotten_uids(pruned_uid, (r[0] for r in present))))
+        return with_forgotten(uids, pruned_uid, (row[0] for row in present))
 
     async def copy_messages(
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
