@@ -304,13 +304,12 @@ def _load_content(handle: IO[bytes], with_body: bool, meta_text: str | None = No
     return _Content(header=raw[: meta.root.body_start], body_text=text_for_search(raw, meta))
 
 
-def _judge_loaded(evaluator: _Evaluator, key: SearchKey, batch: list[MessageRow],
-                  with_body: bool, metas: dict[int, str], open_blob: BlobOpener
-                  ) -> list[int]:  # fmt: skip
-    """Runs in a worker thread: read each message and judge it."""
+def _judge_loaded(evaluator: _Evaluator, key: SearchKey,
+                  batch: list[tuple[MessageRow, _Content | None]], with_body: bool,
+                  metas: dict[int, str], open_blob: BlobOpener) -> list[int]:  # fmt: skip
+    """Runs in a worker thread: read each message not cached (None) and judge it."""
     found: list[int] = []
-    for row in batch:
-        content = CONTENT_CACHE.get(row.blob_id, with_body)
+    for row, content in batch:
         if content is None:
             try:
                 content = _load_content(open_blob(row.blob_id), with_body, metas.get(row.uid))
@@ -327,12 +326,14 @@ async def _judge_batch(ctx: Context, evaluator: _Evaluator, key: SearchKey,
     """One metadata query (body keys only), one blob read and one thread hop for the
     whole batch."""
     metas: dict[int, str] = {}
-    to_read = [row for row in batch if CONTENT_CACHE.get(row.blob_id, with_body) is None]
+    # Looked up once: an entry evicted before the thread runs is still held here.
+    cached = [(row, CONTENT_CACHE.get(row.blob_id, with_body)) for row in batch]
+    to_read = [row for row, content in cached if content is None]
     if with_body and to_read:
         metas = await _get_metas(ctx.runtime.store, evaluator.view.mailbox_id,
                                  [row.uid for row in to_read])  # fmt: skip
     open_blob = await ctx.runtime.blobs.opener(row.blob_id for row in to_read)
-    return await asyncio.to_thread(_judge_loaded, evaluator, key, batch, with_body, metas,
+    return await asyncio.to_thread(_judge_loaded, evaluator, key, cached, with_body, metas,
                                    open_blob)  # fmt: skip
 
 
