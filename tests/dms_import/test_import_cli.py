@@ -29,7 +29,6 @@ from postroom.dns.live import LiveResolver
 from postroom.imap.wire.utf7 import decode_utf7, encode_utf7
 from postroom.mailauth.dkim import DkimVerdict, sign_message, verify_dkim
 from postroom.store.changes import ChangeFeed
-from tests.conftest import TEST_HOSTNAME
 from tests.dms_import.dms_folder import (
     ALICE,
     ALICE_PW,
@@ -42,7 +41,7 @@ from tests.dms_import.dms_folder import (
     message,
 )
 from tests.support.dnsserver import DnsTestServer
-from tests.support.server import AppThread, write_env
+from tests.support.server import AppThread, local_serve_env, write_env
 
 Snapshot = dict[str, Any]
 
@@ -62,14 +61,8 @@ def dns_server(dms: DmsFolder) -> Iterator[DnsTestServer]:
 
 def make_env(folder: Path, server_cert: tuple[Path, Path], dns_server: DnsTestServer) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return write_env(folder / "postroom.env", {
-        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": folder / "data",
-        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
-        "SSL_CERT_PATH": server_cert[0], "SSL_KEY_PATH": server_cert[1],
-        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "ENABLE_POP3": 1,
-        "DNS_NAMESERVERS": dns_server.address,
-    })
+    return write_env(folder / "postroom.env", local_serve_env(
+        folder / "data", server_cert, ENABLE_POP3=1, DNS_NAMESERVERS=dns_server.address))
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_HOSTNAME
-from tests.support.server import ServeProcess, write_env
+from tests.support.server import ServeProcess, local_serve_env, write_env
 
 
 def postroom_cli(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,13 +26,8 @@ def postroom_cli(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture
 def env_file(tmp_path: Path, server_cert: tuple[Path, Path]) -> Path:
-    return write_env(tmp_path / "postroom.env", {
-        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": tmp_path / "data",
-        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
-        "SSL_CERT_PATH": server_cert[0], "SSL_KEY_PATH": server_cert[1],
-        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "LOG_LEVEL": "info",
-    })
+    return write_env(tmp_path / "postroom.env",
+                     local_serve_env(tmp_path / "data", server_cert, LOG_LEVEL="info"))
 
 
 @pytest.fixture

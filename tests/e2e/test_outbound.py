@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller
 from postroom.dns.live import LiveResolver
 from postroom.mailauth.dkim import verify_dkim
 from tests.support.dnsserver import DnsTestServer
-from tests.support.server import ServeProcess, write_env
+from tests.support.server import ServeProcess, local_serve_env, write_env
 
 SENDER_IP, RECEIVER_IP, RELAY_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 ALICE, BOB = "alice@a.test", "bob@b.test"
@@ -68,13 +68,10 @@ class Node:
     def __init__(self, root: Path, name: str, ip: str, domain: str, smtp_port: int,
                  cert: tuple[Path, Path], dns: DnsTestServer, **extra: object) -> None:
         self.ip, self.domain = ip, domain
-        self.env = write_env(root / f"{name}.env", {
-            "OVERRIDE_HOSTNAME": f"mail.{domain}", "DATA_DIR": root / name,
-            "LISTEN_ADDRESS": ip, "SSL_TYPE": "manual", "SSL_CERT_PATH": cert[0],
-            "SSL_KEY_PATH": cert[1], "SMTP_PORT": smtp_port, "SUBMISSION_PORT": 0,
-            "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0, "IMAPS_PORT": 0, "POP3_PORT": 0,
-            "POP3S_PORT": 0, "DNS_NAMESERVERS": dns.address, "OUTBOUND_SMTP_PORT": smtp_port,
-            "OUTBOUND_BIND_ADDRESS": ip, **extra})
+        self.env = write_env(root / f"{name}.env", local_serve_env(
+            root / name, cert, OVERRIDE_HOSTNAME=f"mail.{domain}", LISTEN_ADDRESS=ip,
+            SMTP_PORT=smtp_port, DNS_NAMESERVERS=dns.address, OUTBOUND_SMTP_PORT=smtp_port,
+            OUTBOUND_BIND_ADDRESS=ip, **extra))
         self.process: ServeProcess | None = None
 
     def start(self) -> Node:

@@ -29,10 +29,9 @@ from postroom.config import Config
 from postroom.errors import PostroomError
 from postroom.store.api import Change
 from postroom.workers import QUEUED, READY, WorkerPool, parse_line, render_change
-from tests.conftest import TEST_HOSTNAME
 from tests.e2e.test_outbound import cli as outbound_cli
 from tests.e2e.test_outbound import free_port_on, wait_for
-from tests.support.server import ServeProcess, write_env
+from tests.support.server import NO_DNS_CHECKS, ServeProcess, local_serve_env, write_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,15 +46,9 @@ def cli(env_file: Path, *args: str) -> None:
 
 def make_env(tmp_path: Path, server_cert: tuple[Path, Path], processes: int,
              **extra: object) -> Path:
-    env_file = write_env(tmp_path / "postroom.env", {
-        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": tmp_path / "data",
-        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
-        "SSL_CERT_PATH": server_cert[0], "SSL_KEY_PATH": server_cert[1],
-        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "LOG_LEVEL": "info",
-        "SMTP_PROCESSES": processes, "ENABLE_POLICYD_SPF": 0, "ENABLE_OPENDKIM": 0,
-        "ENABLE_OPENDMARC": 0, **extra,
-    })
+    env_file = write_env(tmp_path / "postroom.env", local_serve_env(
+        tmp_path / "data", server_cert, LOG_LEVEL="info", SMTP_PROCESSES=processes,
+        **NO_DNS_CHECKS, **extra))
     cli(env_file, "email", "add", BOB, "pw-bob")
     return env_file
 

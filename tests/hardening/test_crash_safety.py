@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_HOSTNAME
 from tests.hardening.conftest import is_closed, read_line
-from tests.support.server import ServeProcess, write_env
+from tests.support.server import NO_DNS_CHECKS, ServeProcess, local_serve_env, write_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,14 +31,8 @@ KILL_AFTER = 40  # acknowledged messages before the SIGKILL
 
 @pytest.fixture
 def env_file(tmp_path: Path, server_cert: tuple[Path, Path]) -> Path:
-    env = write_env(tmp_path / "postroom.env", {
-        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": tmp_path / "data",
-        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
-        "SSL_CERT_PATH": server_cert[0], "SSL_KEY_PATH": server_cert[1],
-        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "LOG_LEVEL": "info",
-        "ENABLE_POLICYD_SPF": 0, "ENABLE_OPENDKIM": 0, "ENABLE_OPENDMARC": 0,
-    })
+    env = write_env(tmp_path / "postroom.env", local_serve_env(
+        tmp_path / "data", server_cert, LOG_LEVEL="info", **NO_DNS_CHECKS))
     added = subprocess.run([sys.executable, "-m", "postroom", "--config", str(env), "email",
                             "add", USER, PASSWORD], capture_output=True, text=True, timeout=60)
     assert added.returncode == 0, added.stderr

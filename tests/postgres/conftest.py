@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 
 from postroom.config import Config
-from tests.conftest import TEST_HOSTNAME, make_config
+from tests.conftest import make_config
 from tests.postgres.pgserver import new_database
-from tests.support.server import write_env
-
-# No DNS in these tests: the mail-authentication checks have their own suites.
-NO_DNS_CHECKS = {"ENABLE_POLICYD_SPF": 0, "ENABLE_OPENDKIM": 0, "ENABLE_OPENDMARC": 0}
+from tests.support.server import NO_DNS_CHECKS, local_serve_env, write_env
 
 
 @pytest.fixture
@@ -31,14 +28,10 @@ def pg_config(tmp_path: Path, server_cert: tuple[Path, Path], database_url: str)
 
 def node_env(tmp_path: Path, server_cert: tuple[Path, Path], database_url: str, name: str,
              **extra: object) -> Path:
-    """An env file for one node: its own DATA_DIR and ports, the shared database."""
+    """An env file for one node: its own DATA_DIR and ports, the shared database; no DNS
+    (the mail-authentication checks have their own suites)."""
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
-    return write_env(folder / "postroom.env", {
-        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": folder / "data",
-        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
-        "SSL_CERT_PATH": server_cert[0], "SSL_KEY_PATH": server_cert[1],
-        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "LOG_LEVEL": "warning",
-        "STORAGE": "postgresql", "DATABASE_URL": database_url, **NO_DNS_CHECKS, **extra,
-    })
+    return write_env(folder / "postroom.env", local_serve_env(
+        folder / "data", server_cert, LOG_LEVEL="warning", STORAGE="postgresql",
+        DATABASE_URL=database_url, **NO_DNS_CHECKS, **extra))

@@ -2,7 +2,8 @@
 
 `AppThread` lets blocking clients (smtplib, poplib, imaplib, swaks) talk to a real server
 started from a Config; `ServeProcess` runs `postroom serve` exactly as a user would, for
-restart and signal tests. Both bind ephemeral ports (port 0) and report what was bound.
+restart and signal tests. Both bind ephemeral ports (port 0) and report what was bound;
+`local_serve_env` holds the settings every served test instance shares.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from postroom.app import App
 from postroom.config import Config
 from postroom.runtime import Runtime
+from tests.conftest import TEST_HOSTNAME
 from tests.support.loops import chosen_loop_factory, serve_loop_env
 from tests.support.storage import storage_settings
 
@@ -84,6 +86,23 @@ class AppThread:
 
 
 _LISTENING = re.compile(r"postroom: (\S+) listening on (\S+):(\d+)")
+
+# Inbound SPF/DKIM/DMARC would ask real DNS about the test senders: off where not tested.
+NO_DNS_CHECKS = {"ENABLE_POLICYD_SPF": 0, "ENABLE_OPENDKIM": 0, "ENABLE_OPENDMARC": 0}
+
+
+def local_serve_env(data_dir: Path, cert: tuple[Path, Path],
+                    **overrides: object) -> dict[str, object]:
+    """The settings for a `postroom serve` under test (give them to `write_env`): the test
+    hostname, `data_dir`, the TLS files `cert` (chain path, key path) and every listener on
+    127.0.0.1 port 0. `overrides` add keys or replace these (LISTEN_ADDRESS, SMTP_PORT…)."""
+    return {
+        "OVERRIDE_HOSTNAME": TEST_HOSTNAME, "DATA_DIR": data_dir,
+        "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
+        "SSL_CERT_PATH": cert[0], "SSL_KEY_PATH": cert[1],
+        "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
+        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, **overrides,
+    }
 
 
 def write_env(path: Path, values: Mapping[str, object]) -> Path:
