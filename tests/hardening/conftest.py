@@ -13,7 +13,7 @@ import pytest
 
 from postroom.accounts import service
 from tests.conftest import make_config
-from tests.support.server import AppThread
+from tests.support.server import NO_DNS_CHECKS, AppThread
 
 PASSWORD = "correct horse battery"
 USER = "user@example.test"
@@ -28,9 +28,7 @@ def start_app(tmp_path: Path, server_cert: tuple[Path, Path]) -> StartApp:
     @contextmanager
     def start(**overrides: object) -> Iterator[AppThread]:
         # Inbound SPF/DKIM/DMARC would ask real DNS about the test senders: off here.
-        values: dict[str, object] = {
-            "AUTH_FAILURE_DELAY": 0, "ENABLE_POLICYD_SPF": 0, "ENABLE_OPENDKIM": 0,
-            "ENABLE_OPENDMARC": 0, **overrides}
+        values: dict[str, object] = {"AUTH_FAILURE_DELAY": 0, **NO_DNS_CHECKS, **overrides}
         with AppThread(make_config(tmp_path, server_cert, **values)) as app:
             app.add_account(USER, PASSWORD)
             yield app
