@@ -50,7 +50,7 @@ DMS_KEYS_NOT_USED = frozenset(
         "ONE_DIR", "ACCOUNT_PROVISIONER", "POSTMASTER_ADDRESS_FROM", "SUPERVISOR_LOGLEVEL",
         "DMS_VMAIL_UID", "DMS_VMAIL_GID", "AMAVIS_LOGLEVEL", "MOVE_SPAM_TO_JUNK",
         "MARK_SPAM_AS_READ", "POSTSCREEN_ACTION", "SMTP_ONLY", "TLS_LEVEL",
-        "VIRUSMAILS_DELETE_DELAY", "POSTFIX_DAGENT", "POSTFIX_MAILBOX_SIZE_LIMIT",
+        "VIRUSMAILS_DELETE_DELAY", "POSTFIX_DAGENT",
         "POSTFIX_INET_PROTOCOLS", "DOVECOT_INET_PROTOCOLS", "ENABLE_IMAP_SPECIAL_USE",
         "UPDATE_CHECK_INTERVAL", "RSPAMD_LEARN", "SPAMASSASSIN_SPAM_TO_INBOX",
         "DOVECOT_MAILBOX_FORMAT", "POSTFIX_REJECT_UNKNOWN_CLIENT_HOSTNAME",
@@ -194,6 +194,51 @@ class Config(BaseModel):
     # Python process uses one core at most, and receiving mail is CPU-bound.
     smtp_processes: int = Field(default=1, ge=1, le=64, alias="SMTP_PROCESSES")
 
+    # -- limits on what one user controls (issue 25; docs/ARCHITECTURE.md "Limits") --------
+    # Mailbox names: UTF-8 bytes of the whole name, hierarchy levels, mailboxes per account
+    # (Dovecot's filesystem layouts stop names at 255 bytes).
+    max_mailbox_name_length: int = Field(default=255, ge=16, le=4096,
+                                         alias="MAX_MAILBOX_NAME_LENGTH")
+    max_mailbox_depth: int = Field(default=16, ge=1, le=256, alias="MAX_MAILBOX_DEPTH")
+    max_mailboxes_per_account: int = Field(default=1000, ge=10, le=1_000_000,
+                                           alias="MAX_MAILBOXES_PER_ACCOUNT")
+    # IMAP keywords: bytes of one keyword, distinct keywords in one mailbox.
+    max_keyword_length: int = Field(default=250, ge=16, le=1000, alias="MAX_KEYWORD_LENGTH")
+    max_keywords_per_mailbox: int = Field(default=200, ge=1, le=10_000,
+                                          alias="MAX_KEYWORDS_PER_MAILBOX")
+    max_messages_per_mailbox: int = Field(default=1_000_000, ge=100, le=100_000_000,
+                                          alias="MAX_MESSAGES_PER_MAILBOX")
+    # docker-mailserver's key: bytes one account may hold over all its mailboxes; 0 means
+    # no limit, as there. Unset, postroom caps an account at a generous 20 GB until the
+    # quota work (issue 17) gives per-account quotas.
+    mailbox_size_limit: int = Field(default=20_000_000_000, ge=0,
+                                    alias="POSTFIX_MAILBOX_SIZE_LIMIT")
+    # Search keys in one IMAP SEARCH program (every key and operator counts one).
+    max_search_keys: int = Field(default=256, ge=8, le=100_000, alias="MAX_SEARCH_KEYS")
+    # Deadlines that trickling bytes cannot extend (issue 25 §6). SMTPD_TIMEOUT is Postfix's
+    # name: here the whole of one command line must arrive within it, counted from our
+    # previous reply; SMTP_DATA_TIMEOUT bounds one whole DATA or BDAT body.
+    smtpd_timeout: Seconds = Field(default=300, alias="SMTPD_TIMEOUT")
+    smtp_data_timeout: Seconds = Field(default=600, alias="SMTP_DATA_TIMEOUT")
+    # IMAP: before login, the whole exchange up to a successful login; after it, one whole
+    # command line (RFC 9051 §5.4: the autologout timer is at least 30 minutes).
+    imap_login_timeout: Seconds = Field(default=60, alias="IMAP_LOGIN_TIMEOUT")
+    imap_idle_timeout: Seconds = Field(default=1800, alias="IMAP_IDLE_TIMEOUT")
+    # POP3: one whole command line (RFC 1939 §3: at least 10 minutes).
+    pop3_timeout: Seconds = Field(default=600, alias="POP3_TIMEOUT")
+
+    # -- first-hour behaviour (issue 24) ---------------------------------------------------
+    # Postfix 3.9's smtpd_forbid_bare_newline: `normalize` (a lone LF in DATA is read as
+    # CRLF; data still ends only at <CRLF>.<CRLF>), `yes` (the same, as in Postfix) or
+    # `reject` (521 5.5.2 and close). TRUSTED_NETWORKS are exempt from `reject`.
+    smtpd_forbid_bare_newline: Literal["normalize", "yes", "reject"] = Field(
+        default="normalize", alias="SMTPD_FORBID_BARE_NEWLINE")
+    # RFC 2142 abuse@ for every local domain, routed here when set.
+    abuse_address: str = Field(default="", alias="ABUSE_ADDRESS")
+    # Networks never banned for failed logins (fail2ban's ignoreip); the dev config sets
+    # loopback so the quick start cannot lock its own user out.
+    auth_ban_ignore_networks: StrList = Field(default=[], alias="AUTH_BAN_IGNORE_NETWORKS")
+
     @model_validator(mode="after")
     def _check_storage(self) -> Config:
         if self.storage == "postgresql" and not self.database_url:
@@ -226,7 +271,8 @@ class Config(BaseModel):
             _parse_host_port(item, default_port=53)
         return value
 
-    @field_validator("trusted_networks", "proxy_protocol_trusted_networks")
+    @field_validator("trusted_networks", "proxy_protocol_trusted_networks",
+                     "auth_ban_ignore_networks")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -260,6 +306,10 @@ class Config(BaseModel):
     @property
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return _parse_networks(self.trusted_networks)
+
+    @property
+    def ban_ignore_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return _parse_networks(self.auth_ban_ignore_networks)
 
     @property
     def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
