@@ -18,6 +18,10 @@ Invariants (the 100,000-message rule):
 - BODY[...] and BINARY[...] without .PEEK (and rev1 RFC822, RFC822.TEXT) set \\Seen
   unless the mailbox is read-only; FLAGS is then added to the answer (RFC 9051 §6.4.5).
 - A message expunged by someone else before we read its body is skipped, not an error.
+- Work per command is items × messages, both client-chosen (issue 25): repeated items are
+  answered once, each message's header is split into fields once however many
+  HEADER.FIELDS items name it (their name lists lower-cased once per command), and the
+  loop yields after about FETCH_SLICE_WORK items, not after a fixed number of messages.
 """
 
 from __future__ import annotations
@@ -46,9 +50,15 @@ from postroom.imap.wire.responses import (
     render_vanished,
 )
 from postroom.mail.bodystructure import body_structure
-from postroom.mail.headers import find_body_start, select_header_fields
+from postroom.mail.headers import find_body_start
 from postroom.mail.mimetree import MessageMeta, parse_message
-from postroom.mail.sections import binary_size, decode_binary, extract_section
+from postroom.mail.sections import (
+    ParsedHeader,
+    binary_size,
+    decode_binary,
+    extract_section,
+    field_names,
+)
 from postroom.store.api import FlagMode, MessageRow
 from postroom.store.blobs import BlobOpener
 from postroom.store.errors import NotFound
@@ -60,6 +70,8 @@ YIELD_EVERY = 500
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 HEADER_BATCH = 100  # messages whose headers one thread hop reads
 _HEADER_CHUNK = 8192  # most headers fit; longer ones are read on, doubling
+FETCH_SLICE_WORK = 2000  # items answered on the loop between two yields
+Wanted = frozenset[str] | None  # HEADER.FIELDS[.NOT] names, lower-cased; None otherwise
 
 
 def needs_meta(attribute: FetchAttribute) -> bool:
@@ -158,18 +170,33 @@ def _read_header_blocks(open_blob: BlobOpener, blob_ids: list[str]) -> list[byte
     return headers
 
 
-def top_header_item(header: bytes, section_text: str, fields: tuple[str, ...],
+def top_header_item(header: bytes | ParsedHeader, section_text: str, wanted: Wanted,
                     partial: tuple[int, int | None] | None) -> bytes:  # fmt: skip
     """BODY[HEADER], BODY[HEADER.FIELDS (…)], BODY[HEADER.FIELDS.NOT (…)] of the
-    message, from its header block (RFC 9051 §6.4.5), with <origin.length> applied."""
-    if section_text == "HEADER":
-        content = header
+    message, from its header block (RFC 9051 §6.4.5), with <origin.length> applied.
+    HEADER.FIELDS[.NOT] takes the header parsed (`ParsedHeader`) and `wanted`."""
+    if isinstance(header, ParsedHeader):
+        content = header.select(wanted or frozenset(), exclude=section_text.endswith(".NOT"))
     else:
-        content = select_header_fields(header, fields, exclude=section_text.endswith(".NOT"))
+        content = header
     if partial is None:
         return content
     origin, length = partial
     return content[origin:] if length is None else content[origin : origin + length]
+
+
+def wanted_names(attributes: Sequence[FetchAttribute]) -> list[Wanted]:
+    """For each attribute, its top-level HEADER.FIELDS[.NOT] names lower-cased (once per
+    command, not once per message), else None."""
+    return [_top_field_names(attribute) for attribute in attributes]
+
+
+def _top_field_names(attribute: FetchAttribute) -> Wanted:
+    if not isinstance(attribute, BodySection) or attribute.section.part:
+        return None
+    if attribute.section.text not in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return None
+    return field_names(attribute.section.fields)
 
 
 class _Message:
@@ -179,6 +206,15 @@ class _Message:
         self.ctx, self.view, self.row = ctx, view, row
         self._meta: MessageMeta | None = None
         self._raw: bytes | None = None
+        self._header: ParsedHeader | None = None
+
+    async def parsed_header(self, header_only: bool) -> ParsedHeader:
+        """The top-level header split into fields, once per message."""
+        if self._header is None:
+            meta = await self.meta()
+            raw = await self.raw(header_only=header_only)
+            self._header = ParsedHeader(raw[meta.root.header_start : meta.root.body_start])
+        return self._header
 
     async def meta(self) -> MessageMeta:
         if self._meta is None:
@@ -198,7 +234,8 @@ class _Message:
         return self._raw
 
 
-async def _item(msg: _Message, attribute: FetchAttribute, header_only: bool) -> Value:
+async def _item(msg: _Message, attribute: FetchAttribute, wanted: Wanted, header_only: bool
+                ) -> Value:  # fmt: skip
     if isinstance(attribute, SimpleAttribute):
         return await _simple_item(msg, attribute.name, header_only)
     if isinstance(attribute, BodySection):
@@ -206,6 +243,9 @@ async def _item(msg: _Message, attribute: FetchAttribute, header_only: bool) -> 
         partial = None
         if attribute.partial is not None:
             partial = (attribute.partial.offset, attribute.partial.length)
+        if wanted is not None:  # top-level HEADER.FIELDS[.NOT]: the header parsed once
+            parsed = await msg.parsed_header(header_only)
+            return top_header_item(parsed, section.text or "", wanted, partial)
         if not section.part and section.text is None:  # BODY[]: no metadata needed
             whole = await msg.raw()
             return whole if partial is None else whole[partial[0] : partial[0] + partial[1]]
@@ -260,7 +300,7 @@ async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
 
 # -- the command --------------------------------------------------------------------------------
 def _with_uid(ctx: Context, command: c.Fetch) -> list[FetchAttribute]:
-    attributes = list(command.attributes)
+    attributes = list(dict.fromkeys(command.attributes))  # each item answered once
     names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
     if "MODSEQ" in names or command.changed_since is not None:
         ctx.enable_condstore()  # RFC 7162 §3.1: CONDSTORE-enabling
@@ -302,14 +342,16 @@ async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
     if all(is_top_header(attribute) for attribute in attributes):
         await _fetch_headers(ctx, view, uids, attributes, newly_seen)
         return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
+    wanted = wanted_names(attributes)
+    per_slice = max(1, min(YIELD_EVERY, FETCH_SLICE_WORK // len(attributes)))
     for index, uid in enumerate(uids):
-        items = await _fetch_message(ctx, view, uid, attributes, header_only)
+        items = await _fetch_message(ctx, view, uid, attributes, wanted, header_only)
         if items is None:
             continue
         if uid in newly_seen:
             items += _implicit_flag_items(ctx, view, uid, names)
         await ctx.write(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
-        if index % YIELD_EVERY == YIELD_EVERY - 1:
+        if index % per_slice == per_slice - 1:
             await asyncio.sleep(0)  # a 100,000-message FETCH must not starve other sessions
     return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
 
@@ -333,9 +375,12 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
     names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
     needs_header = not all(isinstance(a, SimpleAttribute) and a.name in _ROW_ONLY
                            for a in attributes)  # fmt: skip
-    for start in range(0, len(uids), HEADER_BATCH):
+    wanted = wanted_names(attributes)
+    needs_fields = any(names_of is not None for names_of in wanted)
+    per_batch = max(1, min(HEADER_BATCH, FETCH_SLICE_WORK // len(attributes)))
+    for start in range(0, len(uids), per_batch):
         chunk, blob_ids = [], []
-        for uid in uids[start : start + HEADER_BATCH]:
+        for uid in uids[start : start + per_batch]:
             row = view.rows.get(uid)
             if row is None:
                 continue  # expunged before its row was read: nothing left to report
@@ -345,11 +390,15 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
         if needs_header:
             open_blob = await ctx.runtime.blobs.opener(blob_ids)
             headers = await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
+        else:
+            await asyncio.sleep(0)  # no thread hop yields for us
         out: list[bytes] = []
         for uid, header in zip(chunk, headers, strict=True):
             if header is None:
                 continue
-            items = [(_label(a), _header_value(ctx, view, uid, a, header)) for a in attributes]
+            parsed = ParsedHeader(header) if needs_fields else None
+            items = [(_label(a), _header_value(ctx, view, uid, a, header, parsed, names_of))
+                     for a, names_of in zip(attributes, wanted, strict=True)]  # fmt: skip
             if uid in newly_seen:
                 items += _implicit_flag_items(ctx, view, uid, names)
             out.append(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
@@ -362,13 +411,14 @@ def _label(attribute: FetchAttribute) -> str | FetchAttribute:
 
 
 def _header_value(ctx: Context, view: SelectedMailbox, uid: int, attribute: FetchAttribute,
-                  header: bytes) -> Value:  # fmt: skip
+                  header: bytes, parsed: ParsedHeader | None, wanted: Wanted
+                  ) -> Value:  # fmt: skip
     if isinstance(attribute, BodySection):
         partial = None
         if attribute.partial is not None:
             partial = (attribute.partial.offset, attribute.partial.length)
-        section = attribute.section
-        return top_header_item(header, section.text or "", section.fields, partial)
+        source = parsed if wanted is not None and parsed is not None else header
+        return top_header_item(source, attribute.section.text or "", wanted, partial)
     if isinstance(attribute, SimpleAttribute) and attribute.name == "RFC822.HEADER":
         return header
     if isinstance(attribute, SimpleAttribute):
@@ -410,7 +460,7 @@ async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], name
 
 async def _fetch_message(
     ctx: Context, view: SelectedMailbox, uid: int, attributes: list[FetchAttribute],
-    header_only: bool,
+    wanted: list[Wanted], header_only: bool,
 ) -> list[FetchItem] | None:
     row = view.rows.get(uid)
     if row is None:
@@ -418,8 +468,8 @@ async def _fetch_message(
     msg = _Message(ctx, view, row)
     items: list[FetchItem] = []
     try:
-        for attribute in attributes:
-            value = await _item(msg, attribute, header_only)
+        for attribute, names_of in zip(attributes, wanted, strict=True):
+            value = await _item(msg, attribute, names_of, header_only)
             label: str | FetchAttribute = (
                 attribute.name if isinstance(attribute, SimpleAttribute) else attribute
             )

@@ -18,6 +18,14 @@ Invariants:
   blobs never change, so an entry can be old but never wrong. A client that searches
   its mailbox again (every few minutes, for each typed letter) then costs no file reads
   and no decoding (issue 8: SEARCH TEXT was a third of the logged-in IMAP mix).
+- Cost is bounded per command (issue 25): a program of more than MAX_SEARCH_KEYS keys
+  and operators is refused with NO [LIMIT] before any work. The rest is `prepare`d
+  once (searchplan.py): repeated keys dropped, the UID/sequence sets of an AND intersected into one
+  span list (membership O(log ranges), never a set of UIDs), the flag keys of an AND
+  merged into one set test, flags upper-cased once per distinct flag set, search
+  strings case-folded once, each header split into fields once per message however
+  many header keys. Judging from rows runs on the loop in slices of SLICE_WORK key
+  tests with a yield between them; judging content runs in worker threads.
 """
 
 from __future__ import annotations
@@ -28,10 +36,19 @@ import email.utils
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.searchplan import (
+    RECENT,
+    FlagSet,
+    HeaderTest,
+    OneFlag,
+    Spans,
+    TextTest,
+    prepare,
+)
 from postroom.imap.selected import SelectedMailbox
 from postroom.imap.wire import commands as c
 from postroom.imap.wire.grammar import SequenceSet
@@ -40,21 +57,16 @@ from postroom.imap.wire.search import (
     UTF8_CHARSETS,
     AllKey,
     AndKey,
-    BodyKey,
     DateField,
     DateKey,
     DateOp,
-    FlagKey,
-    HeaderKey,
     ModSeqKey,
     NotKey,
     OrKey,
     SearchKey,
-    SequenceKey,
     SizeKey,
-    TextKey,
-    UidKey,
     WithinKey,
+    count_keys,
 )
 from postroom.mail.headers import (
     decode_words,
@@ -70,17 +82,26 @@ from postroom.store.blobs import BlobOpener
 
 HEADER_READ = 64 * 1024
 SEARCH_BATCH = 256  # messages read and judged per worker-thread call
+SLICE_WORK = 20_000  # key tests judged on the loop between two yields (~5-10 ms)
+SLICE_MESSAGES = 1000  # and at most this many messages
+
+
+_UNSET: Any = object()
 
 
 @dataclass(slots=True)
 class _Content:
-    """What header/body keys look at; None when not loaded. The case-folded texts are
-    computed at the first search that needs them and kept with the content."""
+    """What header/body keys look at; None when not loaded. The case-folded texts, the
+    header's fields by name and the sent date are computed at the first search that needs
+    them and kept with the content (so 1,000 HEADER keys parse a header once, issue 25)."""
 
     header: bytes | None = None
     body_text: str | None = None
     _folded_body: str | None = None
     _folded_header: str | None = None
+    _fields: dict[str, list[bytes]] | None = None
+    _folded_values: dict[str, tuple[str, ...]] | None = None
+    _sent: Any = _UNSET
 
     def folded_body(self) -> str:
         if self._folded_body is None:
@@ -91,6 +112,36 @@ class _Content:
         if self._folded_header is None:
             self._folded_header = _header_text(self.header or b"").casefold()
         return self._folded_header
+
+    def has_field(self, name: str) -> bool:
+        """`name` lower-cased."""
+        return name in self._raw_fields()
+
+    def folded_values(self, name: str) -> tuple[str, ...]:
+        """Unfolded, RFC 2047-decoded, case-folded values of the fields called `name`
+        (lower-cased), decoded once per name."""
+        if self._folded_values is None:
+            self._folded_values = {}
+        values = self._folded_values.get(name)
+        if values is None:
+            values = tuple(decode_words(unfold(raw)).casefold()
+                           for raw in self._raw_fields().get(name, ()))  # fmt: skip
+            self._folded_values[name] = values
+        return values
+
+    def sent_date(self) -> dt.date | None:
+        if self._sent is _UNSET:
+            self._sent = _sent_date(self.header or b"")
+        sent: dt.date | None = self._sent
+        return sent
+
+    def _raw_fields(self) -> dict[str, list[bytes]]:
+        if self._fields is None:
+            fields: dict[str, list[bytes]] = {}
+            for one in parse_header_fields(self.header or b""):
+                fields.setdefault(one.name.lower(), []).append(one.value)
+            self._fields = fields
+        return self._fields
 
     @property
     def cost(self) -> int:
@@ -135,15 +186,19 @@ CONTENT_CACHE = ContentCache(max_chars=64 * 1024 * 1024)
 class _Evaluator:
     view: SelectedMailbox
     now: dt.datetime
-    sets: dict[SearchKey, frozenset[int]]
+    upper_flags: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
 
     def judge(self, key: SearchKey, row: MessageRow, content: _Content) -> bool | None:
-        """True/False, or None when the answer needs content not loaded yet."""
+        """True/False, or None when the answer needs content not loaded yet. Runs on a
+        prepared program (`prepare`)."""
         if isinstance(key, AndKey):
-            results = [self.judge(part, row, content) for part in key.keys]
-            if False in results:
-                return False
-            return None if None in results else True
+            is_unknown = False
+            for part in key.keys:
+                verdict = self.judge(part, row, content)
+                if verdict is False:
+                    return False
+                is_unknown = is_unknown or verdict is None
+            return None if is_unknown else True
         if isinstance(key, OrKey):
             left = self.judge(key.left, row, content)
             if left is True:
@@ -158,14 +213,17 @@ class _Evaluator:
         return self._leaf(key, row, content)
 
     def _leaf(self, key: SearchKey, row: MessageRow, content: _Content) -> bool | None:
+        if isinstance(key, OneFlag):
+            return self._has_flag(row, key.upper) == key.is_set
+        if isinstance(key, Spans):
+            return key.has(row.uid)
+        if isinstance(key, FlagSet):
+            flags = self._upper(row.flags)
+            return key.required <= flags and key.forbidden.isdisjoint(flags)
         if isinstance(key, AllKey):
             return True
-        if isinstance(key, FlagKey):
-            return self._has_flag(row, key.flag) == key.is_set
         if isinstance(key, SizeKey):
             return row.size > key.size if key.is_larger else row.size < key.size
-        if isinstance(key, SequenceKey | UidKey):
-            return row.uid in self.sets[key]
         if isinstance(key, ModSeqKey):
             return row.modseq >= key.modseq
         if isinstance(key, WithinKey):
@@ -175,34 +233,33 @@ class _Evaluator:
             return _compare_date(row.internal_date.date(), key)
         return self._content_leaf(key, content)
 
-    def _has_flag(self, row: MessageRow, flag: str) -> bool:
-        if flag == "\\Recent":
+    def _has_flag(self, row: MessageRow, upper: str) -> bool:
+        if upper == RECENT:
             return row.uid in self.view.recent
-        wanted = flag.upper()
-        return any(have.upper() == wanted for have in row.flags)
+        return upper in self._upper(row.flags)
+
+    def _upper(self, flags: frozenset[str]) -> frozenset[str]:
+        upper = self.upper_flags.get(flags)
+        if upper is None:  # once per distinct flag set, not once per key and message
+            upper = self.upper_flags[flags] = frozenset(flag.upper() for flag in flags)
+        return upper
 
     def _content_leaf(self, key: SearchKey, content: _Content) -> bool | None:
-        header = content.header
-        if isinstance(key, HeaderKey):
-            if header is None:
-                return None
-            values = header_values(header, key.field)
-            if not key.value:
-                return bool(values)
-            wanted = key.value.casefold()
-            return any(wanted in decode_words(value).casefold() for value in values)
+        if content.header is None:
+            return None
+        if isinstance(key, HeaderTest):
+            if not key.folded:
+                return content.has_field(key.name)
+            return any(key.folded in value for value in content.folded_values(key.name))
         if isinstance(key, DateKey):
-            if header is None:
-                return None
-            sent = _sent_date(header)
+            sent = content.sent_date()
             return sent is not None and _compare_date(sent, key)
-        if isinstance(key, BodyKey | TextKey):
-            if content.body_text is None or header is None:
+        if isinstance(key, TextTest):
+            if content.body_text is None:
                 return None
-            wanted = key.text.casefold()
-            if wanted in content.folded_body():
+            if key.folded in content.folded_body():
                 return True
-            return isinstance(key, TextKey) and wanted in content.folded_header()
+            return key.is_header_too and key.folded in content.folded_header()
         raise TypeError(f"unknown search key {key!r}")
 
 
@@ -225,8 +282,8 @@ def _sent_date(header: bytes) -> dt.date | None:
 
 
 def _header_text(header: bytes) -> str:
-    return "\n".join(f"{field.name}: {decode_words(unfold(field.value))}"
-                     for field in parse_header_fields(header))  # fmt: skip
+    return "\n".join(f"{one.name}: {decode_words(unfold(one.value))}"
+                     for one in parse_header_fields(header))  # fmt: skip
 
 
 def _walk(key: SearchKey) -> Iterator[SearchKey]:
@@ -242,7 +299,7 @@ def _walk(key: SearchKey) -> Iterator[SearchKey]:
 
 
 # Keys judged from what the view keeps for every message (UID, flags, MODSEQ).
-_ROW_FREE_KEYS = (AndKey, OrKey, NotKey, AllKey, FlagKey, SequenceKey, UidKey, ModSeqKey)
+_ROW_FREE_KEYS = (AndKey, OrKey, NotKey, AllKey, OneFlag, FlagSet, Spans, ModSeqKey)
 _NO_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -260,16 +317,11 @@ def _flags_only_row(view: SelectedMailbox, uid: int) -> MessageRow | None:
 
 
 def _needs_body(key: SearchKey) -> bool:
-    return any(isinstance(node, BodyKey | TextKey) for node in _walk(key))
+    return any(isinstance(node, TextTest) for node in _walk(key))
 
 
-def _resolve_sets(view: SelectedMailbox, key: SearchKey) -> dict[SearchKey, frozenset[int]]:
-    sets: dict[SearchKey, frozenset[int]] = {}
-    for node in _walk(key):
-        if isinstance(node, SequenceKey | UidKey):
-            is_uid = isinstance(node, UidKey)
-            sets[node] = frozenset(view.resolve(node.sequence_set, is_uid=is_uid))
-    return sets
+def _size(key: SearchKey) -> int:
+    return sum(1 for _ in _walk(key))
 
 
 # -- loading content ----------------------------------------------------------------------------
@@ -345,32 +397,37 @@ async def _get_metas(store: Store, mailbox_id: int, uids: list[int]) -> dict[int
     return metas
 
 
-async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey) -> list[int]:
-    """UIDs of the messages matching `key`, ascending."""
-    evaluator = _Evaluator(view, dt.datetime.now(dt.UTC), _resolve_sets(view, key))
-    with_body = _needs_body(key)
+async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey, *,
+                   normalise: bool = True) -> list[int]:  # fmt: skip
+    """UIDs of the messages matching `key`, ascending. Judging from the rows runs on
+    the loop in slices of about SLICE_WORK key tests, yielding between them: a program
+    of n keys over m messages never holds the loop for more than one slice (issue 25)."""
+    program = prepare(view, key, normalise=normalise)
+    evaluator = _Evaluator(view, dt.datetime.now(dt.UTC))
+    with_body = _needs_body(program)
+    per_slice = max(1, min(SLICE_MESSAGES, SLICE_WORK // _size(program)))
     found: list[int] = []
     batch: list[MessageRow] = []
     empty = _Content()
-    needs_rows = _needs_rows(key)
+    needs_rows = _needs_rows(program)
     if needs_rows:
         await view.load_rows(ctx.runtime.store, view.uids)  # once per view: then cached
     for index, uid in enumerate(list(view.uids)):
-        if index % 1000 == 999:
+        if index % per_slice == per_slice - 1:
             await asyncio.sleep(0)  # let other sessions run during a long search
         row = view.rows.get(uid) if needs_rows else _flags_only_row(view, uid)
         if row is None or uid in view.pending_expunge:
             continue  # expunged elsewhere: its number stays until EXPUNGE, it matches nothing
-        verdict = evaluator.judge(key, row, empty)
+        verdict = evaluator.judge(program, row, empty)
         if verdict is None:  # needs the message itself: judged in batches off the loop
             batch.append(row)
         elif verdict:
             found.append(uid)
         if len(batch) >= SEARCH_BATCH:
-            found += await _judge_batch(ctx, evaluator, key, batch, with_body)
+            found += await _judge_batch(ctx, evaluator, program, batch, with_body)
             batch = []
     if batch:
-        found += await _judge_batch(ctx, evaluator, key, batch, with_body)
+        found += await _judge_batch(ctx, evaluator, program, batch, with_body)
     return sorted(found)
 
 
@@ -381,6 +438,11 @@ async def handle_search(ctx: Context, command: c.Search) -> Done:
     if command.charset is not None and command.charset not in UTF8_CHARSETS:
         # RFC 9051 §6.4.4: NO [BADCHARSET (supported charsets)].
         return Done("unsupported charset", "BADCHARSET", (["UTF-8", "US-ASCII"],), status="NO")
+    limit = ctx.runtime.config.max_search_keys
+    if count_keys(command.criteria) > limit:
+        # RFC 9051 §7.1: LIMIT is a well-formed request over an implementation limit (NO);
+        # BAD would tell the client its syntax was wrong.
+        return Done(f"more than {limit} search keys", "LIMIT", status="NO")
     uids = await evaluate(ctx, view, key=command.criteria)
     modseq = None
     if any(isinstance(node, ModSeqKey) for node in _walk(command.criteria)):

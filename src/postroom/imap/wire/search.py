@@ -2,8 +2,18 @@
 
 Owns: the `SearchKey` node types and `parse_search_criteria(lx, charset=...)`.
 
+Also owns `count_keys` (what MAX_SEARCH_KEYS counts) and `normalise_criteria` (the
+program with repeated keys gone, issue 25), both pure functions over any tree.
+
 Invariants:
 - The tree is pure data; evaluating it against messages is the command layer's job.
+- Parsing is linear in the command's length; the framer bounds a command's text (64 KiB
+  without its literals), so a program has at most ~32,000 keys and ~32,000 sequence
+  ranges however it is written. How many keys are *evaluated* is the handler's limit.
+- `normalise_criteria` never changes which messages match: it flattens nested ANDs and
+  ORs, drops repeated operands, cancels NOT NOT and folds NOT into flag keys. Equality
+  of nodes is dataclass equality, so it works on any leaf types (the command layer
+  runs it again over its prepared leaves).
 - A criteria list of several keys becomes `AndKey`; rev1 shorthands expand to the same
   nodes (NEW = RECENT UNSEEN, OLD = NOT RECENT, UNSEEN = FlagKey("\\Seen", False)).
 - BCC/CC/FROM/SUBJECT/TO are `HeaderKey` with the canonical field name.
@@ -281,3 +291,75 @@ def parse_search_criteria(lx: Lexer, *, charset: str | None = None) -> SearchKey
         lx.expect_sp()
         keys.append(parser.key(0))
     return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+
+
+# -- size and normal form ---------------------------------------------------------------------
+def count_keys(key: SearchKey) -> int:
+    """Keys and operators in a program as parsed: every leaf, NOT, OR and parenthesised
+    list counts one; the implicit conjunction of the top-level keys does not (so
+    `SEARCH SEEN` is 1, `SEARCH SEEN SEEN` 2, `NEW` = (RECENT UNSEEN) 3)."""
+    if isinstance(key, AndKey):
+        return sum(_count(part) for part in key.keys)
+    return _count(key)
+
+
+def _count(key: SearchKey) -> int:
+    if isinstance(key, AndKey):
+        return 1 + sum(_count(part) for part in key.keys)
+    if isinstance(key, OrKey):
+        return 1 + _count(key.left) + _count(key.right)
+    if isinstance(key, NotKey):
+        return 1 + _count(key.key)
+    return 1
+
+
+def normalise_criteria(key: SearchKey) -> SearchKey:
+    """The same program without repetition (see the module invariants): `SEEN SEEN …`
+    becomes `SEEN`, `OR a OR a a` becomes `a`, `NOT NOT a` becomes `a`, and a long
+    disjunction is rebuilt as a balanced tree (depth log2 n, not n)."""
+    if isinstance(key, AndKey):
+        parts: dict[SearchKey, None] = {}
+        for part in key.keys:
+            normal = normalise_criteria(part)
+            for leaf in normal.keys if isinstance(normal, AndKey) else (normal,):
+                parts[leaf] = None
+        if len(parts) > 1:
+            parts.pop(AllKey(), None)  # ALL is the identity of AND
+        return _conjunction(tuple(parts))
+    if isinstance(key, OrKey):
+        options: dict[SearchKey, None] = {}
+        _collect_or(key, options)
+        if AllKey() in options:
+            return AllKey()
+        return _balanced_or(tuple(options))
+    if isinstance(key, NotKey):
+        inner = normalise_criteria(key.key)
+        if isinstance(inner, NotKey):
+            return inner.key
+        if isinstance(inner, FlagKey):
+            return FlagKey(inner.flag, not inner.is_set)
+        return NotKey(inner)
+    return key
+
+
+def _conjunction(parts: tuple[SearchKey, ...]) -> SearchKey:
+    return parts[0] if len(parts) == 1 else AndKey(parts)
+
+
+def _collect_or(key: SearchKey, into: dict[SearchKey, None]) -> None:
+    if isinstance(key, OrKey):
+        _collect_or(key.left, into)
+        _collect_or(key.right, into)
+        return
+    normal = normalise_criteria(key)
+    if isinstance(normal, OrKey):  # e.g. NOT NOT (OR a b)
+        _collect_or(normal, into)
+    else:
+        into[normal] = None
+
+
+def _balanced_or(options: tuple[SearchKey, ...]) -> SearchKey:
+    if len(options) == 1:
+        return options[0]
+    middle = len(options) // 2
+    return OrKey(_balanced_or(options[:middle]), _balanced_or(options[middle:]))
