@@ -28,6 +28,10 @@ Decisions and invariants:
 - Dry run: the same plan is computed against the store's current state and reported with
   the same counts, but nothing is written (no store row, blob or key file).
 - Bad lines are reported with `file:line` and skipped; the import never stops for one.
+- Limits (issue 25, `MailboxLimits`): a folder whose name is too long or too deep is
+  reported and left out with its messages (accounts/maildir.py); once an account holds
+  MAX_MAILBOXES_PER_ACCOUNT mailboxes, each further folder is reported and left out, and
+  once it holds as many subscriptions, further subscriptions are reported and not made.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postroom.accounts.mailboxlimits import MailboxLimits
 from postroom.accounts.maildir import (
     MaildirFolder,
     MaildirMessage,
     normalise_line_ends,
     read_maildir,
 )
-from postroom.errors import BadSyntax
+from postroom.errors import BadSyntax, Refused
 from postroom.mail.address import normalize_domain, parse_address, parse_alias_source
 from postroom.mail.mimetree import message_meta
 from postroom.mailauth.keys import key_algorithm, key_paths, write_key
@@ -325,6 +330,14 @@ def _read_if_present(path: Path) -> bytes | None:
 # -- applying --------------------------------------------------------------------------------
 
 @dataclass(slots=True)
+class _Room:
+    """How many mailboxes and subscriptions an account holds, counted as folders come."""
+
+    mailboxes: int
+    subscriptions: int
+
+
+@dataclass(slots=True)
 class Importer:
     """Applies what the source holds to `store` (or only counts it, in a dry run)."""
 
@@ -333,6 +346,7 @@ class Importer:
     blobs: BlobStore
     keys_dir: Path
     report: ImportReport
+    limits: MailboxLimits = field(default_factory=MailboxLimits)
 
     @property
     def is_dry_run(self) -> bool:
@@ -358,33 +372,61 @@ class Importer:
                 created = await self.store.create_account(account.address, account.password_hash)
                 account_id = created.id
         local, _, domain = account.address.partition("@")
-        maildir = await asyncio.to_thread(read_maildir, self.source / "mail-data" / domain /
-                                          local, f"mail-data/{domain}/{local}", self.report.skip)
+        maildir = await asyncio.to_thread(
+            read_maildir, self.source / "mail-data" / domain / local,
+            f"mail-data/{domain}/{local}", self.report.skip, self.limits)
         if maildir is not None:
             await self.import_folders(account_id, *maildir)
 
     async def import_folders(self, account_id: int | None, folders: list[MaildirFolder],
                              subscribed: set[str] | None) -> None:
+        room = await self.room(account_id)
         for folder in folders:
-            mailbox = await self.folder_mailbox(account_id, folder, subscribed)
+            try:
+                mailbox = await self.folder_mailbox(account_id, folder, subscribed, room)
+            except Refused as refusal:  # a limit: this folder only, the import goes on
+                self.report.skip(folder.where, f"folder not imported, nor its "
+                                 f"{len(folder.messages)} messages: {refusal}")
+                continue
             await self.import_messages(mailbox, folder)
 
+    async def room(self, account_id: int | None) -> _Room:
+        """What the account holds now (a new account: the default set, all subscribed)."""
+        if account_id is None:
+            return _Room(len(DEFAULT_MAILBOXES), len(DEFAULT_MAILBOXES))
+        return _Room(len(await self.store.list_mailboxes(account_id)),
+                     len(await self.store.list_subscriptions(account_id)))  # fmt: skip
+
     async def folder_mailbox(self, account_id: int | None, folder: MaildirFolder,
-                             subscribed: set[str] | None) -> Mailbox | None:
-        """The folder's mailbox, created if needed (None in a dry run when it would be)."""
+                             subscribed: set[str] | None, room: _Room) -> Mailbox | None:
+        """The folder's mailbox, created if needed (None in a dry run when it would be).
+        Raises Refused when the account has no room for one more mailbox."""
         mailbox = await self.store.get_mailbox(account_id, folder.name) if account_id else None
         is_default = folder.name in {name for name, _ in DEFAULT_MAILBOXES}
         if mailbox is not None or (account_id is None and is_default):
             self.report.folders.present += 1  # a new account comes with the default set
             return mailbox
+        if room.mailboxes >= self.limits.mailboxes:
+            raise Refused(f"the account holds {room.mailboxes} mailboxes, the limit "
+                          "(MAX_MAILBOXES_PER_ACCOUNT)", code="LIMIT")  # fmt: skip
+        room.mailboxes += 1
         self.report.folders.new += 1
         if self.is_dry_run or account_id is None:
             return None
         mailbox = await self.store.create_mailbox(account_id, folder.name,
                                                   SPECIAL_FOLDERS.get(folder.name))
         if subscribed is None or folder.name in subscribed:
-            await self.store.set_subscribed(account_id, folder.name, True)
+            await self.subscribe(account_id, folder, room)
         return mailbox
+
+    async def subscribe(self, account_id: int, folder: MaildirFolder, room: _Room) -> None:
+        if room.subscriptions >= self.limits.mailboxes:
+            self.report.skip(folder.where, f"not subscribed: the account holds "
+                             f"{room.subscriptions} subscriptions, the limit "
+                             "(MAX_MAILBOXES_PER_ACCOUNT)")  # fmt: skip
+            return
+        await self.store.set_subscribed(account_id, folder.name, True)
+        room.subscriptions += 1
 
     async def import_messages(self, mailbox: Mailbox | None, folder: MaildirFolder) -> None:
         done = await self.store.imported_keys(mailbox.id) if mailbox else set()
@@ -479,9 +521,13 @@ class Importer:
 
 
 async def import_docker_mailserver(source: Path, store: Store, blobs: BlobStore,
-                                   keys_dir: Path, *, dry_run: bool = False) -> ImportReport:
-    """Import everything under `source` (docker-mailserver's `docker-data/dms`)."""
-    importer = Importer(source, store, blobs, keys_dir, ImportReport(is_dry_run=dry_run))
+                                   keys_dir: Path, *, dry_run: bool = False,
+                                   limits: MailboxLimits | None = None) -> ImportReport:
+    """Import everything under `source` (docker-mailserver's `docker-data/dms`);
+    `limits`: the server's mailbox limits (`MailboxLimits.from_config`), default ones
+    when not given."""
+    importer = Importer(source, store, blobs, keys_dir, ImportReport(is_dry_run=dry_run),
+                        limits or MailboxLimits())
     return await importer.run()
 
 

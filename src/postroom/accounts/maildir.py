@@ -12,6 +12,8 @@ tree (`read_maildir`) is blocking file I/O: callers on the event loop use a thre
 Invariants: every parser here accepts any text and raises only BadSyntax; each renderer's
 output parses back to what was rendered (tests/dms_import/test_maildir_format.py); a
 problem inside a tree is passed to the caller's `note(where, reason)` and never stops it.
+A folder whose name goes past the mailbox-name limits (issue 25: MAX_MAILBOX_NAME_LENGTH
+UTF-8 bytes, MAX_MAILBOX_DEPTH levels) is noted and left out, its messages too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from postroom.accounts.mailboxlimits import MailboxLimits, name_problem
 from postroom.errors import BadSyntax
 from postroom.imap.wire.utf7 import Utf7Error, decode_utf7, encode_utf7
 from postroom.store.api import Mailbox, MessageRow
@@ -205,8 +208,11 @@ def scan_folder(path: Path, name: str, where: str, note: Note) -> MaildirFolder:
     return MaildirFolder(name, where, tuple(messages), uidlist)
 
 
-def scan_maildir(root: Path, where: str, note: Note) -> list[MaildirFolder]:
-    """INBOX (the root) and every `.A.B` folder, plus any missing parent levels."""
+def scan_maildir(root: Path, where: str, note: Note,
+                 limits: MailboxLimits | None = None) -> list[MaildirFolder]:
+    """INBOX (the root) and every `.A.B` folder within `limits`, plus any missing parent
+    levels (shorter and shallower than a folder within the limits, so within them too)."""
+    limits = limits or MailboxLimits()
     folders = {INBOX: scan_folder(root, INBOX, where, note)}
     for entry in sorted(root.iterdir()):
         if not (entry.name.startswith(".") and entry.is_dir()) or entry.name in {".", ".."}:
@@ -219,6 +225,9 @@ def scan_maildir(root: Path, where: str, note: Note) -> list[MaildirFolder]:
         if name.upper() == INBOX or name.upper().startswith(INBOX + SEPARATOR):
             note(f"{where}/{entry.name}", "a folder named INBOX under INBOX")
             continue
+        if (problem := name_problem(name, limits)) is not None:
+            note(f"{where}/{entry.name}", f"folder not imported, nor its messages: {problem}")
+            continue
         folders[name] = scan_folder(entry, name, f"{where}/{entry.name}", note)
     for name in list(folders):
         levels = name.split(SEPARATOR)
@@ -230,17 +239,18 @@ def scan_maildir(root: Path, where: str, note: Note) -> list[MaildirFolder]:
     return [folders[name] for name in sorted(folders, key=lambda n: (n != INBOX, n))]
 
 
-def read_maildir(root: Path, where: str, note: Note
+def read_maildir(root: Path, where: str, note: Note, limits: MailboxLimits | None = None
                  ) -> tuple[list[MaildirFolder], set[str] | None] | None:
     """(folders, subscribed names or None when there is no subscriptions file); None when
-    there is no Maildir at `root` or it cannot be read (noted)."""
+    there is no Maildir at `root` or it cannot be read (noted). Folders past `limits`
+    (default: MailboxLimits()) are noted and left out."""
     if not root.is_dir():
         return None
     subscriptions = root / "subscriptions"
     try:
         subscribed = parse_subscriptions(subscriptions.read_text("utf-8", "replace")) \
             if subscriptions.is_file() else None
-        return scan_maildir(root, where, note), subscribed
+        return scan_maildir(root, where, note, limits), subscribed
     except OSError as error:  # e.g. Dovecot's 0700 folders owned by uid 5000, read as another user
         note(where, f"Maildir not imported: {error.strerror or error}: {error.filename or ''}")
         return None

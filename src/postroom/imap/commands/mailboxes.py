@@ -2,8 +2,8 @@
 RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE, RFC 3348 CHILDREN).
 
 Owns mailbox-name semantics on top of the store: the hierarchy delimiter "/", LIST
-pattern matching (`*` crosses levels, `%` does not), the attributes a LIST line carries,
-and STATUS items.
+pattern matching (`*` crosses levels, `%` does not; imap/wire/patterns.py), the
+attributes a LIST line carries, STATUS items, and the limits of issue 25.
 
 Invariants:
 - Every LIST line carries \\HasChildren or \\HasNoChildren and the special-use attribute
@@ -13,24 +13,38 @@ Invariants:
   when a `%` pattern stops at its level (RFC 9051 §6.3.9, RFC 5258 §3).
 - DELETE refuses a mailbox with children (NO [HASCHILDREN], RFC 9051 §7.1): postroom
   keeps no message-less \\Noselect placeholders.
+- Limits (NO [LIMIT], RFC 9051 §7.1): a name created, renamed to (each moved child's new
+  name too) or subscribed keeps MAX_MAILBOX_NAME_LENGTH (UTF-8 bytes of the full name)
+  and MAX_MAILBOX_DEPTH; an account holds at most MAX_MAILBOXES_PER_ACCOUNT mailboxes
+  (parents CREATE makes count) and as many subscriptions. Names already stored past the
+  limits (older data) can still be listed, selected, renamed shorter and deleted. Two
+  concurrent CREATEs may each pass the count check: the limit can be passed by the
+  number of sessions racing, never by a loop.
+- LIST is O(total length of the names + n log n): parents come from one walk up each
+  name that stops at the first parent already seen, matching never backtracks, the
+  pattern is capped (MAX_PATTERN_BYTES, MAX_PATTERN_WILDCARDS), and the loop yields to
+  other sessions every LIST_BATCH names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import re
 from collections.abc import Iterable
 
+from postroom.accounts.mailboxlimits import MailboxLimits, name_problem
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.selected import count_unclaimed
 from postroom.imap.wire import commands as c
 from postroom.imap.wire.connection import ConnectionState
+from postroom.imap.wire.patterns import MailboxPattern, pattern_problem
 from postroom.imap.wire.responses import Value, render_list, render_status
 from postroom.store.api import Mailbox, SpecialUse
 from postroom.store.errors import AlreadyExists
 
 SEPARATOR = "/"
+LIST_BATCH = 200  # names matched between two yields to the event loop
 _SPECIAL_USES = {use.value.upper(): use for use in SpecialUse}
 
 
@@ -39,7 +53,24 @@ def _clean_name(name: str) -> str:
     name = name.rstrip(SEPARATOR) if name != SEPARATOR else name
     if not name or any(not level for level in name.split(SEPARATOR)):
         raise Refused(f"invalid mailbox name {name!r}", code="CANNOT")
-    return "INBOX" if name.upper() == "INBOX" else name
+    return "INBOX" if name.isascii() and name.upper() == "INBOX" else name
+
+
+def _limits(ctx: Context) -> MailboxLimits:
+    return MailboxLimits.from_config(ctx.runtime.config)
+
+
+def _check_name(ctx: Context, name: str) -> None:
+    problem = name_problem(name, _limits(ctx))
+    if problem is not None:
+        raise Refused(problem, code="LIMIT")
+
+
+def _check_room(ctx: Context, present: int, adding: int) -> None:
+    limit = _limits(ctx).mailboxes
+    if adding and present + adding > limit:
+        raise Refused(f"at most {limit} mailboxes per account (MAX_MAILBOXES_PER_ACCOUNT)",
+                      code="LIMIT")  # fmt: skip
 
 
 async def _existing(ctx: Context, name: str) -> Mailbox:
@@ -49,15 +80,17 @@ async def _existing(ctx: Context, name: str) -> Mailbox:
     return mailbox
 
 
-async def _create_parents(ctx: Context, name: str) -> None:
-    """RFC 9051 §6.3.4: create superior names needed for `name` to exist."""
+def _missing_parents(name: str, present: set[str]) -> list[str]:
+    """RFC 9051 §6.3.4: superior names that must be created for `name` to exist."""
     levels = name.split(SEPARATOR)
-    store = ctx.runtime.store
-    for depth in range(1, len(levels)):
-        parent = SEPARATOR.join(levels[:depth])
-        if await store.get_mailbox(ctx.account_id, parent) is None:
-            with contextlib.suppress(AlreadyExists):  # another session was quicker
-                await store.create_mailbox(ctx.account_id, parent)
+    parents = (SEPARATOR.join(levels[:depth]) for depth in range(1, len(levels)))
+    return [parent for parent in parents if parent not in present]
+
+
+async def _create_parents(ctx: Context, parents: list[str]) -> None:
+    for parent in parents:
+        with contextlib.suppress(AlreadyExists):  # another session was quicker
+            await ctx.runtime.store.create_mailbox(ctx.account_id, parent)
 
 
 def _special_use(uses: tuple[str, ...]) -> SpecialUse | None:
@@ -68,19 +101,29 @@ def _special_use(uses: tuple[str, ...]) -> SpecialUse | None:
     return _SPECIAL_USES[uses[0].upper()]
 
 
+async def _names(ctx: Context) -> set[str]:
+    return {box.name for box in await ctx.runtime.store.list_mailboxes(ctx.account_id)}
+
+
 async def handle_create(ctx: Context, command: c.Create) -> Done:
     name = _clean_name(command.mailbox)
     use = _special_use(command.special_use)
     if name == "INBOX":
         raise Refused("INBOX always exists", code="ALREADYEXISTS")
-    await _create_parents(ctx, name)
+    _check_name(ctx, name)  # before anything is created: parents are shorter and shallower
+    present = await _names(ctx)
+    if name in present:
+        raise AlreadyExists(f"mailbox {name} already exists")
+    parents = _missing_parents(name, present)
+    _check_room(ctx, len(present), len(parents) + 1)
+    await _create_parents(ctx, parents)
     await ctx.runtime.store.create_mailbox(ctx.account_id, name, use)
     return Done("CREATE completed")
 
 
 async def handle_delete(ctx: Context, command: c.Delete) -> Done:
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
-    names = [box.name for box in await ctx.runtime.store.list_mailboxes(ctx.account_id)]
+    names = await _names(ctx)
     if any(name.startswith(mailbox.name + SEPARATOR) for name in names):
         raise Refused("delete the mailboxes inside it first", code="HASCHILDREN")
     await ctx.runtime.store.delete_mailbox(mailbox.id)
@@ -90,12 +133,27 @@ async def handle_delete(ctx: Context, command: c.Delete) -> Done:
     return Done("DELETE completed")
 
 
+def _check_moved_children(ctx: Context, old: str, new: str, present: Iterable[str]) -> None:
+    """RENAME moves the inferiors too: each one's new name must keep the limits."""
+    prefix = old + SEPARATOR
+    for name in present:
+        if name.startswith(prefix):
+            _check_name(ctx, new + name[len(old):])
+
+
 async def handle_rename(ctx: Context, command: c.Rename) -> Done:
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
     new_name = _clean_name(command.new_name)
-    if new_name == "INBOX" or await ctx.runtime.store.get_mailbox(ctx.account_id, new_name):
+    present = await _names(ctx)
+    if new_name == "INBOX" or new_name in present:
         raise Refused(f"{new_name} already exists", code="ALREADYEXISTS")
-    await _create_parents(ctx, new_name)
+    _check_name(ctx, new_name)
+    if mailbox.name != "INBOX":  # RFC 9051 §6.3.5: renaming INBOX moves no inferiors
+        _check_moved_children(ctx, mailbox.name, new_name, present)
+    parents = _missing_parents(new_name, present)
+    # Renaming INBOX makes a new mailbox and leaves INBOX in place.
+    _check_room(ctx, len(present), len(parents) + (mailbox.name == "INBOX"))
+    await _create_parents(ctx, parents)
     await ctx.runtime.store.rename_mailbox(mailbox.id, new_name)
     return Done("RENAME completed")
 
@@ -103,43 +161,59 @@ async def handle_rename(ctx: Context, command: c.Rename) -> Done:
 async def handle_subscribe(ctx: Context, command: c.Subscribe | c.Unsubscribe) -> Done:
     is_subscribe = isinstance(command, c.Subscribe)
     name = _clean_name(command.mailbox)
-    await ctx.runtime.store.set_subscribed(ctx.account_id, name, is_subscribe)
+    store = ctx.runtime.store
+    if is_subscribe:
+        # Subscriptions outlive mailboxes (RFC 9051 §6.3.7), so they are limited on
+        # their own: same name rules, same count as mailboxes.
+        _check_name(ctx, name)
+        subscribed = await store.list_subscriptions(ctx.account_id)
+        limit = _limits(ctx).mailboxes
+        if len(subscribed) >= limit and name not in subscribed:
+            raise Refused(f"at most {limit} subscriptions per account"
+                          " (MAX_MAILBOXES_PER_ACCOUNT)", code="LIMIT")  # fmt: skip
+    await store.set_subscribed(ctx.account_id, name, is_subscribe)
     return Done(f"{'SUBSCRIBE' if is_subscribe else 'UNSUBSCRIBE'} completed")
 
 
 # -- LIST ------------------------------------------------------------------------------------
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """RFC 9051 §6.3.9: reference and pattern joined; `*` any, `%` any but the delimiter."""
-    full = reference + pattern
-    pieces = []
-    for char in full:
-        if char == "*":
-            pieces.append(".*")
-        elif char == "%":
-            pieces.append("[^/]*")
-        else:
-            pieces.append(re.escape(char))
-    if full.upper().startswith("INBOX"):  # INBOX is case-insensitive, its children are not
-        pieces[:5] = ["(?i:INBOX)"]
-    return re.compile("".join(pieces) + r"\Z", re.DOTALL)
+def compile_patterns(ctx: Context, reference: str, patterns: Iterable[str]
+                     ) -> list[MailboxPattern]:  # fmt: skip
+    """RFC 9051 §6.3.9 patterns, refused (NO [LIMIT]) past the pattern caps."""
+    compiled = []
+    for pattern in patterns:
+        problem = pattern_problem(reference, pattern,
+                                  name_limit=_limits(ctx).name_length)  # fmt: skip
+        if problem is not None:
+            raise Refused(problem, code="LIMIT")
+        compiled.append(MailboxPattern.compile(reference, pattern))
+    return compiled
 
 
 def _parents(names: Iterable[str]) -> set[str]:
-    found = set()
+    """Every proper superior of every name. A walk up a name stops at the first parent
+    already found (its own superiors are in already), so a name costs one slice of itself
+    plus one per parent never seen before: linear in the names' total length (and in the
+    parents produced), however deep they are, where joining every prefix of every name
+    was cubic in the depth of a chain."""
+    found: set[str] = set()
     for name in names:
-        levels = name.split(SEPARATOR)
-        for depth in range(1, len(levels)):
-            found.add(SEPARATOR.join(levels[:depth]))
+        end = name.rfind(SEPARATOR)
+        while end > 0:
+            parent = name[:end]
+            if parent in found:
+                break
+            found.add(parent)
+            end = name.rfind(SEPARATOR, 0, end)
     return found
 
 
-def _matches(patterns: list[re.Pattern[str]], name: str) -> bool:
-    return any(pattern.match(name) for pattern in patterns)
+def _matches(patterns: list[MailboxPattern], name: str) -> bool:
+    return any(pattern.matches(name) for pattern in patterns)
 
 
-def _percent_patterns(command: c.List) -> list[re.Pattern[str]]:
+def _percent_patterns(command: c.List) -> list[MailboxPattern]:
     """RFC 3501 §6.3.8: only a pattern ending in `%` lists levels that do not exist."""
-    return [pattern_regex(command.reference, pattern)
+    return [MailboxPattern.compile(command.reference, pattern)
             for pattern in command.patterns if pattern.endswith("%")]  # fmt: skip
 
 
@@ -170,15 +244,20 @@ def _attributes(listing: _Listing, name: str, command: c.List) -> list[str]:
     return attributes
 
 
+def _list_order(names: Iterable[str]) -> list[str]:
+    """INBOX first, then sorted."""
+    return sorted(names, key=lambda name: (name != "INBOX", name))
+
+
 def _candidates(listing: _Listing, command: c.List) -> list[str]:
-    """Names to consider, in LIST order: INBOX first, then sorted."""
+    """Names to consider, in LIST order."""
     if "SUBSCRIBED" in command.selection:
         names = set(listing.subscribed)
         if "RECURSIVEMATCH" in command.selection:
             names |= listing.subscribed_parents
     else:
         names = set(listing.mailboxes) | listing.parents
-    return sorted(names, key=lambda name: (name != "INBOX", name))
+    return _list_order(names)
 
 
 def _is_selected_by(listing: _Listing, name: str, command: c.List) -> bool:
@@ -191,17 +270,23 @@ def _is_selected_by(listing: _Listing, name: str, command: c.List) -> bool:
     return box is not None or name in listing.parents
 
 
+async def _read_listing(ctx: Context) -> _Listing:
+    store = ctx.runtime.store
+    return _Listing(await store.list_mailboxes(ctx.account_id),
+                    await store.list_subscriptions(ctx.account_id))  # fmt: skip
+
+
 async def handle_list(ctx: Context, command: c.List) -> Done:
     if command.patterns == ("",):
         # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and root.
         await ctx.write(render_list(["\\Noselect"], SEPARATOR, "", is_utf8=ctx.is_utf8))
         return Done("LIST completed")
-    store = ctx.runtime.store
-    listing = _Listing(await store.list_mailboxes(ctx.account_id),
-                       await store.list_subscriptions(ctx.account_id))  # fmt: skip
-    patterns = [pattern_regex(command.reference, pattern) for pattern in command.patterns]
+    patterns = compile_patterns(ctx, command.reference, command.patterns)
     percent = _percent_patterns(command)
-    for name in _candidates(listing, command):
+    listing = await _read_listing(ctx)
+    for count, name in enumerate(_candidates(listing, command), 1):
+        if count % LIST_BATCH == 0:
+            await asyncio.sleep(0)  # a long listing must not starve other sessions
         if not _matches(patterns, name) or not _is_selected_by(listing, name, command):
             continue
         is_placeholder = name not in listing.mailboxes and name not in listing.subscribed
@@ -225,12 +310,12 @@ async def _list_one(ctx: Context, listing: _Listing, name: str, command: c.List)
 
 async def handle_lsub(ctx: Context, command: c.Lsub) -> Done:
     """IMAP4rev1 LSUB (RFC 3501 §6.3.9): subscribed names matching the pattern."""
-    store = ctx.runtime.store
-    listing = _Listing(await store.list_mailboxes(ctx.account_id),
-                       await store.list_subscriptions(ctx.account_id))  # fmt: skip
-    pattern = pattern_regex(command.reference, command.pattern)
-    for name in sorted(listing.subscribed, key=lambda n: (n != "INBOX", n)):
-        if pattern.match(name):
+    pattern = compile_patterns(ctx, command.reference, (command.pattern,))[0]
+    listing = await _read_listing(ctx)
+    for count, name in enumerate(_list_order(listing.subscribed), 1):
+        if count % LIST_BATCH == 0:
+            await asyncio.sleep(0)  # must not starve other sessions
+        if pattern.matches(name):
             attributes = [] if name in listing.mailboxes else ["\\Noselect"]
             await ctx.write(render_list(attributes, SEPARATOR, name, command="LSUB",
                                         is_utf8=ctx.is_utf8))  # fmt: skip

@@ -242,7 +242,8 @@ def decode_mailbox(raw: bytes, *, is_utf8: bool) -> str:
             raise ParseError("mailbox name is not valid modified UTF-7") from exc
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
         raise ParseError("control character in mailbox name")
-    return "INBOX" if name.upper() == "INBOX" else name
+    # ASCII case only: "ınbox".upper() is "INBOX" as well, but it is another name.
+    return "INBOX" if name.isascii() and name.upper() == "INBOX" else name
 
 
 def parse_mailbox(lx: Lexer, *, is_utf8: bool) -> str:
