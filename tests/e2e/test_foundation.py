@@ -74,7 +74,7 @@ def test_mail_from_the_internet_read_over_pop3(server: ServeProcess,
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
         smtp.starttls(context=client_tls)
         smtp.sendmail("someone@elsewhere.test", ["bob@example.test"],
-                      b"Subject: for bob\r\n\r\nhi bob\r\n")
+                      b"From: someone@elsewhere.test\r\nSubject: for bob\r\n\r\nhi bob\r\n")
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
             smtp.sendmail("someone@elsewhere.test", ["nobody@example.test"], b"x\r\n")
         assert refused.value.recipients["nobody@example.test"][0] == 550
@@ -112,7 +112,8 @@ def test_restart_keeps_mail_and_pop3_deletions(env_file: Path, server: ServeProc
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
         for index in range(3):
             smtp.sendmail("a@elsewhere.test", ["admin@example.test"],
-                          f"Subject: n{index}\r\n\r\nbody {index}\r\n".encode())
+                          f"From: a@elsewhere.test\r\nSubject: n{index}\r\n\r\n"
+                          f"body {index}\r\n".encode())
     first = pop3_messages(server.ports["pop3"], client_tls, "admin@example.test", "pw-a")
     assert len(first) == 3
     pop = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], context=client_tls, timeout=10)

@@ -42,7 +42,7 @@ def test_port_25_verifies_and_records(app: AppThread) -> None:
                                     b"Message rejected due to: SPF fail - not authorized.")
     (stored,) = app.inbox_messages("user@example.test")
     assert (f"Authentication-Results: {TEST_HOSTNAME};\r\n\tspf=pass "
-            "smtp.mailfrom=a@good.test;\r\n\tdmarc=pass").encode() in stored
+            "smtp.mailfrom=a@good.test;\r\n\tdkim=none;\r\n\tdmarc=pass").encode() in stored
 
 
 def test_submission_refuses_someone_elses_address(app: AppThread,

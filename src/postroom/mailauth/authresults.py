@@ -75,28 +75,34 @@ def render_dmarc(dmarc: DmarcResult) -> str:
     return f"dmarc={dmarc.result}{comment} header.from={_pvalue(dmarc.from_domain or '')}"
 
 
-def _resinfos(spf: SpfResult | None, dkim: Sequence[DkimResult],
+def _resinfos(spf: SpfResult | None, dkim: Sequence[DkimResult] | None,
               dmarc: DmarcResult | None) -> list[str]:
+    """`dkim` None: DKIM was not checked (nothing said); empty: checked, no signature."""
     parts = [render_spf(spf)] if spf is not None else []
-    parts.extend(render_dkim(signature) for signature in dkim)
+    if dkim is not None and not dkim:
+        parts.append("dkim=none")  # RFC 8601 §2.7.1: "The message was not signed."
+    parts.extend(render_dkim(signature) for signature in dkim or ())
     if dmarc is not None:
         parts.append(render_dmarc(dmarc))
     return parts
 
 
 def render_authentication_results(authserv_id: str, *, spf: SpfResult | None = None,
-                                  dkim: Sequence[DkimResult] = (),
+                                  dkim: Sequence[DkimResult] | None = None,
                                   dmarc: DmarcResult | None = None) -> str:
     """The field value on one line: "mx.example.com; spf=pass smtp.mailfrom=...; ...".
 
-    With no results at all it is "mx.example.com; none" (RFC 8601 §2.2 no-result).
+    `dkim` is None when DKIM was not checked, else one result per signature: an empty
+    sequence (an unsigned message) gives "dkim=none". With no results at all it is
+    "mx.example.com; none" (RFC 8601 §2.2 no-result).
     """
     parts = _resinfos(spf, dkim, dmarc) or ["none"]
     return "; ".join([_pvalue(authserv_id), *parts])
 
 
 def render_header(authserv_id: str, *, spf: SpfResult | None = None,
-                  dkim: Sequence[DkimResult] = (), dmarc: DmarcResult | None = None) -> bytes:
+                  dkim: Sequence[DkimResult] | None = None,
+                  dmarc: DmarcResult | None = None) -> bytes:
     """The whole field, one result per folded line, CRLF-terminated, ready to prepend."""
     parts = _resinfos(spf, dkim, dmarc)
     if not parts:

@@ -15,9 +15,14 @@ Decisions:
 - With ENABLE_POLICYD_SPF=0 nothing is refused at RCPT, but when DMARC is on, SPF is still
   evaluated after DATA and recorded: DMARC passes through aligned SPF (RFC 7489 §4.2), and
   switching off SPF refusals must not turn such mail into DMARC failures.
-- RFC 7489 §6.6.1: a From with several author domains is checked for each domain and the
-  strictest disposition among them applies; no usable author domain is `permerror`,
-  recorded and delivered (the handling of such messages is outside RFC 7489).
+- RFC 7489 §6.6.1 evaluates one author domain. A message with no From field, several
+  From fields (RFC 5322 §3.6 wants exactly one), a From naming no address, an address
+  without a usable domain, or addresses in several domains is refused (550 5.7.1) before
+  any DNS work: these are the forms §6.6.1 says are typically rejected, and passing them
+  would let a spoofed author ride along with, or hide behind, another.
+- A From field that cannot be parsed whole (mail/originators.py; headerscan.py marks one
+  it could not keep whole) is never read as "no From": it is refused from every client
+  that is not ours, with DMARC on (550 5.7.1) or off (550 5.6.0).
 Invariants: DNS is awaited on the loop through the Resolver; pyspf and dkimpy run in
 worker threads (mailauth/); the message is read whole only for DKIM, off-loop, and only
 up to the size limit.
@@ -28,17 +33,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from postroom.config import Config
 from postroom.dns.resolver import Resolver
+from postroom.mail.originators import Unparsable
 from postroom.mailauth.authresults import render_header
 from postroom.mailauth.dkim import DkimResult, verify_dkim
-from postroom.mailauth.dmarc import DmarcResult, DmarcVerdict, Policy, check_dmarc
+from postroom.mailauth.dmarc import DmarcResult, Policy, check_dmarc
 from postroom.mailauth.spf import SpfResult, check_spf
 from postroom.smtp import replies
-from postroom.smtp.headerscan import parse_authors
+from postroom.smtp.headerscan import HeaderFacts, authors_of
 from postroom.smtp.receive import ReceivedMessage
 from postroom.smtp.replies import Reply
 
@@ -47,10 +53,6 @@ log = logging.getLogger("postroom.smtp")
 JUNK = "Junk"
 # With POSTFIX_MESSAGE_SIZE_LIMIT=0 (no limit) DKIM still reads at most this much.
 UNLIMITED_DKIM_READ = 64 * 1024 * 1024
-
-_STRICTNESS = {Policy.NONE: 0, Policy.QUARANTINE: 1, Policy.REJECT: 2}
-_VERDICT_WEIGHT = {DmarcVerdict.PASS: 0, DmarcVerdict.NONE: 1, DmarcVerdict.PERMERROR: 2,
-                   DmarcVerdict.TEMPERROR: 3, DmarcVerdict.FAIL: 4}
 
 
 class InboundAuth:
@@ -62,8 +64,8 @@ class InboundAuth:
 
     async def evaluate_spf(self, client_ip: str, sender: str, helo: str) -> SpfResult:
         result = await check_spf(self._resolver, client_ip, sender, helo)
-        log.info("client=%s spf=%s %s=%s %s", client_ip, result.result, result.property_name,
-                 result.property_value, result.explanation)
+        log.info("client=%s spf=%s %s=%s%s", client_ip, result.result, result.property_name,
+                 result.property_value, f" {result.explanation}".rstrip())
         return result
 
     async def check(self, message: ReceivedMessage) -> Reply | None:
@@ -71,16 +73,26 @@ class InboundAuth:
         if client.is_trusted or client.auth_user:
             message.extra_headers.append(render_header(self._config.hostname))
             return None
+        refusal = self._refuse_unparsable_from(message)
+        if refusal is not None:
+            return refusal
         spf = message.spf
-        dkim: list[DkimResult] = []
+        dkim: list[DkimResult] | None = None  # None: not checked; []: unsigned (dkim=none)
         dmarc: DmarcResult | None = None
         if any(recipient.local for recipient in message.recipients):
-            if spf is None and self._config.enable_dmarc:
-                spf = await self.evaluate_spf(client.ip, message.sender, client.helo_name)
+            author_domain = ""
+            if self._config.enable_dmarc:
+                author_domain, problem = single_author_domain(message.header)
+                if problem:
+                    log.info("queue_id=%s refused: %s", message.queue_id, problem)
+                    return replies.no_single_author_domain(problem)
+                if spf is None:
+                    spf = await self.evaluate_spf(client.ip, message.sender, client.helo_name)
             if self._config.enable_dkim:
                 dkim = await self._verify_dkim(message)
-            if self._config.enable_dmarc:
-                dmarc = await self._evaluate_dmarc(message, spf, dkim)
+            if author_domain:
+                dmarc = await check_dmarc(self._resolver, author_domain, spf, dkim or [],
+                                          self._rng)
         if dmarc is not None:
             refusal = self._apply(message, dmarc)
             if refusal is not None:
@@ -105,19 +117,15 @@ class InboundAuth:
                      result.domain, result.selector, result.reason)
         return results
 
-    async def _evaluate_dmarc(self, message: ReceivedMessage, spf: SpfResult | None,
-                              dkim: Sequence[DkimResult]) -> DmarcResult:
-        authors = parse_authors(message.header.from_values)
-        domains = list(dict.fromkeys(author.domain for author in authors if author.domain))
-        if not domains:
-            reason = "no From header field" if not message.header.from_values \
-                else "no usable RFC5322.From domain"
-            return DmarcResult(DmarcVerdict.PERMERROR, Policy.NONE, "", reason=reason)
-        results = await asyncio.gather(*(
-            check_dmarc(self._resolver, domain, spf, dkim, self._rng) for domain in domains))
-        # RFC 7489 §6.6.1: several author domains → the strictest policy among failures.
-        return max(results, key=lambda result: (_STRICTNESS[result.disposition],
-                                                _VERDICT_WEIGHT[result.result]))
+    def _refuse_unparsable_from(self, message: ReceivedMessage) -> Reply | None:
+        for parsed in message.header.from_fields:
+            if isinstance(parsed, Unparsable):
+                log.info("queue_id=%s refused: From header field cannot be parsed: %s",
+                         message.queue_id, parsed.reason)
+                if self._config.enable_dmarc:
+                    return replies.no_single_author_domain("From header field cannot be parsed")
+                return replies.header_unparsable("From")
+        return None
 
     def _apply(self, message: ReceivedMessage, dmarc: DmarcResult) -> Reply | None:
         log.info("queue_id=%s dmarc=%s from=%s disposition=%s %s", message.queue_id,
@@ -128,6 +136,26 @@ class InboundAuth:
             for recipient in message.recipients:
                 recipient.mailbox = JUNK
         return None
+
+
+def single_author_domain(header: HeaderFacts) -> tuple[str, str]:
+    """(the one author domain, "") or ("", why there is not exactly one): RFC 7489 §6.6.1
+    needs one domain, RFC 5322 §3.6 one From field."""
+    if not header.from_fields:
+        return "", "no From header field"
+    if len(header.from_fields) > 1:
+        return "", f"{len(header.from_fields)} From header fields"
+    authors = authors_of(header.from_fields)
+    if authors is None:
+        return "", "From header field cannot be parsed"
+    domains = {author.domain for author in authors}
+    if not domains:
+        return "", "From header field names no address"
+    if "" in domains:
+        return "", "From header address without a usable domain"
+    if len(domains) > 1:
+        return "", "From header addresses in several domains"
+    return domains.pop(), ""
 
 
 def _read_bounded(path: Path, limit: int) -> bytes | None:
