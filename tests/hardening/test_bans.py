@@ -37,11 +37,12 @@ from tests.support.server import AppThread, write_env
 
 pytestmark = pytest.mark.timeout(60)
 
+LIFT = b" (admin: postroom ban del ADDRESS)\r\n"  # the refusal names the way out
 BANNED_SMTP = (b"421 4.7.0 " + TEST_HOSTNAME.encode()
-               + b" too many failed logins from your address; try later\r\n")
-BANNED_POP3 = b"-ERR [SYS/TEMP] too many failed logins from your address; try later\r\n"
+               + b" too many failed logins from your address; try later" + LIFT)
+BANNED_POP3 = b"-ERR [SYS/TEMP] too many failed logins from your address; try later" + LIFT
 BANNED_IMAP = (b"* BYE [UNAVAILABLE] too many failed logins from your address; "
-               b"try later\r\n")
+               b"try later" + LIFT)
 
 
 # -- the guard on its own -----------------------------------------------------------------

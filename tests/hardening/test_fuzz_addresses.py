@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from postroom.errors import BadSyntax
 from postroom.mail.address import normalize_domain, parse_address
-from postroom.smtp.wire import BadCommand, LineTooLong, Mail, Rcpt, parse_command, parse_path
+from postroom.smtp.paths import parse_path
+from postroom.smtp.wire import BadCommand, LineTooLong, Mail, Rcpt, parse_command
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,8 +15,8 @@ from postroom.dns.fake import FakeResolver
 from postroom.queue.admin import delete_queued, flush_queue, list_queued
 from postroom.queue.worker import QueueWorker
 from postroom.runtime import Runtime
+from postroom.smtp.paths import MailParams, RcptParams
 from postroom.smtp.receive import ClientInfo, OutboundRecipient, ReceivedMessage
-from postroom.smtp.wire import MailParams, RcptParams
 from tests.queue.fakemx import FakeMx
 from tests.queue.harness import (
     ALICE,

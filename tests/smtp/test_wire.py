@@ -10,23 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postroom.smtp import wire
+from postroom.smtp.paths import Mailbox, MailParams, RcptParams
 from postroom.smtp.wire import (
     Auth,
     AuthResponse,
     BadCommand,
     BadKind,
     BareNewline,
+    BareNewlinePolicy,
     ConnectionClosed,
     DataChunk,
     DataEnd,
     Ehlo,
     LineTooLong,
     Mail,
-    Mailbox,
-    MailParams,
     NeedData,
     Rcpt,
-    RcptParams,
     SizeExceeded,
     SmtpConnection,
 )
@@ -140,12 +139,24 @@ def test_overlong_line_without_newline_is_skipped_to_its_end() -> None:
     assert events(conn) == [wire.Noop()]
 
 
-def test_bare_lf_command_line_refused() -> None:
-    conn = SmtpConnection()
+def test_bare_lf_command_line_refused_under_reject() -> None:
+    conn = SmtpConnection(BareNewlinePolicy.REJECT)
     conn.receive_data(b"NOOP\nQUIT\r\n")
     first, second = events(conn)
     assert isinstance(first, BadCommand) and first.kind is BadKind.BARE_NEWLINE
     assert second == wire.Quit()
+
+
+def test_bare_lf_command_line_normalized_by_default() -> None:
+    """Postfix 3.9 smtpd_forbid_bare_newline=normalize: a command line may end in LF."""
+    conn = SmtpConnection()
+    conn.receive_data(b"NOOP\nMAIL FROM:<a@b.example>\nQUIT\r\n")
+    assert events(conn) == [wire.Noop(), Mail(Mailbox("a", "b.example")), wire.Quit()]
+    conn.receive_data(b"AUTH PLAIN\n")
+    assert events(conn) == [Auth("PLAIN", None)]
+    conn.expect_auth_response()
+    conn.receive_data(b"AGEAYg==\n")
+    assert events(conn) == [AuthResponse("AGEAYg==")]
 
 
 def test_pipelined_commands_and_split_lines() -> None:
@@ -182,8 +193,10 @@ def test_discard_buffered() -> None:
 # -- DATA --------------------------------------------------------------------------
 
 
-def run_data(pieces: list[bytes], limit: int = 0) -> tuple[bytes, object, SmtpConnection]:
-    conn = SmtpConnection()
+def run_data(pieces: list[bytes], limit: int = 0,
+             bare_newline: BareNewlinePolicy = BareNewlinePolicy.REJECT,
+             ) -> tuple[bytes, object, SmtpConnection]:
+    conn = SmtpConnection(bare_newline)
     conn.begin_data(limit)
     body, final = b"", None
     for piece in pieces:
@@ -247,6 +260,7 @@ def test_data_roundtrip_any_chunking(parts: list[bytes], cuts: list[int]) -> Non
     b"hello\r\n.\rMAIL FROM:<evil@x.example>\r\n",
 ])
 def test_smuggling_attempts_do_not_end_data(smuggle: bytes) -> None:
+    """Under REJECT (the NORMALIZE cases are in test_bare_lf_normalized_*)."""
     _body, final, conn = run_data([smuggle])
     assert final is None  # still inside DATA: the fake end marker was not an end
     conn.receive_data(b"more\r\n.\r\nNOOP\r\n")

@@ -9,7 +9,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "postroom"
 
 SANS_IO = [
-    "imap/wire", "smtp/wire.py", "pop3/wire.py", "sasl.py", "mail", "smtp/policy.py",
+    "imap/wire", "smtp/wire.py", "smtp/paths.py", "pop3/wire.py", "sasl.py", "mail",
+    "smtp/policy.py",
     "queue/schedule.py", "mailauth/dmarc.py", "smtp/replyparse.py",
     "security/proxy_protocol.py",
 ]

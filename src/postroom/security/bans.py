@@ -18,8 +18,13 @@ the address for 1 hour):
   exhaust memory, while a login the verified-login cache answers never waits for them.
 - A success resets nothing: neither this client's count (an attacker holding one account
   must not launder guesses against another) nor anyone else's.
-- Addresses in TRUSTED_NETWORKS are never counted or banned (Fail2ban's `ignoreip`);
-  their failures are still delayed. Loopback is not exempt unless listed there.
+- Addresses in TRUSTED_NETWORKS or AUTH_BAN_IGNORE_NETWORKS are never counted or banned
+  (Fail2ban's `ignoreip`; a ban made by hand does not hold for them either); their
+  failures are still delayed. Loopback is not exempt unless listed there: the dev config
+  (dev/postroom.env) lists it, so following the quick start cannot lock its user out.
+- A ban refuses every port, 25 included, as docker-mailserver's Fail2ban does: a host
+  guessing passwords gets no other service. The refusal names `postroom ban del ADDRESS`
+  (security/limits.py), the way to lift it before AUTH_BAN_TIME runs out.
 - Bans and the failures that lead to them are kept in the store, so `postroom ban
   list/del` work while `serve` runs, and nodes sharing a PostgreSQL store share both: an
   attacker spreading guesses over several nodes is banned after the same number of
@@ -57,6 +62,7 @@ class BanPolicy:
     find_time: dt.timedelta = dt.timedelta(minutes=10)
     ban_time: dt.timedelta = dt.timedelta(hours=1)
     failure_delay: float = 2.0  # seconds before a failure is answered
+    ignore_networks: tuple[Network, ...] = ()  # AUTH_BAN_IGNORE_NETWORKS: never banned
 
     @property
     def is_enabled(self) -> bool:
@@ -68,7 +74,7 @@ class AuthGuard:
                  clock: Clock | None = None) -> None:
         self.policy = policy
         self._store = store
-        self._exempt = tuple(exempt)
+        self._exempt = (*exempt, *policy.ignore_networks)
         self._clock = clock or SystemClock()
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
         self._verifying = asyncio.Semaphore(MAX_PARALLEL_VERIFICATIONS)
@@ -183,4 +189,5 @@ class _Turn:
 def ban_policy(config: Config) -> BanPolicy:
     return BanPolicy(config.auth_ban_max_failures,
                      dt.timedelta(seconds=config.auth_ban_find_time),
-                     dt.timedelta(seconds=config.auth_ban_time), config.auth_failure_delay)
+                     dt.timedelta(seconds=config.auth_ban_time), config.auth_failure_delay,
+                     tuple(config.ban_ignore_networks))

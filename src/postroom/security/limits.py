@@ -34,7 +34,9 @@ class WireProtocol(enum.Enum):
 class Refusal(enum.Enum):
     """Why a connection is turned away before the greeting."""
 
-    BANNED = "too many failed logins from your address; try later"
+    # Names the way out (security/bans.py), not the address or the time left.
+    BANNED = ("too many failed logins from your address; try later"
+              " (admin: postroom ban del ADDRESS)")
     TOO_MANY_FROM_ADDRESS = "too many connections from your address; try later"
     TOO_MANY_CONNECTIONS = "too many connections; try later"
 

@@ -8,6 +8,10 @@ Owns the per-port rules of issue 2 and the relay decision, as functions of plain
 - SUBMISSIONS (465): implicit TLS (RFC 8314 §3.3), otherwise as 587.
 - SPF (RFC 7208) is enforced at RCPT on 25 only, never for TRUSTED_NETWORKS or
   authenticated clients; SPOOF_PROTECTION applies to authenticated submission only.
+- A bare LF (SMTPD_FORBID_BARE_NEWLINE, Postfix 3.9's smtpd_forbid_bare_newline) is
+  normalized on every port by default; `reject` applies to every port alike (a broken
+  client that logged in is still broken) except TRUSTED_NETWORKS, which are normalized,
+  as Postfix exempts smtpd_forbid_bare_newline_exclusions ($mynetworks).
 Invariant: a recipient that is neither local nor relay-permitted is always refused.
 """
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 from postroom.smtp import replies
 from postroom.smtp.replies import Reply
+from postroom.smtp.wire import BareNewlinePolicy
 
 # RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted; more is our choice.
 MAX_RECIPIENTS = 100
@@ -57,6 +62,15 @@ def is_trusted(client_ip: str, networks: Sequence[Network]) -> bool:
     except ValueError:
         return False
     return any(address in network for network in networks)
+
+
+def bare_newline_policy(setting: str, is_trusted_client: bool) -> BareNewlinePolicy:
+    """SMTPD_FORBID_BARE_NEWLINE (`normalize`, `yes` = its Postfix alias, or `reject`).
+    Exempt clients are normalized rather than let through as Postfix's `no` would: the
+    end of data stays <CRLF>.<CRLF> for everyone (smuggling, 2023)."""
+    if setting.lower() == "reject" and not is_trusted_client:
+        return BareNewlinePolicy.REJECT
+    return BareNewlinePolicy.NORMALIZE
 
 
 def may_offer_starttls(facts: SessionFacts) -> bool:

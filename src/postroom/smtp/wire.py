@@ -1,8 +1,8 @@
 """Sans-IO SMTP server protocol core: bytes in, command and data events out.
 
 Owns the SMTP wire grammar (RFC 5321): command-line framing and limits, verbs and their
-arguments, reverse-/forward-paths (§4.1.2), ESMTP parameters (SIZE, BODY, SMTPUTF8, AUTH,
-and the DSN parameters RET/ENVID/NOTIFY/ORCPT), and DATA framing with dot-unstuffing.
+arguments (paths and ESMTP parameters are parsed by smtp/paths.py), and DATA framing
+with dot-unstuffing.
 
 Shape (as h11): `receive_data(bytes)` (b"" = EOF), then `next_event()` until `NeedData`.
 The driver decides what a command means; it switches the parser into DATA mode with
@@ -11,10 +11,16 @@ after a 334, so a refused DATA or AUTH never turns later lines into message text
 
 Invariants:
 - DATA is streamed: `DataChunk`s are dot-unstuffed slices, never the whole message.
-- End of data is ONLY `<CRLF>.<CRLF>` (RFC 5321 §4.1.1.4). A bare LF or bare CR inside
-  DATA taints the message (SMTP smuggling, 2023): the parser keeps consuming to the real
-  end marker and then reports `BareNewline` instead of `DataEnd`, as Postfix's
-  `smtpd_forbid_bare_newline=yes` refuses such input; nothing is ever delivered from it.
+- End of data is ONLY `<CRLF>.<CRLF>` (RFC 5321 §4.1.1.4): `<LF>.<LF>`, `<CRLF>.<LF>`
+  and `<LF>.<CRLF>` never end it (SMTP smuggling, 2023). What a bare LF does follows
+  Postfix 3.9's `smtpd_forbid_bare_newline` (`BareNewlinePolicy`): NORMALIZE (the
+  default) reads a lone LF as CRLF, in command lines and in DATA, where the body is
+  handed out with CRLF and a line after a lone LF is dot-unstuffed like any other, but
+  the next line never counts as the end marker; REJECT taints the message (the parser
+  consumes to the real end marker and reports `BareNewline` instead of `DataEnd`,
+  nothing is ever delivered from it) and refuses such command lines. A bare CR taints the
+  message under both. There is no BDAT (CHUNKING is not offered), so DATA is the only
+  body framing.
 - The size limit is enforced while streaming: past it, chunks are dropped, the parser
   keeps consuming to the end marker and reports `SizeExceeded`.
 - Every buffer is bounded: command lines by `MAX_BUFFERED_LINE`, DATA by streaming.
@@ -27,6 +33,18 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from postroom.smtp.paths import (
+    Mailbox,
+    MailParams,
+    ParameterError,
+    RcptParams,
+    parse_mail_params,
+    parse_params,
+    parse_path,
+    parse_rcpt_params,
+    split_path,
+)
 
 # RFC 5321 §4.5.3.1.4: 512 octets including CRLF for a command line...
 MAX_COMMAND_LINE = 512
@@ -69,41 +87,6 @@ class BadKind(enum.Enum):
     SYNTAX = "syntax"  # 501 5.5.4
     BARE_NEWLINE = "bare-newline"  # 500 5.5.2: command lines must end in CRLF
     PARAMETER = "parameter"  # 555 5.5.4 (RFC 5321 §4.1.1.11)
-
-
-@dataclass(frozen=True, slots=True)
-class Mailbox:
-    """A path's mailbox as sent. `domain` is "" only for the bare `<Postmaster>` RCPT."""
-
-    local: str
-    domain: str
-    is_quoted: bool = False  # the local part was a Quoted-string
-    is_domain_literal: bool = False  # `[192.0.2.1]` / `[IPv6:…]`
-    route: tuple[str, ...] = ()  # source route (RFC 5321 §4.1.1.3: accepted, ignored)
-
-    @property
-    def has_route(self) -> bool:
-        return bool(self.route)
-
-    def __str__(self) -> str:
-        local = render_local_part(self.local) if self.is_quoted else self.local
-        return f"{local}@{self.domain}" if self.domain else local
-
-
-@dataclass(frozen=True, slots=True)
-class MailParams:
-    size: int | None = None  # RFC 1870
-    body: str | None = None  # RFC 6152: "7BIT" or "8BITMIME"
-    is_smtputf8: bool = False  # RFC 6531
-    auth: str | None = None  # RFC 4954 §5, xtext-decoded; "" for AUTH=<>
-    ret: str | None = None  # RFC 3461 §4.3: "FULL" or "HDRS"
-    envid: str | None = None  # RFC 3461 §4.4: xtext, case kept
-
-
-@dataclass(frozen=True, slots=True)
-class RcptParams:
-    notify: tuple[str, ...] = ()  # RFC 3461 §4.1: ("NEVER",) or SUCCESS/FAILURE/DELAY
-    orcpt: str | None = None  # RFC 3461 §4.2: "addr-type;xtext" as sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,174 +194,14 @@ class Mode(enum.Enum):
     DATA = "data"
 
 
-# -- path grammar (RFC 5321 §4.1.2, RFC 6531 §3.3 for UTF-8) -------------------------
+class BareNewlinePolicy(enum.Enum):
+    """Postfix 3.9 `smtpd_forbid_bare_newline` (`yes` is its alias for `normalize`)."""
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]"
-_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-_QUOTED_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*)"')
-_LET_DIG = r"[A-Za-z0-9\x80-\U0010ffff]"  # U-labels allowed (RFC 6531 §3.3)
-_SUB_DOMAIN = rf"{_LET_DIG}(?:[A-Za-z0-9\-\x80-\U0010ffff]*{_LET_DIG})?"
-_DOMAIN = re.compile(rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*")
-_ADDRESS_LITERAL = re.compile(r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+|[A-Za-z0-9-]*[A-Za-z0-9]:"
-                              r"[\x21-\x5a\x5e-\x7e]+)\]")
-_ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-# RFC 5321 §4.1.2 esmtp-value: any CHAR except "=", SP and controls (UTF-8 allowed, RFC 6531).
-_ESMTP_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\x80-\U0010ffff]+")
-_XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
+    NORMALIZE = "normalize"  # a lone LF ends a line as CRLF would, except the DATA end
+    REJECT = "reject"  # 500 for a command line, 521 for DATA
 
 
-def render_local_part(local: str) -> str:
-    """A local part as it must appear in a path: quoted unless it is a Dot-string."""
-    if _DOT_STRING.fullmatch(local):
-        return local
-    escaped = local.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def decode_xtext(text: str) -> str:
-    """RFC 3461 §4: `+XX` hex escapes."""
-    return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
-
-
-def parse_mailbox(text: str) -> Mailbox:
-    """`local@domain` (no brackets). Raises ValueError naming the problem."""
-    quoted = _QUOTED_STRING.match(text)
-    if quoted:
-        local = re.sub(r"\\(.)", r"\1", quoted.group(1))
-        rest = text[quoted.end():]
-    else:
-        local, at, domain_part = text.rpartition("@")
-        if not at:
-            raise ValueError("address has no domain")
-        if not _DOT_STRING.fullmatch(local):
-            raise ValueError("invalid local part")
-        rest = "@" + domain_part
-    if not rest.startswith("@"):
-        raise ValueError("address has no domain")
-    domain = rest[1:]
-    if _ADDRESS_LITERAL.fullmatch(domain):
-        return Mailbox(local, domain, is_quoted=bool(quoted), is_domain_literal=True)
-    if not _DOMAIN.fullmatch(domain) or len(domain) > 255:
-        raise ValueError("invalid domain")
-    return Mailbox(local, domain, is_quoted=bool(quoted))
-
-
-def _split_path(argument: str) -> tuple[str, str]:
-    """Split `<path> params` honouring quoted strings; returns (inside, rest)."""
-    if not argument.startswith("<"):
-        # Not RFC 5321, but common (Postfix accepts it unless strict_rfc821_envelopes).
-        inside, _, rest = argument.partition(" ")
-        return inside, rest
-    index, in_quotes = 1, False
-    while index < len(argument):
-        char = argument[index]
-        if char == "\\" and in_quotes:
-            index += 2
-            continue
-        if char == '"':
-            in_quotes = not in_quotes
-        elif char == ">" and not in_quotes:
-            return argument[1:index], argument[index + 1:]
-        index += 1
-    raise ValueError("path has no closing >")
-
-
-def parse_path(inside: str, *, is_reverse: bool) -> Mailbox | None:
-    """A path without its brackets: `""` (null, reverse only), `[adl:]mailbox`."""
-    if inside == "":
-        if is_reverse:
-            return None
-        raise ValueError("empty forward-path")
-    route: tuple[str, ...] = ()
-    if inside.startswith("@"):
-        # RFC 5321 §4.1.2 A-d-l; §4.1.1.3: accept and ignore source routes.
-        adl, colon, inside = inside.partition(":")
-        if not colon:
-            raise ValueError("source route without ':'")
-        hops = tuple(hop.removeprefix("@") for hop in adl.split(","))
-        if not all(hop and _DOMAIN.fullmatch(hop) for hop in hops):
-            raise ValueError("invalid source route")
-        route = hops
-    if not is_reverse and inside.lower() == "postmaster":
-        return Mailbox("postmaster", "")  # RFC 5321 §4.1.1.3 `RCPT TO:<Postmaster>`
-    mailbox = parse_mailbox(inside)
-    if len(mailbox.local.encode()) > 64 and not mailbox.is_quoted:
-        raise ValueError("local part longer than 64 octets")  # RFC 5321 §4.5.3.1.1
-    return Mailbox(mailbox.local, mailbox.domain, mailbox.is_quoted,
-                   mailbox.is_domain_literal, route)
-
-
-def parse_params(text: str) -> dict[str, str | None]:
-    """RFC 5321 §4.1.2 Mail-parameters: `KEY[=value]` separated by spaces."""
-    params: dict[str, str | None] = {}
-    for item in text.split():
-        key, equals, value = item.partition("=")
-        if not _ESMTP_KEYWORD.fullmatch(key) or (equals and not _ESMTP_VALUE.fullmatch(value)):
-            raise ValueError(f"invalid parameter {item}")
-        upper = key.upper()
-        if upper in params:
-            raise ValueError(f"duplicate parameter {upper}")
-        params[upper] = value if equals else None
-    return params
-
-
-class ParameterError(ValueError):
-    """An unknown parameter (555) rather than a malformed one (501)."""
-
-
-def _xtext(value: str | None, name: str, limit: int) -> str:
-    if value is None or not _XTEXT.fullmatch(value) or len(value) > limit:
-        raise ValueError(f"invalid {name} value")
-    return value
-
-
-def parse_mail_params(params: dict[str, str | None]) -> MailParams:
-    values: dict[str, object] = {}
-    for key, value in params.items():
-        if key == "SIZE":  # RFC 1870 §3: size-value ::= 1*20DIGIT
-            if value is None or not value.isdigit() or len(value) > 20:
-                raise ValueError("invalid SIZE value")
-            values["size"] = int(value)
-        elif key == "BODY":  # RFC 6152 §2 (BINARYMIME needs CHUNKING, not offered)
-            if value is None or value.upper() not in {"7BIT", "8BITMIME"}:
-                raise ValueError("invalid BODY value")
-            values["body"] = value.upper()
-        elif key == "SMTPUTF8":  # RFC 6531 §3.4: no value
-            if value is not None:
-                raise ValueError("SMTPUTF8 takes no value")
-            values["is_smtputf8"] = True
-        elif key == "AUTH":  # RFC 4954 §5: AUTH=<> or AUTH=xtext
-            values["auth"] = "" if value == "<>" else decode_xtext(_xtext(value, "AUTH", 500))
-        elif key == "RET":
-            if value is None or value.upper() not in {"FULL", "HDRS"}:
-                raise ValueError("invalid RET value")
-            values["ret"] = value.upper()
-        elif key == "ENVID":  # keep the case: it is echoed back in DSNs
-            values["envid"] = _xtext(value, "ENVID", 100)
-        else:
-            raise ParameterError(f"parameter {key} not recognized")
-    return MailParams(**values)  # type: ignore[arg-type]
-
-
-def parse_rcpt_params(params: dict[str, str | None]) -> RcptParams:
-    notify: tuple[str, ...] = ()
-    orcpt: str | None = None
-    for key, value in params.items():
-        if key == "NOTIFY":  # RFC 3461 §4.1
-            items = tuple((value or "").upper().split(","))
-            allowed = {"SUCCESS", "FAILURE", "DELAY"}
-            is_valid_list = set(items) <= allowed and len(set(items)) == len(items)
-            if items != ("NEVER",) and not is_valid_list:
-                raise ValueError("invalid NOTIFY value")
-            notify = items
-        elif key == "ORCPT":  # RFC 3461 §4.2: addr-type ";" xtext
-            addr_type, semicolon, address = (value or "").partition(";")
-            if not semicolon or not _ESMTP_KEYWORD.fullmatch(addr_type):
-                raise ValueError("invalid ORCPT value")
-            orcpt = f"{addr_type};{_xtext(address, 'ORCPT', 500)}"
-        else:
-            raise ParameterError(f"parameter {key} not recognized")
-    return RcptParams(notify, orcpt)
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 # -- command lines --------------------------------------------------------------------
@@ -389,7 +212,7 @@ def _parse_path_command(argument: str, prefix: str, *, is_reverse: bool
     if argument[:len(prefix)].upper() != prefix:
         raise ValueError(f"expected {prefix}<address>")
     # RFC 5321 allows no space after the colon; many clients send one anyway.
-    inside, rest = _split_path(argument[len(prefix):].lstrip(" "))
+    inside, rest = split_path(argument[len(prefix):].lstrip(" "))
     if rest and not rest.startswith(" "):
         raise ValueError("expected a space before parameters")
     return parse_path(inside, is_reverse=is_reverse), parse_params(rest)
@@ -477,13 +300,15 @@ def parse_command(line: bytes) -> Command | BadCommand | LineTooLong:
 class SmtpConnection:
     """Framing state for one SMTP connection (server side)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bare_newline: BareNewlinePolicy = BareNewlinePolicy.NORMALIZE) -> None:
+        self._bare_newline = bare_newline
         self._buffer = bytearray()
         self._mode = Mode.COMMAND
         self._is_eof = False
         self._is_skipping_line = False  # inside an over-long line, dropping to its LF
         # DATA state
         self._at_line_start = True
+        self._is_crlf_line_start = True  # the line before ended in CRLF (not a lone LF)
         self._data_size = 0
         self._size_limit = 0
         self._problem: SizeExceeded | BareNewline | None = None
@@ -512,7 +337,8 @@ class SmtpConnection:
     def begin_data(self, size_limit: int) -> None:
         """Call after sending 354. `size_limit` 0 means unlimited."""
         self._mode = Mode.DATA
-        self._at_line_start = True  # RFC 5321 §4.1.1.4: the body begins at a line start
+        # RFC 5321 §4.1.1.4: the body begins at a line start (right after DATA's CRLF)
+        self._at_line_start = self._is_crlf_line_start = True
         self._data_size = 0
         self._size_limit = size_limit
         self._problem = None
@@ -549,9 +375,12 @@ class SmtpConnection:
             return self._line_event(line)
 
     def _line_event(self, line: bytes) -> Event:
-        if not line.endswith(b"\r\n"):
+        if line.endswith(b"\r\n"):
+            line = line[:-2]
+        elif self._bare_newline is BareNewlinePolicy.NORMALIZE:
+            line = line[:-1]  # Postfix 3.9 normalize: a command line may end in a lone LF
+        else:
             return BadCommand("bare <LF> received", BadKind.BARE_NEWLINE)
-        line = line[:-2]
         if self._mode is Mode.AUTH_RESPONSE:
             self._mode = Mode.COMMAND
             if len(line) + 2 > MAX_AUTH_LINE:
@@ -576,37 +405,47 @@ class SmtpConnection:
         if self._at_line_start and buffer[:1] == b".":
             if len(buffer) < 3 and b".\r\n".startswith(bytes(buffer)):
                 return self._need_data()
-            if buffer[:3] == b".\r\n":
+            if buffer[:3] == b".\r\n" and self._is_crlf_line_start:
                 del buffer[:3]
                 return self._finish_data()
-            del buffer[:1]  # RFC 5321 §4.5.2: drop the transparency dot
-        end = buffer.find(b"\r\n.")
+            # RFC 5321 §4.5.2: drop the transparency dot. After a lone LF a "." line is
+            # not the end (smuggling): it is unstuffed like any line, i.e. left empty.
+            del buffer[:1]
+            self._at_line_start = False
+        end = buffer.find(b"\n.")
         if end >= 0:
-            end, at_line_start = end + 2, True
+            end += 1  # up to the LF; the "." starts the next step
         elif buffer.endswith(b"\r"):
             # the CR may start "\r\n." in the next read: keep it back
-            end, at_line_start = len(buffer) - 1, False
+            end = len(buffer) - 1
         else:
-            end, at_line_start = len(buffer), buffer.endswith(b"\r\n")
+            end = len(buffer)
         if end <= 0:
             return self._need_data()
         chunk = bytes(buffer[:end])
         del buffer[:end]
-        self._at_line_start = at_line_start
-        self._check_chunk(chunk)
-        return DataChunk(chunk)
+        self._at_line_start = chunk.endswith(b"\n")
+        self._is_crlf_line_start = chunk.endswith(b"\r\n")
+        return DataChunk(self._check_chunk(chunk))
 
-    def _check_chunk(self, chunk: bytes) -> None:
+    def _check_chunk(self, chunk: bytes) -> bytes:
+        """Note what is wrong with `chunk` (never ends in CR: see `_data_step`) and return
+        it as handed out, lone LFs made CRLF under NORMALIZE."""
+        pairs = chunk.count(b"\r\n")
+        has_bare_lf = chunk.count(b"\n") != pairs
+        if has_bare_lf and self._bare_newline is BareNewlinePolicy.NORMALIZE:
+            has_bare_lf = False
+            chunk = _BARE_LF.sub(b"\r\n", chunk)
         self._data_size += len(chunk)
         if isinstance(self._problem, BareNewline):
-            return
-        pairs = chunk.count(b"\r\n")
-        if chunk.count(b"\n") != pairs:
+            return chunk
+        if has_bare_lf:
             self._problem = BareNewline("LF")
-        elif chunk.count(b"\r") != pairs:
+        elif chunk.count(b"\r") != chunk.count(b"\r\n"):
             self._problem = BareNewline("CR")
         elif self._size_limit and self._data_size > self._size_limit:
             self._problem = SizeExceeded(self._data_size)
+        return chunk
 
     def _finish_data(self) -> DataEnd | SizeExceeded | BareNewline:
         self._mode = Mode.COMMAND
