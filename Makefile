@@ -2,19 +2,35 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two install stamps: `make run` installs postroom and what serving needs (no test or lint
+# tools, no psycopg: STORAGE=postgresql wants the `postgres` extra); `make test` installs
+# the `dev` extra, a superset, so it satisfies `make run` as well.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 DEV_CONFIG := dev/postroom.env
 PYTEST_ARGS ?=
+PIP := $(BIN)/pip --disable-pip-version-check
 
 .PHONY: run test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	@echo "make: creating the virtual environment $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing postroom and the libraries serving needs into $(VENV)"
+	@echo "make: (about 30 packages the first time, listed by pip below)"
+	$(PIP) install -e .
+	@touch $@
+	@echo "make: installed; starting postroom with $(DEV_CONFIG)"
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing postroom with its test and lint tools (the dev extra) into $(VENV)"
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/postroom --config $(DEV_CONFIG) serve
 
 lint: $(STAMP)

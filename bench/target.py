@@ -170,10 +170,11 @@ class Postroom:
             line = raw.decode("utf-8", "replace").rstrip()
             self._stderr_lines.append(line)
             del self._stderr_lines[:-200]
-            if " listening on " in line and line.startswith("postroom: "):
-                name, _, address = line.removeprefix("postroom: ").partition(" listening on ")
+            # "<time> INFO postroom: smtp listening on 127.0.0.1:2525" (logsetup.announce)
+            if " listening on " in line and " postroom: " in line:
+                name, _, address = line.partition(" postroom: ")[2].partition(" listening on ")
                 self.listening[name.strip()] = address.strip()
-            if line.startswith("postroom: ready"):
+            if " postroom: ready" in line:
                 self._ready.set()
         ended.set()
 

@@ -3,17 +3,30 @@
 Owns what "now" means. Production uses `SystemClock`; tests use `ManualClock` and move
 time forward explicitly, so queue back-off and lifetimes are tested without sleeping.
 
-Invariant: `now()` always returns a timezone-aware datetime in UTC.
+Invariant: `now()` always returns a timezone-aware datetime in UTC: stored and compared
+times stay in UTC. Dates a person or another program reads (Received, Date, DSN fields,
+log lines) are rendered in TZ's zone: `display_zone(config.timezone)` gives it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
+
+
+@functools.lru_cache(maxsize=8)
+def display_zone(name: str) -> dt.tzinfo:
+    """The zone dates are rendered in: TZ's IANA name (config.py validated it), UTC for
+    "UTC" or an empty name."""
+    if name in {"", "UTC"}:
+        return dt.UTC
+    return ZoneInfo(name)
 
 
 class SystemClock:

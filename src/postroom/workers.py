@@ -15,8 +15,8 @@ How:
   a socketpair (the channel); its Config goes over stdin, pickled. Every process accepts
   on the same sockets: a connection goes to whichever process is waiting first, so a
   busy process takes fewer. (SO_REUSEPORT, one socket per process with the kernel
-  splitting connections by hash, was measured against this on the bench machine: about
-  10 % fewer 4 KB messages per second, as a busy process still gets its share.)
+  splitting connections by hash, was slower: a busy process still gets its share;
+  docs/decisions/0024-so-reuseport-not-kept.md.)
 - A worker is an `App` in the worker role (app.py): its own store connections, TLS,
   resolver and SMTP sessions; no IMAP or POP3, no queue deliveries, no pid file, and it
   clears no spool leftovers (only the main process does, before starting workers: a
@@ -133,7 +133,7 @@ def main() -> None:
 
     # stdin is a pipe from the parent process (WorkerPool._spawn), nobody else's data.
     setup: WorkerSetup = pickle.load(sys.stdin.buffer)  # noqa: S301
-    setup_logging(setup.config.log_level, f"smtp-{setup.index}")
+    setup_logging(setup.config.log_level, f"smtp-{setup.index}", setup.config.timezone)
     with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
         runner.run(serve_worker(setup))
 

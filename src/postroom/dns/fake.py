@@ -4,8 +4,9 @@ Owns: answering from a dict of records with the same semantics as `LiveResolver`
 (NXDOMAIN versus NODATA, temporary failures, null MX, PTR by IP address).
 
 Records: `{"example.com": {"A": ["192.0.2.1"], "MX": [(10, "mx.example.com")],
-"TXT": ["v=spf1 -all"]}, "192.0.2.1": {"PTR": ["mx.example.com"]}}`. PTR records are
-keyed by the IP address or by its reverse name. A name exists when it has records or a
+"TXT": ["v=spf1 -all"], "SRV": ["0 1 993 mx.example.com"]},
+"192.0.2.1": {"PTR": ["mx.example.com"]}}`. PTR records are keyed by the IP address or by
+its reverse name. A name exists when it has records or a
 descendant has (an empty non-terminal, RFC 8020), so `_domainkey.example.com` exists once
 `sel._domainkey.example.com` does. `fail(name)` makes lookups of that name raise
 `DnsTemporaryError`. `queries` records every (name, type) asked, for assertions.
@@ -16,9 +17,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from postroom.dns.resolver import DnsTemporaryError, MxRecord, NxDomain, normalize_name
+from postroom.dns.resolver import (
+    DnsTemporaryError,
+    MxRecord,
+    NxDomain,
+    SrvRecord,
+    normalize_name,
+)
 
-RecordValue = str | MxRecord | tuple[int, str]
+RecordValue = str | MxRecord | SrvRecord | tuple[int, str]
 
 
 class FakeResolver:
@@ -79,6 +86,9 @@ class FakeResolver:
         reverse = ipaddress.ip_address(ip).reverse_pointer
         return [normalize_name(str(value)) for value in self._lookup(reverse, "PTR")]
 
+    def sync_srv(self, name: str) -> list[SrvRecord]:
+        return [_srv(value) for value in self._lookup(name, "SRV")]
+
     async def a(self, name: str) -> list[str]:
         return self.sync_a(name)
 
@@ -94,6 +104,9 @@ class FakeResolver:
     async def ptr(self, ip: str) -> list[str]:
         return self.sync_ptr(ip)
 
+    async def srv(self, name: str) -> list[SrvRecord]:
+        return self.sync_srv(name)
+
 
 def _key(name: str) -> str:
     """IP addresses become their reverse names so PTR records can be keyed either way."""
@@ -103,9 +116,20 @@ def _key(name: str) -> str:
         return normalize_name(name)
 
 
+def _srv(value: RecordValue) -> SrvRecord:
+    """`SrvRecord` or "priority weight port target" text."""
+    if isinstance(value, SrvRecord):
+        return value
+    priority, weight, port, target = str(value).split()
+    target = normalize_name(target)
+    return SrvRecord(int(priority), int(weight), int(port), target)
+
+
 def _mx(value: RecordValue) -> MxRecord:
     if isinstance(value, MxRecord):
         return value
+    if isinstance(value, SrvRecord):
+        raise TypeError("an SRV record given as MX data")
     if isinstance(value, tuple):
         preference, host = value
         return MxRecord(preference, normalize_name(host))

@@ -25,7 +25,7 @@ import dns.resolver
 import dns.reversename
 
 from postroom.config import Nameserver
-from postroom.dns.resolver import DnsTemporaryError, MxRecord, NxDomain
+from postroom.dns.resolver import DnsTemporaryError, MxRecord, NxDomain, SrvRecord
 
 DEFAULT_CACHE_SIZE = 10_000
 # dnspython retries a silent server after the per-attempt timeout until the lifetime ends;
@@ -83,6 +83,9 @@ class LiveResolver:
     async def ptr(self, ip: str) -> list[str]:
         return [_host(rdata.target) for rdata in await self._resolve(_reverse(ip), "PTR")]
 
+    async def srv(self, name: str) -> list[SrvRecord]:
+        return [_srv_record(rdata) for rdata in await self._resolve(name, "SRV")]
+
     # -- sync (worker threads only) ----------------------------------------------------
 
     def _resolve_sync(self, name: str | dns.name.Name, rdtype: str) -> list[Any]:
@@ -108,6 +111,9 @@ class LiveResolver:
 
     def sync_ptr(self, ip: str) -> list[str]:
         return [_host(rdata.target) for rdata in self._resolve_sync(_reverse(ip), "PTR")]
+
+    def sync_srv(self, name: str) -> list[SrvRecord]:
+        return [_srv_record(rdata) for rdata in self._resolve_sync(name, "SRV")]
 
 
 @contextmanager
@@ -147,6 +153,12 @@ def _mx_record(rdata: Any) -> MxRecord:
     exchange: dns.name.Name = rdata.exchange
     host = "" if exchange == dns.name.root else _host(exchange)
     return MxRecord(int(rdata.preference), host)
+
+
+def _srv_record(rdata: Any) -> SrvRecord:
+    target: dns.name.Name = rdata.target
+    host = "" if target == dns.name.root else _host(target)
+    return SrvRecord(int(rdata.priority), int(rdata.weight), int(rdata.port), host)
 
 
 def _txt_text(rdata: Any) -> str:

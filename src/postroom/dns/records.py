@@ -5,7 +5,10 @@ Owns what postroom tells users to publish. `render_zone()` prints a BIND zone sn
 zone parser; `check_domain()` asks DNS (through the Resolver, so DNS_NAMESERVERS applies)
 and returns one `Finding` per record with what was found and the fix. SPF is *evaluated*
 for the server's IP with the real SPF engine, not string-matched; the DKIM key in DNS is
-compared with the private key on disk.
+compared with the private key on disk. Every record `render_zone()` prints is checked: SRV
+against the ports this server is configured with, MTA-STS and TLS-RPT by their syntax.
+The MTA-STS policy file is served by a web server, not by postroom, and is not fetched:
+its finding says "not checked" rather than pretending.
 """
 
 from __future__ import annotations
@@ -13,24 +16,55 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from postroom.config import Config
 from postroom.dns.resolver import DnsError, Resolver
 from postroom.mailauth import dmarc
 from postroom.mailauth.keys import list_keys, public_key_matches, public_txt_value
 from postroom.mailauth.spf import SpfVerdict, check_spf
 
-# RFC 6186 / RFC 8314 §5.1: implicit TLS services clients should find first.
 T = TypeVar("T")
 RecordWriter = Callable[[str, str, str, str], None]
 
-_SRV_SERVICES = (("_submissions._tcp", 465, "mail submission over implicit TLS"),
-                 ("_submission._tcp", 587, "mail submission with STARTTLS"),
-                 ("_imaps._tcp", 993, "IMAP over implicit TLS"),
-                 ("_pop3s._tcp", 995, "POP3 over implicit TLS"))
+
+@dataclass(frozen=True, slots=True)
+class SrvService:
+    label: str  # "_imaps._tcp"
+    standard_port: int
+    config_key: str  # the key that moves it
+    what: str
+
+
+# RFC 6186 / RFC 8314 §5.1: implicit TLS services clients should find first.
+SRV_SERVICES = (
+    SrvService("_submissions._tcp", 465, "SUBMISSIONS_PORT", "mail submission over implicit TLS"),
+    SrvService("_submission._tcp", 587, "SUBMISSION_PORT", "mail submission with STARTTLS"),
+    SrvService("_imaps._tcp", 993, "IMAPS_PORT", "IMAP over implicit TLS"),
+    SrvService("_pop3s._tcp", 995, "POP3S_PORT", "POP3 over implicit TLS"),
+)
+# RFC 8461 §3.2: how long senders cache the policy we recommend (a day: mistakes in a
+# first policy heal quickly; raise it once the policy is settled).
+MTA_STS_MAX_AGE = 86400
+_STS_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 §3.1 sts-id
+
+
+def standard_srv_ports() -> dict[str, int]:
+    return {service.label: service.standard_port for service in SRV_SERVICES}
+
+
+def configured_srv_ports(config: Config) -> dict[str, int]:
+    """SRV label → the port `serve` listens on, for the services it offers (a disabled
+    protocol, or port 0 — picked at start — has no record to publish)."""
+    ports = {"_submissions._tcp": config.submissions_port,
+             "_submission._tcp": config.submission_port,
+             "_imaps._tcp": config.imaps_port if config.enable_imap else 0,
+             "_pop3s._tcp": config.pop3s_port if config.enable_pop3 else 0}
+    return {label: port for label, port in ports.items() if port}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +75,7 @@ class ZoneInput:
     ipv6: str | None
     dkim_dir: Path
     postmaster: str
+    srv_ports: Mapping[str, int] = field(default_factory=standard_srv_ports)
 
 
 def _txt(value: str) -> str:
@@ -65,6 +100,16 @@ def dmarc_value(postmaster: str) -> str:
     return f"v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:{postmaster}"
 
 
+def tlsrpt_value(postmaster: str) -> str:
+    return f"v=TLSRPTv1; rua=mailto:{postmaster}"
+
+
+def mta_sts_policy(spec: ZoneInput) -> list[str]:
+    """The lines of https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.2)."""
+    return ["version: STSv1", "mode: testing", f"mx: {spec.hostname}",
+            f"max_age: {MTA_STS_MAX_AGE}"]
+
+
 def render_zone(spec: ZoneInput, today: dt.date | None = None) -> str:
     domain, host = spec.domain + ".", spec.hostname + "."
     lines = [f"; DNS records for mail at {spec.domain}, served by {spec.hostname}",
@@ -86,17 +131,37 @@ def render_zone(spec: ZoneInput, today: dt.date | None = None) -> str:
     _render_dkim(spec, record, lines)
     record("DMARC: what receivers do with mail that fails SPF and DKIM alignment",
            f"_dmarc.{domain}", "TXT", _txt(dmarc_value(spec.postmaster)))
-    for service, port, what in _SRV_SERVICES:
-        record(f"SRV (RFC 6186): {what}, for mail client autoconfiguration",
-               f"{service}.{domain}", "SRV", f"0 1 {port} {host}")
+    _render_srv(spec, record, lines)
     stamp = (today or dt.datetime.now(dt.UTC).date()).strftime("%Y%m%d")
-    record("MTA-STS (RFC 8461): announces a policy served at "
-           f"https://mta-sts.{spec.domain}/.well-known/mta-sts.txt (publish that file too)",
-           f"_mta-sts.{domain}", "TXT", _txt(f"v=STSv1; id={stamp}01"))
+    policy_host = f"mta-sts.{spec.domain}"
+    lines += ["; MTA-STS (RFC 8461): the record below announces a policy file that a web "
+              "server with a", f"; certificate for {policy_host} must serve at",
+              f"; https://{policy_host}/.well-known/mta-sts.txt (postroom does not serve it).",
+              "; Its content, in testing mode to start with:",
+              *[f";   {line}" for line in mta_sts_policy(spec)]]
+    record("MTA-STS: change the id whenever the policy file changes", f"_mta-sts.{domain}",
+           "TXT", _txt(f"v=STSv1; id={stamp}01"))
     record("TLS-RPT (RFC 8460): where senders report TLS delivery problems",
-           f"_smtp._tls.{domain}", "TXT", _txt(f"v=TLSRPTv1; rua=mailto:{spec.postmaster}"))
+           f"_smtp._tls.{domain}", "TXT", _txt(tlsrpt_value(spec.postmaster)))
     lines += _ptr_advice(spec)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_srv(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
+    """RFC 6186 records with the ports this server listens on (in production the
+    standard ones), saying so where a port is not the standard one."""
+    host = spec.hostname + "."
+    lines += ["; SRV: these carry the ports this server is configured with (SUBMISSIONS_PORT,",
+              "; SUBMISSION_PORT, IMAPS_PORT, POP3S_PORT); in production, the standard 465,",
+              "; 587, 993 and 995.", ""]
+    for service in SRV_SERVICES:
+        port = spec.srv_ports.get(service.label)
+        if port is None:
+            continue
+        moved = ("" if port == service.standard_port else
+                 f" ({service.config_key}={port}, not the standard {service.standard_port})")
+        record(f"SRV (RFC 6186): {service.what}, for mail client autoconfiguration{moved}",
+               f"{service.label}.{spec.domain}.", "SRV", f"0 1 {port} {host}")
 
 
 def _render_dkim(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
@@ -130,6 +195,7 @@ class Status(enum.StrEnum):
     MISSING = "missing"
     WRONG = "wrong"
     WARNING = "warning"
+    NOT_CHECKED = "not checked"  # exists outside DNS and is not fetched: said, not faked
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +335,108 @@ async def check_ptr(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     return findings
 
 
+async def check_srv(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
+    """RFC 6186 records: optional (clients fall back to asking the user), so never a
+    failure, but each one checked against the port this server listens on."""
+    findings = []
+    for service in SRV_SERVICES:
+        port = spec.srv_ports.get(service.label)
+        if port is None:
+            continue
+        name = f"{service.label}.{spec.domain}"
+        fix = f"add: {name}. IN SRV 0 1 {port} {spec.hostname}."
+        records, error = await _lookup(resolver.srv(name))
+        label = f"SRV {service.label}"
+        found = ", ".join(f"{r.priority} {r.weight} {r.port} {r.target or '.'}"
+                          for r in sorted(records))
+        if not records:
+            findings.append(Finding(label, Status.MISSING, error or f"no SRV record at {name}",
+                                    fix, is_required=False))
+        elif any(r.target == spec.hostname and r.port == port for r in records):
+            findings.append(Finding(label, Status.OK, found, "", is_required=False))
+        else:
+            findings.append(Finding(label, Status.WRONG, found,
+                                    f"point it at {spec.hostname} port {port}: {fix}",
+                                    is_required=False))
+    return findings
+
+
+def parse_tag_list(text: str) -> dict[str, str]:
+    """`k=v; k=v` (RFC 8461 §3.1, RFC 8460 §3): lower-cased keys, stripped values."""
+    tags = {}
+    for part in text.split(";"):
+        key, equals, value = part.partition("=")
+        if equals:
+            tags[key.strip().lower()] = value.strip()
+    return tags
+
+
+async def _one_txt(resolver: Resolver, name: str, version: str
+                   ) -> tuple[list[str], str]:
+    """The TXT records at `name` that begin with `version` (case-sensitive, as RFC 8461
+    §3.1 and RFC 8460 §3 say), or the lookup error."""
+    texts, error = await _lookup(resolver.txt(name))
+    return [str(t) for t in texts if str(t).startswith(version)], error
+
+
+async def check_mta_sts(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
+    name = f"_mta-sts.{spec.domain}"
+    candidates, error = await _one_txt(resolver, name, "v=STSv1")
+    fix = f'add: {name}. IN TXT "v=STSv1; id=<date>01" and serve the policy file'
+    if not candidates:
+        return [Finding("MTA-STS", Status.MISSING, error or f"no v=STSv1 record at {name}",
+                        fix, is_required=False)]
+    if len(candidates) > 1:  # RFC 8461 §3.1: several records mean no policy at all
+        return [Finding("MTA-STS", Status.WRONG, " | ".join(candidates),
+                        "publish exactly one v=STSv1 record", is_required=False)]
+    sts_id = parse_tag_list(candidates[0]).get("id", "")
+    if not _STS_ID.fullmatch(sts_id):
+        return [Finding("MTA-STS", Status.WRONG, candidates[0],
+                        f"id must be 1-32 letters or digits: {fix}", is_required=False)]
+    return [Finding("MTA-STS", Status.OK, candidates[0], "", is_required=False),
+            await _mta_sts_policy_finding(resolver, spec)]
+
+
+async def _mta_sts_policy_finding(resolver: Resolver, spec: ZoneInput) -> Finding:
+    """The policy file is HTTPS, not DNS: say whether its host resolves, and plainly that
+    the file itself was not fetched (postroom does not serve it)."""
+    host = f"mta-sts.{spec.domain}"
+    v4, error = await _lookup(resolver.a(host))
+    v6, _ = await _lookup(resolver.aaaa(host))
+    addresses = ", ".join(str(a) for a in v4 + v6)
+    policy = " / ".join(mta_sts_policy(spec))
+    where = f"https://{host}/.well-known/mta-sts.txt"
+    if not addresses:
+        return Finding("MTA-STS policy", Status.MISSING, error or f"no address for {host}",
+                       f"serve {where} ({policy}) from a web server, and point {host} at "
+                       "it; until then senders ignore the record", is_required=False)
+    return Finding("MTA-STS policy", Status.NOT_CHECKED, f"{host} is {addresses}; "
+                   f"{where} was not fetched", f"make sure it serves: {policy} "
+                   "(postroom does not serve it)", is_required=False)
+
+
+async def check_tls_rpt(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
+    name = f"_smtp._tls.{spec.domain}"
+    candidates, error = await _one_txt(resolver, name, "v=TLSRPTv1")
+    fix = f'add: {name}. IN TXT "{tlsrpt_value(spec.postmaster)}"'
+    if not candidates:
+        return [Finding("TLS-RPT", Status.MISSING, error or f"no v=TLSRPTv1 record at {name}",
+                        fix, is_required=False)]
+    if len(candidates) > 1:  # RFC 8460 §3: several records mean no reporting at all
+        return [Finding("TLS-RPT", Status.WRONG, " | ".join(candidates),
+                        "publish exactly one v=TLSRPTv1 record", is_required=False)]
+    uris = [uri.strip() for uri in parse_tag_list(candidates[0]).get("rua", "").split(",")]
+    if not uris or not all(uri.startswith(("mailto:", "https:")) and len(uri) > 7
+                           for uri in uris):
+        return [Finding("TLS-RPT", Status.WRONG, candidates[0],
+                        f"rua= must list mailto: or https: addresses: {fix}",
+                        is_required=False)]
+    return [Finding("TLS-RPT", Status.OK, candidates[0], "", is_required=False)]
+
+
 async def check_domain(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     findings: list[Finding] = []
     for check in (check_mx, check_host_address, check_spf_record, check_dkim,
-                  check_dmarc_record, check_ptr):
+                  check_dmarc_record, check_ptr, check_srv, check_mta_sts, check_tls_rpt):
         findings += await check(resolver, spec)
     return findings

@@ -14,7 +14,9 @@ Invariants shared by every implementation:
   RFC 6376 §3.6.2.2), decoded as UTF-8 with undecodable bytes replaced;
 - a null MX (RFC 7505, exchange ".") is `MxRecord(preference, "")`; other hosts carry no
   trailing dot and are lower-cased;
-- `ptr` takes an IP address, the implementation builds the reverse name.
+- `ptr` takes an IP address, the implementation builds the reverse name;
+- an SRV target carries no trailing dot and is lower-cased; "." (RFC 2782: the service
+  is decidedly not available) is "".
 
 This module imports no I/O library, so sans-IO modules (mailauth/dmarc.py) may use it.
 """
@@ -51,6 +53,16 @@ class MxRecord:
         return self.host == ""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class SrvRecord:
+    """RFC 2782 SRV data; sorts by priority first, as clients try them."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str  # "" for "." (service not offered)
+
+
 class Resolver(Protocol):
     """Async lookups for the loop, and `sync_*` twins for code already on a worker thread.
 
@@ -67,6 +79,8 @@ class Resolver(Protocol):
 
     async def ptr(self, ip: str) -> list[str]: ...
 
+    async def srv(self, name: str) -> list[SrvRecord]: ...
+
     def sync_a(self, name: str) -> list[str]: ...
 
     def sync_aaaa(self, name: str) -> list[str]: ...
@@ -76,6 +90,8 @@ class Resolver(Protocol):
     def sync_txt(self, name: str) -> list[str]: ...
 
     def sync_ptr(self, ip: str) -> list[str]: ...
+
+    def sync_srv(self, name: str) -> list[SrvRecord]: ...
 
 
 def normalize_name(name: str) -> str:

@@ -11,8 +11,9 @@ Owns the bytes of a bounce (Action: failed) or a delay warning (Action: delayed)
 Invariants: the result is CRLF-terminated; every header line is under 998 octets; the
 notification is From MAILER-DAEMON@<reporting host> and carries `Auto-Submitted:
 auto-replied` (RFC 3834 §5) — the caller must send it with the null envelope sender
-(RFC 3464 §2 / RFC 5321 §4.5.5) so it can never bounce itself. Pure: no I/O, no clock,
-no randomness (the caller passes the date and the Message-ID).
+(RFC 3464 §2 / RFC 5321 §4.5.5) so it can never bounce itself; every date in it is
+written in the zone the caller passes (TZ), with its offset. Pure: no I/O, no clock, no
+randomness (the caller passes the date, the zone and the Message-ID).
 """
 
 from __future__ import annotations
@@ -57,23 +58,31 @@ class DsnReport:
     envid: str = ""  # RFC 3461 ENVID of the original transaction
 
 
-def render_dsn(report: DsnReport, *, date: dt.datetime, message_id: str) -> bytes:
-    """The complete notification message, ready to spool (no Return-Path)."""
+def render_dsn(report: DsnReport, *, date: dt.datetime, message_id: str,
+               zone: dt.tzinfo = dt.UTC) -> bytes:
+    """The complete notification message, ready to spool (no Return-Path); its dates in
+    `zone` (clock.display_zone of TZ)."""
     if not report.recipients:
         raise ValueError("a DSN names at least one recipient")
     boundary = _boundary(message_id)
     original_header = _crlf(split_message(report.original_message)[0]).rstrip(b"\r\n")
     parts = [
-        _part("text/plain; charset=utf-8", "8bit", _crlf(_human_text(report).encode())),
-        _part("message/delivery-status", "7bit", _status_fields(report)),
+        _part("text/plain; charset=utf-8", "8bit", _crlf(_human_text(report, zone).encode())),
+        _part("message/delivery-status", "7bit", _status_fields(report, zone)),
         _part("text/rfc822-headers", "8bit", original_header + b"\r\n"),
     ]
     body = b"".join(b"--" + boundary + b"\r\n" + part for part in parts)
     body += b"--" + boundary + b"--\r\n"
-    return _top_header(report, date, message_id, boundary, original_header) + b"\r\n" + body
+    top = _top_header(report, _date(date, zone), message_id, boundary, original_header)
+    return top + b"\r\n" + body
 
 
-def _top_header(report: DsnReport, date: dt.datetime, message_id: str, boundary: bytes,
+def _date(when: dt.datetime, zone: dt.tzinfo) -> str:
+    """RFC 5322 §3.3 date-time in `zone`, as RFC 3464 §2.1.1 asks for DSN dates."""
+    return format_datetime(when.astimezone(zone))
+
+
+def _top_header(report: DsnReport, date: str, message_id: str, boundary: bytes,
                 original_header: bytes) -> bytes:
     is_failure = any(r.action is DsnAction.FAILED for r in report.recipients)
     subject = ("Undelivered Mail Returned to Sender" if is_failure
@@ -82,7 +91,7 @@ def _top_header(report: DsnReport, date: dt.datetime, message_id: str, boundary:
         f"From: Mail Delivery System <MAILER-DAEMON@{report.reporting_mta}>",
         f"To: <{report.original_sender}>",
         f"Subject: {subject}",
-        f"Date: {format_datetime(date.astimezone(dt.UTC))}",
+        f"Date: {date}",
         f"Message-ID: <{message_id}>",
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",
@@ -108,50 +117,50 @@ def _part(content_type: str, encoding: str, content: bytes) -> bytes:
     return header + content + (b"" if content.endswith(b"\r\n") else b"\r\n")
 
 
-def _human_text(report: DsnReport) -> str:
+def _human_text(report: DsnReport, zone: dt.tzinfo) -> str:
     failed = [r for r in report.recipients if r.action is DsnAction.FAILED]
     delayed = [r for r in report.recipients if r.action is DsnAction.DELAYED]
     lines = [f"This is the mail system at host {report.reporting_mta}.", ""]
     if failed:
         lines += ["Your message could not be delivered to one or more recipients.",
                   "It is attached below (headers only).", ""]
-        lines += [_human_line(r) for r in failed]
+        lines += [_human_line(r, zone) for r in failed]
     if delayed:
         if failed:
             lines.append("")
         lines += ["Delivery to the following recipients has been delayed. No action is",
                   "needed on your part; delivery will be retried.", ""]
-        lines += [_human_line(r) for r in delayed]
+        lines += [_human_line(r, zone) for r in delayed]
     return "\n".join(lines) + "\n"
 
 
-def _human_line(recipient: DsnRecipient) -> str:
+def _human_line(recipient: DsnRecipient, zone: dt.tzinfo) -> str:
     where = f"host {recipient.remote_mta} said: " if recipient.remote_mta else ""
     line = f"<{recipient.recipient}>: {where}{_clip(recipient.diagnostic)}"
     if recipient.will_retry_until is not None:
-        line += f" (will retry until {format_datetime(recipient.will_retry_until)})"
+        line += f" (will retry until {_date(recipient.will_retry_until, zone)})"
     return line
 
 
-def _status_fields(report: DsnReport) -> bytes:
+def _status_fields(report: DsnReport, zone: dt.tzinfo) -> bytes:
     """RFC 3464 §2.2 per-message fields, then §2.3 per-recipient blocks, blank-separated."""
-    blocks = [_per_message_fields(report)]
-    blocks += [_per_recipient_fields(r) for r in report.recipients]
+    blocks = [_per_message_fields(report, zone)]
+    blocks += [_per_recipient_fields(r, zone) for r in report.recipients]
     return b"\r\n".join(
         "".join(line + "\r\n" for line in block).encode("utf-8") for block in blocks
     )
 
 
-def _per_message_fields(report: DsnReport) -> list[str]:
+def _per_message_fields(report: DsnReport, zone: dt.tzinfo) -> list[str]:
     lines = []
     if report.envid:
         lines.append(f"Original-Envelope-Id: {_clip(report.envid)}")  # RFC 3464 §2.2.1
     lines += [f"Reporting-MTA: dns; {report.reporting_mta}",
-              f"Arrival-Date: {format_datetime(report.arrival_date.astimezone(dt.UTC))}"]
+              f"Arrival-Date: {_date(report.arrival_date, zone)}"]
     return lines
 
 
-def _per_recipient_fields(recipient: DsnRecipient) -> list[str]:
+def _per_recipient_fields(recipient: DsnRecipient, zone: dt.tzinfo) -> list[str]:
     lines = []
     if recipient.original_recipient:  # RFC 3464 §2.3.1: only when ORCPT was given
         lines.append(f"Original-Recipient: {_clip(recipient.original_recipient)}")
@@ -166,9 +175,9 @@ def _per_recipient_fields(recipient: DsnRecipient) -> list[str]:
     diagnostic_type = "smtp" if recipient.is_smtp_diagnostic else "X-Postroom"
     lines.append(f"Diagnostic-Code: {diagnostic_type}; {_clip(recipient.diagnostic)}")
     if recipient.last_attempt is not None:
-        lines.append(f"Last-Attempt-Date: {format_datetime(recipient.last_attempt)}")
+        lines.append(f"Last-Attempt-Date: {_date(recipient.last_attempt, zone)}")
     if recipient.will_retry_until is not None:
-        lines.append(f"Will-Retry-Until: {format_datetime(recipient.will_retry_until)}")
+        lines.append(f"Will-Retry-Until: {_date(recipient.will_retry_until, zone)}")
     return lines
 
 

@@ -22,16 +22,18 @@ def render_message_id(hostname: str, token: str | None = None) -> str:
 
 
 def missing_submission_headers(field_names: Collection[str], *, hostname: str,
-                               now: dt.datetime, token: str | None = None) -> bytes:
+                               now: dt.datetime, token: str | None = None,
+                               zone: dt.tzinfo = dt.UTC) -> bytes:
     """Header lines (CRLF-terminated) to add so the message has Date and Message-ID.
 
     `field_names` are the lower-cased names of the message's header fields (the SMTP
     receiver collects them while scanning the header once). Returns b"" when both are
-    present. Placement is free: RFC 5322 §3.6 sets no order for these fields.
+    present. Placement is free: RFC 5322 §3.6 sets no order for these fields. The Date
+    is written in `zone` (TZ), with its offset (RFC 5322 §3.3).
     """
     lines = []
     if "date" not in field_names:
-        lines.append(f"Date: {format_datetime(now.astimezone(dt.UTC))}\r\n")
+        lines.append(f"Date: {format_datetime(now.astimezone(zone))}\r\n")
     if "message-id" not in field_names:
         lines.append(f"Message-ID: {render_message_id(hostname, token)}\r\n")
     return "".join(lines).encode("ascii")

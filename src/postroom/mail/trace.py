@@ -64,7 +64,8 @@ def fold(name: str, words: list[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
-def render_received(info: TraceInfo) -> bytes:
+def render_received(info: TraceInfo, *, zone: dt.tzinfo = dt.UTC) -> bytes:
+    """The Received field; its date in `zone` (TZ: clock.display_zone), RFC 5322 §3.3."""
     clauses = [f"from {sanitize_token(info.client_name)} ({address_literal(info.client_ip)})"]
     if info.tls_version:
         bits = f" ({info.tls_bits} bits)" if info.tls_bits else ""
@@ -75,7 +76,7 @@ def render_received(info: TraceInfo) -> bytes:
         clauses.append(f"for <{_safe_address(info.recipient)}>;")
     else:
         clauses[-1] += ";"
-    clauses.append(format_datetime(info.when))
+    clauses.append(format_datetime(info.when.astimezone(zone)))
     return fold("Received", [word for clause in clauses for word in clause.split(" ")])
 
 

@@ -40,7 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from postroom.clock import Clock
+from postroom.clock import Clock, display_zone
 from postroom.delivery.local import deliver_local
 from postroom.dns.resolver import Resolver
 from postroom.mail.dsn import DsnAction, DsnRecipient, DsnReport, render_dsn
@@ -430,7 +430,8 @@ class QueueWorker:
             reporting_mta=config.hostname, original_sender=first.sender,
             original_message=original, arrival_date=first.created,
             recipients=[_dsn_recipient(f, now) for f in group], envid=first.envid,
-        ), date=now, message_id=f"{secrets.token_hex(16)}@{config.hostname}")
+        ), date=now, message_id=f"{secrets.token_hex(16)}@{config.hostname}",
+            zone=display_zone(config.timezone))
         log.info("bouncing %s to <%s> (%d recipient(s))", first.message_id, first.sender,
                  len(group))
         if await self.runtime.store.is_local_domain(_domain_of(first.sender)):
