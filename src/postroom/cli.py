@@ -10,6 +10,7 @@ never a traceback.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ipaddress
 import logging
 import os
@@ -23,11 +24,12 @@ import typer
 from postroom.accounts.service import AccountService
 from postroom.config import Config, ConfigError, check_serve_files, load_config
 from postroom.errors import PostroomError
-from postroom.logsetup import setup_logging
+from postroom.logsetup import announce, setup_logging
 from postroom.store.changes import ChangeFeed
 
 if TYPE_CHECKING:
     from postroom.dns.records import ZoneInput
+    from postroom.selftest import SelftestReport
     from postroom.store.transfer import TransferReport
 
 T = TypeVar("T")
@@ -136,6 +138,14 @@ def read_password(password: str | None, confirm: bool = True) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
+def human_time(when: dt.datetime) -> str:
+    """A stored (UTC) time as a person reads it: in TZ's zone, with its offset."""
+    from postroom.clock import display_zone
+
+    zone = display_zone(current_config().timezone)
+    return when.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
 def human_size(size: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -163,17 +173,17 @@ def serve() -> None:
         check_serve_files(config)
     except ConfigError as error:
         raise fail(str(error), status=2) from None
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, timezone=config.timezone)
 
     async def main() -> None:
         server = App(config)
         await server.start()
         for listener in server.listeners:
             tls = " (implicit TLS)" if listener.implicit_tls else ""
-            typer.echo(f"postroom: {listener.name} listening on "
-                       f"{listener.host}:{listener.port}{tls}", err=True)
+            announce("%s listening on %s:%d%s", listener.name, listener.host, listener.port,
+                     tls)
         await server.run_until_signalled(
-            on_ready=lambda: typer.echo(f"postroom: ready as {config.hostname}", err=True))
+            on_ready=lambda: announce("ready as %s", config.hostname))
 
     try:
         run_cli(main(), loop_factory=fast_loop_factory())
@@ -301,7 +311,7 @@ def dkim_show(domain: str) -> None:
 
 # -- dns ---------------------------------------------------------------------------------
 def zone_input(domain: str, ip: str | None, ipv6: str | None) -> ZoneInput:
-    from postroom.dns.records import ZoneInput
+    from postroom.dns.records import ZoneInput, configured_srv_ports
     from postroom.mail.address import normalize_domain
 
     config = current_config()
@@ -313,7 +323,8 @@ def zone_input(domain: str, ip: str | None, ipv6: str | None) -> ZoneInput:
     except (PostroomError, ValueError) as error:
         raise fail(str(error)) from None
     return ZoneInput(domain=domain, hostname=config.hostname, ipv4=ip, ipv6=ipv6,
-                     dkim_dir=dkim_dir(config), postmaster=f"postmaster@{domain}")
+                     dkim_dir=dkim_dir(config), postmaster=f"postmaster@{domain}",
+                     srv_ports=configured_srv_ports(config))
 
 
 @dns_app.command("records")
@@ -355,6 +366,69 @@ def dns_check(
         raise typer.Exit(1)
 
 
+# -- selftest ----------------------------------------------------------------------------
+@app.command()
+def selftest(
+    domain: str,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="also send the signed message to this address (e.g. an online tester)")
+    ] = None,
+    sender: Annotated[str | None, typer.Option(
+        "--from", help="From and envelope sender (default: postmaster@DOMAIN)")] = None,
+    ip: Annotated[str | None, typer.Option("--ip", help="the server's public IPv4")] = None,
+    ipv6: Annotated[str | None, typer.Option("--ipv6", help="the server's public IPv6")
+                    ] = None,
+    smtp_host: Annotated[str | None, typer.Option(
+        "--smtp-host", help="where to probe STARTTLS (default: LISTEN_ADDRESS)")] = None,
+    smtp_port: Annotated[int | None, typer.Option(
+        "--smtp-port", help="the SMTP port to probe (default: SMTP_PORT)")] = None,
+    dnsbl: Annotated[list[str] | None, typer.Option(
+        "--dnsbl", help="a DNSBL zone to look the server's address up in (repeatable)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Judge DOMAIN's setup as a receiving provider would, scored out of 10; exit 1 when a
+    check fails."""
+    import json
+
+    from postroom.dns.live import LiveResolver
+    from postroom.selftest import SelftestOptions, run_selftest
+
+    spec = zone_input(domain, ip, ipv6)
+    config = current_config()
+    from_address = (sender or f"postmaster@{spec.domain}").strip()
+    for address in (from_address, to):
+        if address is not None and "@" not in address:
+            raise fail(f"{address!r} is not an email address")
+    options = SelftestOptions(
+        domain=spec.domain, sender=from_address, recipient=to, ipv4=ip, ipv6=ipv6,
+        smtp_host=smtp_host, smtp_port=smtp_port, dnsbl_zones=tuple(dnsbl or ()))
+    report = run_cli(run_selftest(config, LiveResolver(config.nameservers), options))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_selftest(report)
+    if report.is_failure:
+        raise typer.Exit(1)
+
+
+def print_selftest(report: SelftestReport) -> None:
+    for note in report.notes:
+        typer.echo(f"postroom: {note}", err=True)
+    print_table(("check", "status", "points", "detail", "fix"),
+                [(c.name, c.status.value, f"{c.earned:g}/{c.points:g}", c.detail, c.fix)
+                 for c in report.checks])
+    typer.echo(report.score_text)
+    if report.sent is not None:
+        sent = report.sent
+        outcome = "delivered" if sent.is_delivered else "NOT delivered"
+        typer.echo(f"sent to {sent.recipient}: {outcome}: {sent.reply}"
+                   + (f" (by {sent.server})" if sent.server else ""))
+        if sent.is_delivered:
+            typer.echo(f"look for the subject ending ({report.queue_id}) in that mailbox, "
+                       "or open the tester's result page")
+
+
 # -- queue -------------------------------------------------------------------------------
 @queue_app.command("list")
 def queue_list() -> None:
@@ -364,7 +438,7 @@ def queue_list() -> None:
     queued = run_with_store(lambda _, store: list_queued(store))
     print_table(("id", "sender", "recipients", "attempts", "next try", "last error"),
                 [(q.message_id, q.sender or "<>", ", ".join(q.recipients), q.attempts,
-                  q.next_attempt.strftime("%Y-%m-%d %H:%M:%S"), q.last_error)
+                  human_time(q.next_attempt), q.last_error)
                  for q in queued])
 
 
@@ -432,6 +506,7 @@ def import_docker_mailserver(
     import tempfile
 
     from postroom.accounts.dms_import import import_docker_mailserver as run_import
+    from postroom.accounts.mailboxlimits import MailboxLimits
 
     config = current_config()
     keys_dir = dkim_dir(config)  # a dry run only reads it
@@ -441,7 +516,8 @@ def import_docker_mailserver(
             # creating the real database.
             config = config.model_copy(update={"data_dir": Path(scratch)})
         report = run_with_blobs(config, lambda store, blobs: run_import(
-            directory, store, blobs, keys_dir, dry_run=dry_run))
+            directory, store, blobs, keys_dir, dry_run=dry_run,
+            limits=MailboxLimits.from_config(config)))
     if dry_run:
         typer.echo("dry run: nothing was changed; an import would give:")
     print_table(("item", "new", "already present"),
@@ -480,12 +556,10 @@ def ban_key(address: str) -> str:
 @ban_app.command("list")
 def ban_list() -> None:
     """List the addresses banned now (IPv6 clients are banned by /64)."""
-    import datetime as dt
-
     now = dt.datetime.now(dt.UTC)
     bans = run_with_store(lambda _, store: store.list_bans(now))
     print_table(("address", "banned until", "failures", "reason"),
-                [(b.address, b.expires.isoformat(timespec="seconds"), b.failures, b.reason)
+                [(b.address, human_time(b.expires), b.failures, b.reason)
                  for b in bans])
 
 
@@ -506,8 +580,6 @@ def ban_add(
         "--time", help="how long, e.g. 30m, 12h, 7d (default: AUTH_BAN_TIME)")] = None,
 ) -> None:
     """Ban ADDRESS (or a network) by hand."""
-    import datetime as dt
-
     from postroom.config import parse_duration
     from postroom.store.api import Ban
 
@@ -520,7 +592,7 @@ def ban_add(
     now = dt.datetime.now(dt.UTC)
     ban = Ban(key, now, now + dt.timedelta(seconds=seconds), 0, "banned by hand")
     run_with_store(lambda _, store: store.add_ban(ban))
-    typer.echo(f"banned {key} until {ban.expires.isoformat(timespec='seconds')}")
+    typer.echo(f"banned {key} until {human_time(ban.expires)}")
 
 
 # -- migrate ------------------------------------------------------------------------------
