@@ -96,6 +96,25 @@ class MailboxCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxUsage:
+    """What one mailbox and its whole account hold (issue 25: the limits on messages per
+    mailbox and bytes per account). Read from counters the database keeps by trigger
+    (migration 0008), so the read costs the same however many messages there are."""
+
+    mailbox_messages: int
+    mailbox_size: int
+    account_messages: int
+    account_size: int
+
+
+def keywords_of(flag_texts: Iterable[str]) -> frozenset[str]:
+    """The keywords among stored flag values (each space-separated, as the backends keep
+    them): every flag without a leading backslash (RFC 9051 §2.3.2)."""
+    return frozenset(flag for text in flag_texts for flag in text.split()
+                     if not flag.startswith("\\"))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRow:
     """One message in one mailbox. `flags` holds system flags (\\Seen …) and keywords."""
 
@@ -298,6 +317,14 @@ class Store(Protocol):
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None: ...
     async def list_subscriptions(self, account_id: int) -> list[str]: ...
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
+    async def mailbox_usage(self, mailbox_id: int) -> MailboxUsage:
+        """The mailbox's message count and bytes, and its account's over all its
+        mailboxes, in one read of the trigger-kept counters (NotFound: no such mailbox)."""
+        ...
+    async def mailbox_keywords(self, mailbox_id: int) -> frozenset[str]:
+        """The keywords (flags without a leading backslash) set on at least one message of
+        the mailbox: what the FLAGS response lists and MAX_KEYWORDS_PER_MAILBOX counts."""
+        ...
 
     # -- messages ---------------------------------------------------------------------
     async def append_message(self, mailbox_id: int, message: NewMessage, *,

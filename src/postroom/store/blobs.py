@@ -9,16 +9,35 @@ is random, never derived from content, so two deliveries of the same bytes stay 
 `store/pgblobs.py` keeps bodies in PostgreSQL for several nodes (an object store can follow).
 Readers that go through many blobs call `await opener(ids)` once, then open each on a
 worker thread: a remote store fetches them first, a database store reads them in one query.
+
+A temp file never outlives a failed write (issue 25: a full disk must not stay full of
+half-written bodies): every write that fails removes its own temp file at once, and temp
+files older than `STALE_TMP_SECONDS` (a crashed process's, or another's that died) are
+swept while mail is being written, at most every `SWEEP_EVERY_SECONDS`, not only when
+`serve` starts. OSErrors that mean "no space" or "I/O error" leave as the storage errors of
+store/errors.py (StorageFull, StorageFailure), logged once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Protocol
+
+from postroom.store.errors import raise_storage_failure
+
+log = logging.getLogger("postroom.store")
+
+# A temp file this old belongs to no write in progress: bodies are written from memory
+# or from a local spool file, in seconds.
+STALE_TMP_SECONDS = 3600.0
+SWEEP_EVERY_SECONDS = 600.0
 
 
 class BlobWriter(Protocol):
@@ -89,7 +108,12 @@ class FileBlobWriter:
         self._pending_size += len(data)
         self.size += len(data)
         if self._pending_size >= self._FLUSH_AT:
-            await asyncio.to_thread(self._drain)
+            try:
+                await asyncio.to_thread(self._drain)
+            except OSError as error:
+                await asyncio.to_thread(self._discard)  # no temp file outlives a failure
+                raise_storage_failure(error)
+                raise
 
     def _drain(self) -> None:
         if self._file is None:
@@ -99,20 +123,35 @@ class FileBlobWriter:
         self._pending_size = 0
 
     async def commit(self) -> str:
-        await asyncio.to_thread(self._commit_sync)
+        try:
+            await asyncio.to_thread(self._commit_sync)
+        except OSError as error:
+            raise_storage_failure(error)
+            raise
         return self._blob_id
 
     def _commit_sync(self) -> None:
-        self._drain()
-        assert self._file is not None  # _drain opened it
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        fsync_dir(self._store.install(self._blob_id, self._tmp))
+        try:
+            self._drain()
+            assert self._file is not None  # _drain opened it
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            directory = self._store.install(self._blob_id, self._tmp)
+        except BaseException:
+            self._discard()
+            raise
+        fsync_dir(directory)
+        self._store.sweep_if_due()
 
     async def abort(self) -> None:
+        await asyncio.to_thread(self._discard)
+
+    def _discard(self) -> None:
+        """Close and remove the temp file; closing flushes, which fails on a full disk."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
         self._tmp.unlink(missing_ok=True)
 
 
@@ -120,6 +159,7 @@ class FileBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._made_dirs: set[Path] = set()  # fan-out directories known to exist
+        self._last_sweep = time.monotonic()  # serve's start cleared tmp/ (app.py)
 
     def ensure_dir(self, directory: Path, *, again: bool = False) -> None:
         """Create a fan-out directory once; later blobs skip the mkdir system call."""
@@ -139,11 +179,39 @@ class FileBlobStore:
         blobs does once per directory (store/sqlitebatch.py)."""
         self.path(blob_id)  # refuses an id that is not a plain name before anything is written
         tmp = self.root / "tmp" / blob_id
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return self.install(blob_id, tmp)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            directory = self.install(blob_id, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # no temp file outlives a failed write
+            raise
+        self.sweep_if_due()
+        return directory
+
+    def sweep_if_due(self) -> None:
+        """Remove stale temp files (module doc) when the last sweep is old enough;
+        blocking, so called on the threads that write blobs."""
+        now = time.monotonic()
+        if now - self._last_sweep < SWEEP_EVERY_SECONDS:
+            return
+        self._last_sweep = now
+        removed = self.sweep_tmp(STALE_TMP_SECONDS)
+        if removed:
+            log.warning("removed %d stale temp file(s) from %s", removed, self.root / "tmp")
+
+    def sweep_tmp(self, older_than: float) -> int:
+        """Remove temp files last modified more than `older_than` seconds ago."""
+        cutoff, removed = time.time() - older_than, 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / "tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
 
     def install(self, blob_id: str, tmp: Path) -> Path:
         """Rename a written, fsynced temp file into the fan-out; returns its directory."""
@@ -161,7 +229,11 @@ class FileBlobStore:
 
     async def put(self, data: bytes, *, blob_id: str | None = None) -> str:
         blob_id = blob_id or self.new_id()
-        await asyncio.to_thread(self._put_now, blob_id, data)
+        try:
+            await asyncio.to_thread(self._put_now, blob_id, data)
+        except OSError as error:
+            raise_storage_failure(error)
+            raise
         return blob_id
 
     def _put_now(self, blob_id: str, data: bytes) -> None:

@@ -48,18 +48,20 @@ from postroom.store.api import (
     FlagMode,
     Mailbox,
     MailboxCounts,
+    MailboxUsage,
     MessageRow,
     NewMessage,
     QueueEntry,
     SelectSummary,
     SpecialUse,
+    keywords_of,
     recorded_expunges,
     with_forgotten,
 )
 from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed, WriteEffects
-from postroom.store.errors import AlreadyExists, NotFound
-from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, migrate
+from postroom.store.errors import AlreadyExists, NotFound, StorageCorrupt, storage_failure
+from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, check_install, migrate
 from postroom.store.pgblobs import PgBlobStore
 from postroom.store.pgfeed import CHANNEL, NotifyListener, render_payload
 
@@ -248,8 +250,35 @@ _PRUNE_EXPUNGED = (
 )
 
 
+class _PostgresInstall:
+    """`migrate.InstallTarget` over one connection (issue 25): the database's install id
+    against this node's DATA_DIR/install-id, so a node pointed at an empty or another
+    install's database refuses to start instead of serving a blank one."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def install_state(self) -> tuple[str | None, bool]:
+        row = await _fetch_one(self._conn, "SELECT id FROM install WHERE singleton = 1")
+        (has_mail,) = await _fetch_one(
+            self._conn, "SELECT EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM"
+            " messages) OR EXISTS (SELECT 1 FROM queue)")
+        return (row[0] if row else None), bool(has_mail)
+
+    async def record_install_id(self, install_id: str) -> str:
+        # Nodes starting together on a new database: the first INSERT wins.
+        await _fetch(self._conn, "INSERT INTO install (singleton, id, created)"
+                     " VALUES (1, %s, %s) ON CONFLICT DO NOTHING",
+                     (install_id, _utc_now().isoformat()))  # fmt: skip
+        (recorded,) = await _fetch_one(self._conn, "SELECT id FROM install WHERE singleton = 1")
+        return str(recorded)
+
+
 class PostgresStore:
-    """`Store` on a PostgreSQL database shared by any number of nodes (module docstring)."""
+    """`Store` on a PostgreSQL database shared by any number of nodes (module docstring).
+
+    `data_dir`, when given, is this node's DATA_DIR, whose install id the database must
+    carry (store/migrate.py); app.py gives it."""
 
     def __init__(
         self,
@@ -259,8 +288,11 @@ class PostgresStore:
         *,
         pool: AsyncConnectionPool[Conn] | None = None,
         node_id: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self._url = url
+        self._data_dir = data_dir
+        self.damage: StorageCorrupt | None = None  # a statement found the data damaged
         self._blobs = blobs
         self._feed = feed
         self.pool = pool if pool is not None else new_pool(url)
@@ -279,6 +311,9 @@ class PostgresStore:
         try:
             async with self.pool.connection() as conn:
                 await migrate(_PostgresMigrations(conn), "postgres")
+                if self._data_dir is not None:
+                    await check_install(_PostgresInstall(conn), self._data_dir,
+                                        _where(self._url))
             await self._listener.start()
         except BaseException:
             await self.pool.close()
@@ -298,7 +333,15 @@ class PostgresStore:
         try:
             async with self.pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as error:
+        except (psycopg.Error, PoolTimeout) as error:
+            # Its disk full or its data damaged (53100, XX001): store/errors.py's kinds.
+            failure = storage_failure(error)
+            if isinstance(failure, StorageCorrupt) and self.damage is None:
+                self.damage = failure
+            if failure is not None:
+                raise failure from error
+            if not isinstance(error, (psycopg.OperationalError, PoolTimeout)):
+                raise
             # The database is down, restarting or saturated: a temporary failure (SMTP
             # 451, IMAP NO [UNAVAILABLE]); whatever was in flight was rolled back.
             raise TryLater(f"database unavailable: {error}") from error
@@ -615,6 +658,23 @@ class PostgresStore:
             (mailbox_id,),
         )
         return MailboxCounts(int(row[0]), int(row[1]), int(row[2]))
+
+    async def mailbox_usage(self, mailbox_id: int) -> MailboxUsage:
+        # Counters kept by triggers (migration 0008); the account's mailboxes come from the
+        # (account_id, name) index.
+        row = await self._read_one(
+            "SELECT b.message_count, b.total_size, sum(o.message_count), sum(o.total_size)"
+            " FROM mailboxes b JOIN mailboxes o ON o.account_id = b.account_id"
+            " WHERE b.id = %s GROUP BY b.id", (mailbox_id,))
+        if row is None:
+            raise NotFound(f"no mailbox with id {mailbox_id}")
+        return MailboxUsage(*(int(value) for value in row))
+
+    async def mailbox_keywords(self, mailbox_id: int) -> frozenset[str]:
+        # The distinct flag values, from the covering index messages_flags (migration 0004).
+        rows = await self._read("SELECT DISTINCT flags FROM messages WHERE mailbox_id = %s",
+                                (mailbox_id,))  # fmt: skip
+        return keywords_of(row[0] for row in rows)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -1109,12 +1169,13 @@ class PostgresStore:
 
 
 async def open_postgres(
-    url: str, feed: ChangeFeed, cache_dir: Path
+    url: str, feed: ChangeFeed, cache_dir: Path, *, data_dir: Path | None = None
 ) -> tuple[PostgresStore, PgBlobStore]:
-    """The store and its blob table over one pool, opened; bodies cached under `cache_dir`."""
+    """The store and its blob table over one pool, opened; bodies cached under `cache_dir`;
+    `data_dir`: check the database against DATA_DIR's install id (PostgresStore)."""
     pool = new_pool(url)
     blobs = PgBlobStore(pool, cache_dir)  # the store opens and closes the shared pool
-    store = PostgresStore(url, blobs, feed, pool=pool)
+    store = PostgresStore(url, blobs, feed, pool=pool, data_dir=data_dir)
     await asyncio.to_thread(blobs.prepare)
     await asyncio.to_thread(blobs.prune_cache)
     await store.open()

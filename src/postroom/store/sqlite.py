@@ -26,6 +26,12 @@ Invariants beyond those in `store/api.py`:
   (store/sqliteblobs.py) goes in that very transaction.
 - Times the store compares (queue times, saved dates) are UTC text in one fixed-width
   format, so text order is time order; internal dates keep their original UTC offset.
+- Opening checks before serving (issue 25): a DATA_DIR holding mail never gets a blank
+  database created under it, `PRAGMA quick_check` must pass, and the database's install
+  id must be DATA_DIR's (store/migrate.py) — each refusal is one line (`InstallMismatch`,
+  `StorageCorrupt`). Running, SQLite's "full", "corrupt" and I/O errors leave as
+  store/errors.py's StorageFailures; a write that found the file damaged sets `damage`,
+  after which the SMTP drivers accept no new transaction.
 """
 
 from __future__ import annotations
@@ -61,18 +67,32 @@ from postroom.store.api import (
     FlagMode,
     Mailbox,
     MailboxCounts,
+    MailboxUsage,
     MessageRow,
     NewMessage,
     QueueEntry,
     SelectSummary,
     SpecialUse,
+    keywords_of,
     recorded_expunges,
     with_forgotten,
 )
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
-from postroom.store.errors import AlreadyExists, NotFound
-from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, migrate
+from postroom.store.errors import (
+    AlreadyExists,
+    NotFound,
+    StorageCorrupt,
+    raise_storage_failure,
+    storage_failure,
+)
+from postroom.store.migrate import (
+    SCHEMA_VERSION_DDL,
+    Migration,
+    check_install,
+    migrate,
+    refuse_missing_database,
+)
 from postroom.store.sqlitebatch import BatchWork, BatchWriter
 from postroom.store.sqliteblobs import (
     BLOB_IN_USE_SQL,
@@ -101,8 +121,8 @@ _SELECT_FLAG_COLUMNS = (
 # distinct value lacks it, so a mailbox with nothing unseen costs no second pass. Flags
 # are sorted, space-separated atoms and only a system flag starts with a backslash, so
 # "\Seen " within flags || ' ' is exactly the \Seen flag; the search compares each row's
-# flags with the few unseen values instead. (GROUP BY flags with min(uid) was 3x slower
-# than DISTINCT: it sorts every row.)
+# flags with the few unseen values instead. (Not GROUP BY flags with min(uid): it sorts
+# every row.)
 _SELECT_SUMMARY = (
     "WITH sets AS MATERIALIZED (SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?1)"
     " SELECT (SELECT json_group_array(uid) FROM"
@@ -139,6 +159,11 @@ _INSERT_QUEUE = (
 )
 
 _SELECT_BANS = "SELECT address, created, expires, failures, reason FROM bans"
+_SELECT_USAGE = (
+    "SELECT b.message_count, b.total_size, sum(o.message_count), sum(o.total_size)"
+    " FROM mailboxes b JOIN mailboxes o ON o.account_id = b.account_id WHERE b.id = ?"
+    " GROUP BY b.id"
+)
 _SELECT_MESSAGES_IN = (
     "SELECT mailbox_id, uid, modseq, blob_id, size, internal_date, flags, saved_date"
     " FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
@@ -252,7 +277,11 @@ def _connect_on_loop(path: Path) -> sqlite3.Connection:
 
 
 async def _fetch(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-    return list(await db.execute_fetchall(sql, params))
+    try:
+        return list(await db.execute_fetchall(sql, params))
+    except sqlite3.Error as error:  # full, damaged, I/O: store/errors.py's kinds
+        raise_storage_failure(error)
+        raise
 
 
 async def _fetch_one(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Row:
@@ -438,11 +467,48 @@ class _SqliteMigrations:
         return True
 
 
-class SqliteStore:
-    """`Store` on one SQLite file; see the module docstring for the concurrency model."""
+class _SqliteInstall:
+    """`migrate.InstallTarget` over the writer connection."""
 
-    def __init__(self, path: Path, blobs: FileBlobStore, feed: ChangeFeed) -> None:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def install_state(self) -> tuple[str | None, bool]:
+        row = await _fetch_one(self._db, "SELECT id FROM install WHERE singleton = 1")
+        (has_mail,) = await _fetch_one(
+            self._db, "SELECT EXISTS (SELECT 1 FROM accounts) OR EXISTS (SELECT 1 FROM"
+            " messages) OR EXISTS (SELECT 1 FROM queue)")
+        return (row[0] if row else None), bool(has_mail)
+
+    async def record_install_id(self, install_id: str) -> str:
+        db = self._db
+        await _fetch(db, "BEGIN IMMEDIATE")
+        try:
+            await _fetch(db, "INSERT OR IGNORE INTO install (singleton, id, created)"
+                         " VALUES (1, ?, ?)", (install_id, _utc_text(_utc_now())))
+            (recorded,) = await _fetch_one(db, "SELECT id FROM install WHERE singleton = 1")
+            await _fetch(db, "COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await _fetch(db, "ROLLBACK")
+            raise
+        return str(recorded)
+
+
+_QUICK_CHECK_ERRORS = 3  # what the refusal quotes of quick_check's findings
+
+
+class SqliteStore:
+    """`Store` on one SQLite file; see the module docstring for the concurrency model.
+
+    `data_dir`, when given, is the DATA_DIR whose install id the database must carry
+    (store/migrate.py); app.py gives it, tests and the SQLite-to-PostgreSQL copy do not."""
+
+    def __init__(self, path: Path, blobs: FileBlobStore, feed: ChangeFeed, *,
+                 data_dir: Path | None = None) -> None:
         self._path = path
+        self._data_dir = data_dir
+        self.damage: StorageCorrupt | None = None  # set by a write that found it damaged
         self._blobs = blobs
         self._feed = feed
         self._writer: aiosqlite.Connection | None = None
@@ -456,16 +522,62 @@ class SqliteStore:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self._data_dir is not None:  # before SQLite would create a blank file
+            await asyncio.to_thread(refuse_missing_database, self._path, self._data_dir)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._blobs.prepare()
+        try:
+            await self._open_checked()
+        except BaseException:
+            await self.close()  # aiosqlite's threads would keep the process alive
+            raise
+
+    async def _open_checked(self) -> None:
         self._writer = await self._connect()
+        await self._quick_check(self._writer)
         # WAL is a property of the file: set once, by the writer, before the schema.
         await _fetch(self._writer, "PRAGMA journal_mode = WAL")
         await migrate(_SqliteMigrations(self._writer), "sqlite")
+        if self._data_dir is not None:
+            await check_install(_SqliteInstall(self._writer), self._data_dir, str(self._path))
         self._reader = await self._connect()
         await _fetch(self._reader, "PRAGMA query_only = ON")
         self._on_loop = _connect_on_loop(self._path)
         await self._batch.open()  # after the migrations: it writes to the schema
+
+    async def _quick_check(self, db: aiosqlite.Connection) -> None:
+        """PRAGMA quick_check: every page's structure, without comparing indexes to
+        their tables — O(size), about a second per GB; one line naming what it found."""
+        try:  # not through _fetch: a refusal at start is one line, not a logged failure
+            rows = await db.execute_fetchall(f"PRAGMA quick_check({_QUICK_CHECK_ERRORS})")
+            findings = [str(row[0]) for row in rows]
+        except sqlite3.DatabaseError as error:  # a damaged header: "file is not a database"
+            if error.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_CORRUPT,
+                                                     sqlite3.SQLITE_NOTADB):
+                raise
+            findings = [str(error)]
+        if findings != ["ok"]:  # one line: a finding may span several ("*** in database…")
+            lines = [line.strip() for finding in findings for line in finding.splitlines()]
+            raise StorageCorrupt(self._damaged("; ".join(
+                line for line in lines if line and not line.startswith("***"))))
+
+    def _damaged(self, finding: str) -> str:
+        return (f"refusing to start: the database {self._path} is damaged (quick_check: "
+                f"{finding}); restore it from a backup, or salvage it with "
+                f"`sqlite3 {self._path.name} .recover`")
+
+    def _noted(self, error: BaseException) -> None:
+        """Remember that a write found the database damaged (module doc)."""
+        if isinstance(error, StorageCorrupt) and self.damage is None:
+            self.damage = error
+
+    async def _batched(self, job: Any, *, prepare: Any = None) -> Any:
+        """A group-commit job (store/sqlitebatch.py), its failures noted."""
+        try:
+            return await self._batch.run(job, prepare=prepare)
+        except Exception as error:
+            self._noted(storage_failure(error) or error)
+            raise
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: sqlite3 must not open transactions behind our back; every
@@ -498,9 +610,10 @@ class SqliteStore:
             raise RuntimeError("SqliteStore used before open()")
         try:
             return self._on_loop.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as error:
+        except sqlite3.Error as error:
             # The low byte is the primary code (SQLITE_BUSY_RECOVERY is a SQLITE_BUSY).
             if error.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise_storage_failure(error)  # damaged, I/O: store/errors.py's kinds
                 raise
             return await _fetch(self._read, sql, params)  # may wait: off the loop
 
@@ -527,7 +640,8 @@ class SqliteStore:
                 for blob_id in filter(is_inline, work.blobs):  # in the transaction: module doc
                     await _fetch(db, DELETE_INLINE_IF_UNUSED_SQL, (blob_id,) * 3)
                 await _fetch(db, "COMMIT")
-            except BaseException:
+            except BaseException as error:
+                self._noted(error)
                 if db.in_transaction:
                     await _fetch(db, "ROLLBACK")
                 raise
@@ -819,6 +933,20 @@ class SqliteStore:
         )
         return MailboxCounts(*row)
 
+    async def mailbox_usage(self, mailbox_id: int) -> MailboxUsage:
+        # Counters kept by triggers (migration 0008); the account's mailboxes come from the
+        # (account_id, name) index: one point read, on the loop like the mailbox row.
+        row = await self._point_read(_SELECT_USAGE, (mailbox_id,))
+        if row is None:
+            raise NotFound(f"no mailbox with id {mailbox_id}")
+        return MailboxUsage(*row)
+
+    async def mailbox_keywords(self, mailbox_id: int) -> frozenset[str]:
+        # The distinct flag values, from the covering index messages_flags (migration 0004).
+        rows = await _fetch(self._read, "SELECT DISTINCT flags FROM messages"
+                            " WHERE mailbox_id = ?", (mailbox_id,))  # fmt: skip
+        return keywords_of(row[0] for row in rows)
+
     # -- messages -------------------------------------------------------------------------
 
     async def append_message(self, mailbox_id: int, message: NewMessage, *,
@@ -836,7 +964,7 @@ class SqliteStore:
         elif body is not None:
             prepare = partial(self._blobs.write_now, message.blob_id, body)
         job = partial(_append_job, mailbox_id, message, _utc_now(), inline_body)
-        return await self._batch.run(job, prepare=prepare)
+        return await self._batched(job, prepare=prepare)  # type: ignore[no-any-return]
 
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
         sql = _SELECT_MESSAGES
@@ -909,11 +1037,11 @@ class SqliteStore:
         *,
         unchanged_since: int | None = None,
     ) -> list[MessageRow]:
-        return await self._batch.run(partial(_store_flags_job, mailbox_id, uids, flags, mode,
+        return await self._batched(partial(_store_flags_job, mailbox_id, uids, flags, mode,
                                              unchanged_since))  # fmt: skip
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged:
-        return await self._batch.run(partial(_expunge_job, mailbox_id, uids))
+        return await self._batched(partial(_expunge_job, mailbox_id, uids))  # type: ignore[no-any-return]
 
     async def _expunge_on(self, work: _Write, mailbox_id: int, uids: Iterable[int]) -> list[int]:
         """MOVE's expunge, inside its own transaction on the aiosqlite writer (the same
@@ -1209,7 +1337,7 @@ class SqliteStore:
 
     # The rows of small bodies (store/sqliteblobs.py).
     async def put_inline_blob(self, blob_id: str, data: bytes) -> None:
-        await self._batch.run(partial(_insert_inline_job, blob_id, data))
+        await self._batched(partial(_insert_inline_job, blob_id, data))
 
     async def read_inline_blobs(self, blob_ids: list[str]) -> dict[str, bytes]:
         if len(blob_ids) == 1:  # one body of at most INLINE_LIMIT bytes: on the loop
@@ -1225,10 +1353,11 @@ class SqliteStore:
             await _fetch(work.db, "DELETE FROM blob_data WHERE id = ?", (blob_id,))
 
 
-def sqlite_store(path: Path, blob_root: Path, feed: ChangeFeed
-                 ) -> tuple[SqliteStore, SqliteBlobStore]:  # fmt: skip
+def sqlite_store(path: Path, blob_root: Path, feed: ChangeFeed, *,
+                 data_dir: Path | None = None) -> tuple[SqliteStore, SqliteBlobStore]:
     """The SQLite store on `path` and the blob store of its bodies (small ones in the
-    database, larger ones as files under `blob_root`); open the store before use."""
+    database, larger ones as files under `blob_root`); open the store before use.
+    `data_dir`: check the database against DATA_DIR's install id (SqliteStore)."""
     files = FileBlobStore(blob_root)
-    store = SqliteStore(path, files, feed)
+    store = SqliteStore(path, files, feed, data_dir=data_dir)
     return store, SqliteBlobStore(files, store)

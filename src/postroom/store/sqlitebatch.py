@@ -1,9 +1,9 @@
 """Group commit for the SQLite backend: the hot writes of many sessions in one transaction.
 
 Owns a second SQLite connection, used only on its own thread, and the queue of write jobs
-that run on it. APPEND/delivery, STORE and EXPUNGE are small (a few statements) but used to
-pay one thread hop per statement, all while holding the store's write lock: under ten
-busy IMAP sessions each write waited behind the others' hops. Here every job is a plain
+that run on it. APPEND/delivery, STORE and EXPUNGE are small (a few statements), but at
+one thread hop per statement, all while holding the store's write lock, each write of ten
+busy IMAP sessions would wait behind the others' hops. Here every job is a plain
 function of the connection; whatever jobs are waiting when the writer is free run as one
 batch, in one thread hop:
 
@@ -28,6 +28,11 @@ Invariants:
   them (a crash in between leaks a file, never loses one still referenced). Released
   small bodies (`blob_data` rows, store/sqliteblobs.py) are deleted inside the
   transaction, before the COMMIT.
+- Every caller hears about a failure that touches its job (issue 25): a job whose
+  statement failed so badly that SQLite rolled the whole transaction back (a full disk,
+  I/O errors, corruption) fails the batch, so the jobs already run in it, rolled back
+  too, get that error rather than a result. Errors leave as the storage errors of
+  store/errors.py (StorageFull, StorageCorrupt…) where they are one.
 - A caller cancelled while its job waits still gets its job committed with the batch
   (a retry then duplicates, never loses); shutdown lets the running batch finish.
 - A job may bring file work to do first (`prepare`: a new message's blob, written by
@@ -54,6 +59,7 @@ from typing import Any, Generic, TypeVar
 
 from postroom.store.blobs import FileBlobStore, fsync_dir
 from postroom.store.changes import ChangeFeed, WriteEffects
+from postroom.store.errors import raise_storage_failure
 from postroom.store.sqliteblobs import BLOB_IN_USE_SQL, DELETE_INLINE_IF_UNUSED_SQL, is_inline
 
 log = logging.getLogger("postroom.store")
@@ -152,8 +158,12 @@ class BatchWriter:
         self._waiting.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run_batches())
-        # Shielded: see the module doc (a cancelled caller's job still commits).
-        return await asyncio.shield(pending.done)
+        try:
+            # Shielded: see the module doc (a cancelled caller's job still commits).
+            return await asyncio.shield(pending.done)
+        except (OSError, sqlite3.Error) as error:
+            raise_storage_failure(error)
+            raise
 
     async def _run_batches(self) -> None:
         while self._waiting:
@@ -269,6 +279,10 @@ class BatchWriter:
         try:
             result = job(work)
         except Exception as error:
+            if not db.in_transaction:
+                # SQLite rolled back the whole batch (full, I/O error): the jobs before
+                # this one are undone too, so the batch fails and all of them hear why.
+                raise
             db.execute("ROLLBACK TO job")
             db.execute("RELEASE job")
             return _Outcome(error=error)

@@ -9,8 +9,8 @@ transaction as the message (or queue) row that names it: it is durable with that
 transaction's one WAL fsync, shared by the whole group-commit batch. A larger body is a
 `FileBlobStore` file (fsynced, renamed, directory fsynced). Why (issue 8): at 4 KB, creating,
 fsyncing and renaming a file per delivery cost a quarter of the CPU per message, and each
-file fsync forced its own ext4 journal commit; an A/B without those files delivered about a
-third more messages per second. Above the limit the file is cheaper: WAL content is written
+file fsync forced its own ext4 journal commit (docs/decisions/0025-small-bodies-in-sqlite.md).
+Above the limit the file is cheaper: WAL content is written
 twice (the log, then the checkpoint), and a big row would sit in memory on the event loop.
 
 Invariants:
