@@ -116,8 +116,12 @@ async def open_store(config: Config, feed: ChangeFeed) -> tuple[Store, BlobStore
         except ImportError as error:  # psycopg is the optional extra `postroom[postgres]`
             raise ConfigError("config: STORAGE=postgresql needs psycopg: "
                               "pip install 'postroom[postgres]'") from error
-        return await open_postgres(config.database_url, feed, config.data_dir / "blob-cache")
-    store, blobs = sqlite_store(config.db_path, config.data_dir / "blobs", feed)
+        return await open_postgres(config.database_url, feed, config.data_dir / "blob-cache",
+                                   data_dir=config.data_dir)
+    # data_dir: the database must be DATA_DIR's install (issue 25, store/migrate.py); the
+    # admin commands open it here too, so none of them creates a blank one over old mail.
+    store, blobs = sqlite_store(config.db_path, config.data_dir / "blobs", feed,
+                                data_dir=config.data_dir)
     await store.open()
     return store, blobs
 

@@ -97,13 +97,15 @@ def test_limiter_counts_per_address_and_in_total() -> None:
 
 def test_refusal_lines() -> None:
     assert render_refusal(WireProtocol.SMTP, Refusal.BANNED, "mx.example") == (
-        b"421 4.7.0 mx.example too many failed logins from your address; try later\r\n")
+        b"421 4.7.0 mx.example too many failed logins from your address; try later"
+        b" (admin: postroom ban del ADDRESS)\r\n")
     assert render_refusal(WireProtocol.SMTP, Refusal.TOO_MANY_CONNECTIONS, "mx.example") == (
         b"421 4.3.2 mx.example too many connections; try later\r\n")
     assert render_refusal(WireProtocol.IMAP, Refusal.TOO_MANY_FROM_ADDRESS, "mx") == (
         b"* BYE [UNAVAILABLE] too many connections from your address; try later\r\n")
     assert render_refusal(WireProtocol.POP3, Refusal.BANNED, "mx") == (
-        b"-ERR [SYS/TEMP] too many failed logins from your address; try later\r\n")
+        b"-ERR [SYS/TEMP] too many failed logins from your address; try later"
+        b" (admin: postroom ban del ADDRESS)\r\n")
 
 
 # -- connection limits over real sockets -----------------------------------------------------
@@ -215,7 +217,12 @@ def test_scan_header_limits(tmp_path: Path) -> None:
          HEADER_FIELD_TOO_LARGE),
         (b"".join(b"X-N%d: " % n + b"v" * 900 + b"\r\n" for n in range(1200)) + b"\r\n",
          HEADER_SECTION_TOO_LARGE),
-        (b"no colon here\r\n" + b"z" * (MAX_HEADER_SECTION * 2), None),  # body starts
+        # A line without a colon does not start the body (IMAP serves what follows as
+        # header fields), so the fields after it are still measured.
+        (b"no colon here\r\nX-Big: " + b"a" * MAX_HEADER_FIELD + b"\r\n\r\nbody",
+         HEADER_FIELD_TOO_LARGE),
+        (b"no colon here\r\n" + b"z" * (MAX_HEADER_SECTION * 2), HEADER_SECTION_TOO_LARGE),
+        (b"no colon\r\nSubject: x\r\n\r\n" + b"y" * (MAX_HEADER_SECTION * 2), None),
         (b"X-Long: " + b"q" * (MAX_HEADER_SECTION * 2), HEADER_SECTION_TOO_LARGE),
         (b"", None),
     ]
@@ -286,8 +293,9 @@ async def test_rfc_timeouts_are_the_defaults(runtime: Runtime) -> None:
 
     smtp = SmtpServer(runtime, SmtpMode.MX)
     # RFC 5321 §4.5.3.2.7 (server waiting for the next command: 5 minutes) and §4.5.3.2.6
-    # (DATA block: at least 3 minutes).
-    assert (smtp.command_timeout, smtp.data_timeout) == (300, 180)
+    # (DATA block: at least 3 minutes; SMTP_DATA_TIMEOUT bounds the whole body, so it
+    # leaves a 10 MB message ~17 KB/s).
+    assert (smtp.command_timeout, smtp.data_timeout) == (300, 600)
     assert Pop3Server(runtime, implicit_tls=False).idle_timeout >= 600  # RFC 1939 §3
     imap = ImapServer(runtime, implicit_tls=False)
     assert imap.idle_timeout >= 30 * 60  # RFC 9051 §5.4 autologout: at least 30 minutes

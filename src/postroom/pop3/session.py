@@ -1,8 +1,8 @@
 """The asyncio driver for POP3 on 110 (STLS) and 995 (implicit TLS).
 
 Owns the byte moving for one connection: reading into `Pop3Connection`, writing rendered
-responses (RETR streamed from disk through `DotStuffer`), the STLS upgrade, the inactivity
-timeout (RFC 1939 §3: at least 10 minutes) and shutdown. Meaning lives in
+responses (RETR streamed from disk through `DotStuffer`), the STLS upgrade, the command
+deadline (POP3_TIMEOUT; RFC 1939 §3: at least 10 minutes) and shutdown. Meaning lives in
 `pop3/commands.py`; syntax in `pop3/wire.py`.
 
 Invariants:
@@ -12,6 +12,9 @@ Invariants:
   its connection survives everything but a fatal framing error or a failure mid-response.
 - However a connection ends, the maildrop lock is released and — unless the client sent
   QUIT in the TRANSACTION state — no deletion is applied.
+- A deadline, not an idle timer (issue 25 §6): the whole next command line (or SASL
+  response) must arrive within POP3_TIMEOUT of our previous response; bytes trickling in
+  do not extend it. On expiry: `-ERR` and close, without entering the UPDATE state.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from postroom.security.peer import client_peername
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT = 600.0  # RFC 1939 §3: the autologout timer is at least 10 minutes
 READ_CHUNK = 64 * 1024
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
@@ -66,10 +68,12 @@ class Pop3Server:
     """One listener's connection handler; `implicit_tls` for 995."""
 
     def __init__(self, runtime: Runtime, implicit_tls: bool, *,
-                 idle_timeout: float = IDLE_TIMEOUT, locks: MaildropLocks = LOCKS) -> None:
+                 idle_timeout: float | None = None, locks: MaildropLocks = LOCKS) -> None:
         self.runtime = runtime
         self.implicit_tls = implicit_tls
-        self.idle_timeout = idle_timeout
+        # POP3_TIMEOUT (RFC 1939 §3: at least 10 minutes); the parameter is for tests.
+        self.idle_timeout = float(runtime.config.pop3_timeout if idle_timeout is None
+                                  else idle_timeout)
         self.locks = locks
 
     async def handle_connection(self, reader: asyncio.StreamReader,
@@ -96,6 +100,9 @@ class _Pop3Link:
         self.conn = wire.Pop3Connection()
         self.session = Pop3Session(self.runtime, self.conn, is_tls=server.implicit_tls,
                                    peer=self.peer, locks=server.locks)
+        # loop.time() by which the next whole command line must have arrived; every
+        # response we finish sending sets it again.
+        self.deadline = asyncio.get_running_loop().time() + server.idle_timeout
 
     async def run(self) -> None:
         shutdown: asyncio.Future[Any] = asyncio.ensure_future(self.runtime.shutting_down.wait())
@@ -138,8 +145,13 @@ class _Pop3Link:
                 await self._start_tls()
 
     async def _read(self, shutdown: asyncio.Future[Any]) -> bytes:
+        """The next bytes, before the deadline (which they do not move) and shutdown."""
+        remaining = self.deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            await self._send(wire.render_err("autologout: idle for too long"))
+            raise _Hangup
         reading: asyncio.Future[Any] = asyncio.ensure_future(self.reader.read(READ_CHUNK))
-        done, _ = await asyncio.wait({reading, shutdown}, timeout=self.server.idle_timeout,
+        done, _ = await asyncio.wait({reading, shutdown}, timeout=remaining,
                                      return_when=asyncio.FIRST_COMPLETED)
         if reading in done:
             data = reading.result()
@@ -190,8 +202,11 @@ class _Pop3Link:
         await self._send(stuffer.finish())
 
     async def _send(self, data: bytes) -> None:
+        """Write a whole response (or its end): the client's next command is due within
+        POP3_TIMEOUT of it."""
         self.writer.write(data)
         await self._drain()
+        self.deadline = asyncio.get_running_loop().time() + self.server.idle_timeout
 
     async def _drain(self) -> None:
         # A client that stops reading must not pin the connection forever.
@@ -215,3 +230,5 @@ class _Pop3Link:
         await self.writer.start_tls(self.runtime.tls.server_context,
                                     ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         self.session.tls_started()
+        # The handshake's end is the answer the next command follows.
+        self.deadline = asyncio.get_running_loop().time() + self.server.idle_timeout

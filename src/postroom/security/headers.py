@@ -9,14 +9,16 @@ Owns the decision that a message's header section is too big to be mail. Limits:
 Refused with `552 5.3.4` (RFC 3463: message too big for system). The scan reads at most
 the limit plus one line; off the event loop unless the message is small and in memory.
 
-Where the header section ends follows RFC 5322 §2.1 and Python's parser: at the first
-empty line, or at the first line that is neither a field nor a continuation.
+Where the header section ends follows RFC 5322 §2.1 and what IMAP serves
+(mail/headers.py): at the first empty line. A line that is neither a field nor a
+continuation is counted as a field of its own, not taken as the start of the body:
+otherwise fields after such a line would escape both limits while IMAP still serves
+them as header fields (issue 25).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import IO
 
@@ -25,9 +27,6 @@ from postroom.smtp.replies import Reply, reply
 
 MAX_HEADER_FIELD = 100 * 1024
 MAX_HEADER_SECTION = 1024 * 1024
-
-# RFC 5322 §3.6.8: field-name = 1*ftext (printable US-ASCII except ":").
-_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 HEADER_FIELD_TOO_LARGE = reply(552, "5.3.4", "Message header field too large "
                                f"(limit {MAX_HEADER_FIELD} bytes)")
@@ -45,8 +44,6 @@ def scan_header(source: IO[bytes], max_field: int = MAX_HEADER_FIELD,
         if line in (b"", b"\r\n", b"\n"):
             return None
         is_continuation = line[:1] in (b" ", b"\t")
-        if not is_continuation and not _FIELD_START.match(line):
-            return None  # the body starts here (a header line without a colon)
         field = field + len(line) if is_continuation else len(line)
         section += len(line)
         if section > max_section:

@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -39,18 +40,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from postroom.delivery.local import INBOX, deliver_local
+from postroom.clock import display_zone
+from postroom.delivery.local import (
+    INBOX,
+    Full,
+    append_delivered,
+    delivery_mailbox,
+    limit_reached,
+)
 from postroom.delivery.recipients import LocalTarget
+from postroom.errors import TryLater
 from postroom.mail.mimetree import message_meta
 from postroom.mail.submission import missing_submission_headers
 from postroom.mail.trace import TraceInfo, render_received, render_return_path
 from postroom.runtime import Runtime
 from postroom.smtp import replies
 from postroom.smtp.headerscan import HeaderFacts, scan_header
+from postroom.smtp.paths import MailParams, RcptParams
 from postroom.smtp.policy import MAX_RECEIVED_HEADERS
 from postroom.smtp.replies import Reply
-from postroom.smtp.wire import MailParams, RcptParams
+from postroom.store.api import Mailbox
 from postroom.store.blobs import BlobWriter
+from postroom.store.errors import (
+    NotFound,
+    StorageCorrupt,
+    StorageFailure,
+    StorageFull,
+    storage_damage,
+    storage_failure,
+)
 
 if TYPE_CHECKING:
     from postroom.mailauth.spf import SpfResult
@@ -151,22 +169,30 @@ class MessageCheck(Protocol):
 class Spool:
     """One DATA body on its way in: buffered in memory, and written to `path` (off-loop)
     only once it outgrows `_FLUSH_AT`. After `finish`, `body` holds a body that never
-    did, and no file exists."""
+    did, and no file exists. A full disk (issue 25) does not end DATA early: the file is
+    removed, the rest of the body is read and dropped, and `finish` raises the
+    StorageFull, which the session answers with 452 4.3.1."""
 
     _FLUSH_AT = 256 * 1024
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.body: bytes | None = None
+        self.failure: StorageFailure | None = None  # the disk failed: finish raises it
         self._file: IO[bytes] | None = None  # opened by the first drain, off-loop
         self._pending: list[bytes] = []
         self._pending_size = 0
 
     async def write(self, data: bytes) -> None:
+        if self.failure is not None:
+            return  # nothing of this body can be kept: read to its end, then 452
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= self._FLUSH_AT:
-            await asyncio.to_thread(self._drain)
+            try:
+                await asyncio.to_thread(self._drain)
+            except OSError as error:
+                self._fail(error)
 
     def _drain(self) -> None:
         if self._file is None:
@@ -175,12 +201,28 @@ class Spool:
         self._pending.clear()
         self._pending_size = 0
 
+    def _fail(self, error: OSError) -> None:
+        failure = storage_failure(error)
+        if failure is None:
+            raise error
+        self.failure = failure
+        self._pending.clear()
+        self._pending_size = 0
+        self.discard()
+
     async def finish(self) -> None:
+        if self.failure is not None:
+            raise self.failure
         if self._file is None:  # all of it is still buffered: it stays in memory
             self.body = b"".join(self._pending)
             self._pending.clear()
             return
-        await asyncio.to_thread(self._close)
+        try:
+            await asyncio.to_thread(self._close)
+        except OSError as error:
+            self._fail(error)  # raises `error` itself unless it is a storage failure
+            assert self.failure is not None
+            raise self.failure from error
 
     def _close(self) -> None:
         self._drain()
@@ -189,8 +231,22 @@ class Spool:
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # closing flushes: fails on a full disk
+                self._file.close()
+            self._file = None
             self.path.unlink(missing_ok=True)
+
+
+def storage_reply(failure: TryLater) -> Reply:
+    """SMTP's words for a temporary failure; for the storage ones (store/errors.py),
+    452 4.3.1 when full (RFC 3463 §3.5, Postfix's "Insufficient system storage")."""
+    if isinstance(failure, StorageFull):
+        return replies.INSUFFICIENT_STORAGE
+    if isinstance(failure, StorageCorrupt):
+        return replies.STORAGE_DAMAGED
+    if isinstance(failure, StorageFailure):
+        return replies.STORAGE_ERROR
+    return replies.reply(451, "4.3.0", str(failure))
 
 
 def _scan_header(message: ReceivedMessage, authserv_id: str) -> HeaderFacts:
@@ -227,6 +283,18 @@ async def _copy_until(spool: IO[bytes], writer: BlobWriter, stop: int | None) ->
         await writer.write(chunk)
 
 
+@dataclass(frozen=True, slots=True)
+class _LocalTarget:
+    mailbox: Mailbox
+    full: Full | None  # the limit delivering there would break, None: room enough
+
+
+def _nobody_has_room(message: ReceivedMessage, targets: dict[int, _LocalTarget]) -> bool:
+    """Every account the message reaches is full and it goes nowhere else: 452."""
+    has_remote = any(recipient.remote for recipient in message.recipients)
+    return bool(targets) and not has_remote and all(t.full is not None for t in targets.values())
+
+
 class Receiver:
     def __init__(self, runtime: Runtime, outbound: OutboundQueue | None = None,
                  checks: Sequence[MessageCheck] = ()) -> None:
@@ -239,6 +307,13 @@ class Receiver:
     @property
     def has_outbound(self) -> bool:
         return self._outbound is not None
+
+    def storage_refusal(self) -> Reply | None:
+        """The reply to MAIL once the store has found its data damaged: no transaction
+        is begun that could end in a 250 for mail it may not keep (issue 25)."""
+        if storage_damage(self._runtime.store) is not None:
+            return replies.STORAGE_DAMAGED
+        return None
 
     def open_spool(self, queue_id: str) -> Spool:
         return Spool(self.spool_dir / queue_id)
@@ -258,13 +333,48 @@ class Receiver:
                 refusal = await check.check(message)
                 if refusal is not None:
                     return refusal
-            await self._store(message)
+            targets = await self._local_targets(message)
+            if _nobody_has_room(message, targets):
+                return replies.MAILBOX_FULL  # RFC 3463 X.2.2: the sender retries
+            await self._store(message, targets)
             return replies.queued(message.queue_id)
+        except StorageFailure as failure:  # logged once a minute by the store: no traceback
+            return storage_reply(failure)
         finally:
             if message.body is None:
                 message.spool_path.unlink(missing_ok=True)
 
-    async def _store(self, message: ReceivedMessage) -> None:
+    async def recipient_refusal(self, address: str, local: Sequence[LocalTarget],
+                                remote: Sequence[str], size: int | None) -> Reply | None:
+        """RCPT (issue 25): 452 4.2.2 when no account the address reaches has room in
+        its INBOX for one more message (of the MAIL SIZE= declared, if any) and it
+        reaches no remote address; the client retries that recipient, the others go on."""
+        if not local or remote:
+            return None
+        config = self._runtime.config
+        for target in local:
+            inbox = await delivery_mailbox(self._runtime.store, target.account_id)
+            if await limit_reached(self._runtime.store, config, inbox.id, messages=1,
+                                   size=max(size or 0, 1)) is None:  # fmt: skip
+                return None
+        return replies.mailbox_full(address)
+
+    async def _local_targets(self, message: ReceivedMessage) -> dict[int, _LocalTarget]:
+        """One delivery per account (however many RCPTs reach it): its mailbox, and which
+        limit this message would break there (issue 25)."""
+        targets: dict[int, _LocalTarget] = {}
+        store, config = self._runtime.store, self._runtime.config
+        for recipient in message.recipients:
+            for target in recipient.local:
+                if target.account_id not in targets:
+                    box = await delivery_mailbox(store, target.account_id, recipient.mailbox)
+                    full = await limit_reached(store, config, box.id, messages=1,
+                                               size=message.size)  # fmt: skip
+                    targets[target.account_id] = _LocalTarget(box, full)
+        return targets
+
+    async def _store(self, message: ReceivedMessage,
+                     targets: dict[int, _LocalTarget]) -> None:  # fmt: skip
         meta: str | None = None
         unwritten: bytes | None = None  # the blob's bytes, to be written with the first row
         if message.size <= _IN_MEMORY_LIMIT:
@@ -281,7 +391,7 @@ class Receiver:
             if meta is None:  # a large body, streamed to its blob: parsed from there
                 whole = await self._runtime.blobs.read(blob_id)
                 meta = await asyncio.to_thread(message_meta, whole)
-            await self._deliver_local(message, blob_id, size, meta, unwritten)
+            await self._deliver_local(message, targets, blob_id, size, meta, unwritten)
             await self._hand_on_remote(message, blob_id, size)
         except BaseException:
             await self._runtime.store.release_blob_if_unused(blob_id)
@@ -310,13 +420,14 @@ class Receiver:
 
     def _prefix(self, message: ReceivedMessage) -> bytes:
         """What the blob holds above the client's header: trace and added fields."""
+        zone = display_zone(self._runtime.config.timezone)  # TZ: dates people read
         parts = [render_return_path(message.sender), *message.extra_headers,
-                 render_received(self._trace_info(message))]
+                 render_received(self._trace_info(message), zone=zone)]
         if message.client.auth_user:
             # RFC 6409 §8.2/§8.3: submission completes what the client left out.
             parts.append(missing_submission_headers(
                 message.header.field_names, hostname=self._runtime.config.hostname,
-                now=message.received_at))
+                now=message.received_at, zone=zone))
         return b"".join(parts)
 
     @staticmethod
@@ -338,20 +449,28 @@ class Receiver:
             tls_version=client.tls_version, tls_cipher=client.tls_cipher,
             tls_bits=client.tls_bits, recipient=only)
 
-    async def _deliver_local(self, message: ReceivedMessage, blob_id: str, size: int,
-                             meta: str, unwritten: bytes | None) -> None:
+    async def _deliver_local(self, message: ReceivedMessage, targets: dict[int, _LocalTarget],
+                             blob_id: str, size: int, meta: str,
+                             unwritten: bytes | None) -> None:  # fmt: skip
         """`unwritten`: the blob's bytes when no one has written it yet; the first
-        delivery's store call writes it, the others share it."""
-        delivered: set[int] = set()  # one copy per account, however many RCPTs reach it
-        for recipient in message.recipients:
-            for target in recipient.local:
-                if target.account_id in delivered:
-                    continue
-                delivered.add(target.account_id)
-                await deliver_local(self._runtime.store, target.account_id, blob_id, size,
-                                    meta, mailbox=recipient.mailbox,
-                                    internal_date=message.received_at, body=unwritten)
-                unwritten = None
+        delivery's store call writes it, the others share it. A mailbox without room
+        still gets its copy when others in the transaction had room (one SMTP reply
+        covers them all; RCPT already refused accounts full then): the limit is overshot
+        by this message rather than the mail lost or duplicated by a retry."""
+        for account_id, target in targets.items():
+            if target.full is not None:
+                log.warning("queue_id=%s account %d over its %s limit: delivered anyway with"
+                            " the other recipients", message.queue_id, account_id,
+                            target.full.name.lower())  # fmt: skip
+            store, mailbox = self._runtime.store, target.mailbox
+            try:
+                await append_delivered(store, mailbox, blob_id, size, meta,
+                                       internal_date=message.received_at, body=unwritten)
+            except NotFound:  # deleted since it was chosen (a large blob takes a while)
+                mailbox = await delivery_mailbox(store, account_id, mailbox.name)
+                await append_delivered(store, mailbox, blob_id, size, meta,
+                                       internal_date=message.received_at, body=unwritten)
+            unwritten = None
 
     async def _hand_on_remote(self, message: ReceivedMessage, blob_id: str, size: int) -> None:
         remote: dict[str, OutboundRecipient] = {}

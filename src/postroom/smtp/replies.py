@@ -62,6 +62,12 @@ EXPN_NOT_IMPLEMENTED = reply(502, "5.5.1", "EXPN not available")
 SHUTTING_DOWN = reply(421, "4.3.2", "Service shutting down, closing connection")
 TIMEOUT = reply(421, "4.4.2", "Timeout exceeded, closing connection")
 LOCAL_ERROR = reply(451, "4.3.0", "Local error in processing, try again later")
+# Storage failures (store/errors.py, issue 25): RFC 3463 §3.5 X.3.1 "mail system full".
+INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Insufficient system storage")
+STORAGE_ERROR = reply(451, "4.3.0", "Local error in processing: mail storage error, "
+                      "try again later")
+STORAGE_DAMAGED = reply(451, "4.3.0", "Mail storage is damaged: not accepting mail until "
+                        "it is repaired, try again later")
 
 # -- syntax and sequence --------------------------------------------------------------
 LINE_TOO_LONG = reply(500, "5.5.2", "Line too long")
@@ -124,6 +130,12 @@ def spf_temperror(address: str) -> Reply:
                  "SPF temporary error, try again later")
 
 
+def mailbox_full(address: str) -> Reply:
+    """RCPT for an account without room (issue 25): temporary, the sender retries
+    (RFC 3463 X.2.2; Postfix's and Dovecot's wording)."""
+    return reply(452, "4.2.2", f"<{address}>: Recipient address rejected: Mailbox full")
+
+
 def size_too_big(limit: int) -> Reply:
     return reply(552, "5.3.4", f"Message size exceeds fixed limit ({limit} bytes)")
 
@@ -133,6 +145,7 @@ START_DATA = reply(354, "", "End data with <CR><LF>.<CR><LF>")
 BARE_NEWLINE_DATA = reply(521, "5.5.2", "Bare <LF> or <CR> received in message data; "
                           "closing connection")
 MAIL_LOOP = reply(554, "5.4.6", "Too many Received headers: mail forwarding loop")
+MAILBOX_FULL = reply(452, "4.2.2", "Mailbox full")  # after DATA: no recipient had room
 
 
 def dmarc_rejected(domain: str) -> Reply:
@@ -143,6 +156,24 @@ def from_not_owned(address: str, login: str) -> Reply:
     """SPOOF_PROTECTION after DATA: a From: address the login does not own."""
     return reply(553, "5.7.1",
                  f"<{address}>: From header address rejected: not owned by user {login}")
+
+
+def header_address_not_owned(field_name: str, address: str, login: str) -> Reply:
+    """SPOOF_PROTECTION after DATA: a Sender: address, or a Reply-To: address in a local
+    domain, that the login does not own."""
+    return reply(553, "5.7.1", f"<{address}>: {field_name} header address rejected: "
+                 f"not owned by user {login}")
+
+
+def header_unparsable(field_name: str) -> Reply:
+    """An originator field that cannot be read whole: never treated as absent."""
+    return reply(550, "5.6.0", f"Message rejected: {field_name} header field cannot be parsed")
+
+
+def no_single_author_domain(reason: str) -> Reply:
+    """DMARC on port 25 needs exactly one From field naming one domain (RFC 7489 §6.6.1,
+    RFC 5322 §3.6: exactly one From)."""
+    return reply(550, "5.7.1", f"Message rejected: {reason}; DMARC needs one author domain")
 
 
 def queued(queue_id: str) -> Reply:

@@ -1,6 +1,6 @@
 """The asyncio SMTP driver: one task per connection over the sans-IO core in wire.py.
 
-Owns I/O and per-connection state: reads under a timeout, feeds `SmtpConnection`, calls a
+Owns I/O and per-connection state: reads under a deadline, feeds `SmtpConnection`, calls a
 handler per event, and writes replies in order, flushed when the parser has consumed all
 input (RFC 2920 §3.1: pipelined replies may be batched). Decisions come from policy.py,
 storage from receive.py, mail authentication from inbound.py (port 25: SPF once per
@@ -12,6 +12,10 @@ transaction at the first RCPT that is otherwise acceptable) and senders.py
   (RFC 3207 §4.2); a DATA body is never held in memory (it streams into the spool).
 - Once `runtime.shutting_down` is set, the transaction in flight finishes; the next
   command (other than QUIT) or an idle wait gets `421 4.3.2` and the connection closes.
+- Deadlines, not idle timers (issue 25 §6): each flushed reply starts one. The whole next
+  command line (or SASL response) must arrive within SMTPD_TIMEOUT of it, a whole DATA body
+  within SMTP_DATA_TIMEOUT of the 354; bytes trickling in do not extend either. On expiry:
+  `421 4.4.2` and close.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postroom.closing import close_connection
-from postroom.delivery.recipients import Resolution, resolve_recipient
+from postroom.delivery.recipients import (
+    Resolution,
+    RoleRoutes,
+    resolve_postmaster,
+    resolve_recipient,
+)
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.mailauth.spf import SpfResult
 from postroom.runtime import Runtime
@@ -33,6 +42,7 @@ from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postroom.security.peer import client_peername
 from postroom.smtp import policy, replies
 from postroom.smtp.inbound import InboundAuth
+from postroom.smtp.paths import MailParams
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
 from postroom.smtp.receive import (
     AcceptedRecipient,
@@ -43,6 +53,7 @@ from postroom.smtp.receive import (
     Receiver,
     Spool,
     new_queue_id,
+    storage_reply,
 )
 from postroom.smtp.replies import Reply
 from postroom.smtp.senders import SenderOwnership
@@ -63,7 +74,6 @@ from postroom.smtp.wire import (
     Help,
     LineTooLong,
     Mail,
-    MailParams,
     Mode,
     NeedData,
     Noop,
@@ -81,6 +91,7 @@ log = logging.getLogger("postroom.smtp")
 READ_SIZE = 65536
 # Postfix's smtpd_hard_error_limit: a client this confused is not going to recover.
 MAX_ERRORS = 20
+TLS_HANDSHAKE_TIMEOUT = 30.0  # STARTTLS, as the implicit-TLS listeners (app.py)
 
 _BAD_COMMAND_REPLIES: dict[BadKind, Callable[[str], Reply]] = {
     BadKind.UNRECOGNIZED: lambda reason: replies.UNRECOGNIZED,
@@ -99,13 +110,18 @@ class SmtpServer:
     """
 
     def __init__(self, runtime: Runtime, mode: SmtpMode, outbound: OutboundQueue | None = None,
-                 *, command_timeout: float = 300.0, data_timeout: float = 180.0,
+                 *, command_timeout: float | None = None, data_timeout: float | None = None,
                  checks: tuple[MessageCheck, ...] = (), verify_senders: bool = False) -> None:
         self.runtime = runtime
         self.mode = mode
-        # RFC 5321 §4.5.3.2: 5 minutes per command, 3 minutes per DATA block.
-        self.command_timeout = command_timeout
-        self.data_timeout = data_timeout
+        # Whole-command and whole-body deadlines (SMTPD_TIMEOUT, SMTP_DATA_TIMEOUT); RFC 5321
+        # §4.5.3.2 asks for at least 5 minutes per command and 3 per DATA block. The
+        # parameters are for tests.
+        config = runtime.config
+        self.command_timeout = float(config.smtpd_timeout if command_timeout is None
+                                     else command_timeout)
+        self.data_timeout = float(config.smtp_data_timeout if data_timeout is None
+                                  else data_timeout)
         self.inbound: InboundAuth | None = None
         self.senders: SenderOwnership | None = None
         own_checks: list[MessageCheck] = []
@@ -149,10 +165,11 @@ class SmtpSession:
         self.runtime = server.runtime
         self.reader = reader
         self.writer = writer
-        self.conn = SmtpConnection()
         peer = client_peername(writer)  # behind a PROXY-protocol balancer: the real client
         self.client_ip: str = peer[0] if peer else "unknown"
         self.is_trusted = policy.is_trusted(self.client_ip, self.runtime.config.networks)
+        self.conn = SmtpConnection(policy.bare_newline_policy(
+            self.runtime.config.smtpd_forbid_bare_newline, self.is_trusted))
         self.helo_name: str | None = None
         self.is_esmtp = False
         self.auth_user = ""
@@ -162,6 +179,9 @@ class SmtpSession:
         self.messages = 0  # mail transactions started (SMTP_MAX_MESSAGES_PER_CONNECTION)
         self.is_closing = False
         self._out: list[bytes] = []
+        # loop.time() by which the client's next whole command line (or DATA body) must
+        # have arrived; set again by every reply we flush.
+        self.deadline = self._loop.time() + server.command_timeout
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             Helo: self.handle_helo, Ehlo: self.handle_helo, Mail: self.handle_mail,
             Rcpt: self.handle_rcpt, Data: self.handle_data, DataChunk: self.handle_chunk,
@@ -174,6 +194,10 @@ class SmtpSession:
         }
 
     # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
 
     @property
     def is_tls(self) -> bool:
@@ -192,10 +216,18 @@ class SmtpSession:
         self._out.append(reply.render())
 
     async def flush(self) -> None:
+        """Send the queued replies; they start the deadline for what the client sends next
+        (a whole body after 354: begin_data has switched the parser to DATA by then)."""
         if self._out:
             self.writer.write(b"".join(self._out))
             self._out.clear()
-            await self.writer.drain()
+            await self.writer.drain()  # a client that stops reading: security/stalls.py
+            self.restart_deadline()
+
+    def restart_deadline(self) -> None:
+        is_data = self.conn.mode is Mode.DATA
+        seconds = self.server.data_timeout if is_data else self.server.command_timeout
+        self.deadline = self._loop.time() + seconds
 
     async def run(self) -> None:
         if self.runtime.shutting_down.is_set():
@@ -218,15 +250,19 @@ class SmtpSession:
         await self.flush()
 
     async def read(self) -> bytes | None:
-        """The next bytes; None (after a 421) on timeout or shutdown while idle."""
-        is_data = self.conn.mode is Mode.DATA
-        timeout = self.server.data_timeout if is_data else self.server.command_timeout
+        """The next bytes; None (after a 421) when the deadline passed, or at shutdown while
+        idle. The deadline is not moved by what arrives: a client trickling one byte a
+        second is cut off as surely as a silent one (issue 25 §6)."""
+        remaining = self.deadline - self._loop.time()
+        if remaining <= 0:
+            self.send(replies.TIMEOUT)
+            return None
         reading = asyncio.ensure_future(self.reader.read(READ_SIZE))
         waiting: set[asyncio.Future[Any]] = {reading}
-        if not is_data and self.transaction is None:
+        if self.conn.mode is not Mode.DATA and self.transaction is None:
             stopping = asyncio.ensure_future(self.runtime.shutting_down.wait())
             waiting.add(stopping)
-        done, _ = await asyncio.wait(waiting, timeout=timeout,
+        done, _ = await asyncio.wait(waiting, timeout=remaining,
                                      return_when=asyncio.FIRST_COMPLETED)
         for task in waiting - {reading}:
             task.cancel()
@@ -265,8 +301,8 @@ class SmtpSession:
         if isinstance(error, Refused):
             status = error.code if error.code and error.code.startswith("5.") else "5.0.0"
             return replies.reply(550, status, str(error))
-        if isinstance(error, TryLater):
-            return replies.reply(451, "4.3.0", str(error))
+        if isinstance(error, TryLater):  # a storage failure: 452 4.3.1 when full
+            return storage_reply(error)
         log.exception("client=%s unexpected error", self.client_ip)
         return replies.LOCAL_ERROR
 
@@ -338,11 +374,13 @@ class SmtpSession:
         if isinstance(buffered, bytearray):
             buffered.clear()
         try:
-            await self.writer.start_tls(self.runtime.tls.server_context)
+            await self.writer.start_tls(self.runtime.tls.server_context,
+                                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, ConnectionError, TimeoutError) as error:
             log.info("client=%s TLS handshake failed: %s", self.client_ip, error)
             self.is_closing = True
             return
+        self.restart_deadline()  # the handshake's end is the answer EHLO follows
         self.reset_transaction()
         self.helo_name, self.is_esmtp, self.auth_user = None, False, ""
 
@@ -412,6 +450,8 @@ class SmtpSession:
             refusal = replies.NEED_HELO
         if refusal is None and self.transaction is not None:
             refusal = replies.NESTED_MAIL
+        if refusal is None:  # the store found its data damaged: no new transaction
+            refusal = self.server.receiver.storage_refusal()
         if refusal is None:
             refusal = policy.check_size(command.params.size, self.size_limit)
         sender = str(command.address) if command.address else ""
@@ -450,6 +490,10 @@ class SmtpSession:
                                         self.server.receiver.has_outbound, address)
         if reply.is_positive:
             reply = await self.check_spf(transaction, address) or reply
+        if reply.is_positive:  # issue 25: 452 4.2.2 for an account without room
+            reply = await self.server.receiver.recipient_refusal(
+                address, resolution.local, resolution.remote,
+                transaction.params.size) or reply  # fmt: skip
         if not reply.is_positive:
             log.info("client=%s queue_id=%s reject rcpt=<%s>: %s %s", self.client_ip,
                      transaction.queue_id, address, reply.code, reply.text)
@@ -473,12 +517,14 @@ class SmtpSession:
 
     async def resolve(self, command: Rcpt) -> Resolution:
         mailbox = command.address
+        roles = RoleRoutes.from_config(self.runtime.config)  # postmaster@, abuse@
         if not mailbox.domain:  # RFC 5321 §4.1.1.3 bare <Postmaster>
-            return await resolve_recipient(self.runtime.store, self.runtime.config.postmaster)
+            return await resolve_postmaster(self.runtime.store, roles,
+                                            self.runtime.config.hostname)
         if mailbox.has_route:
             # §4.1.1.3: routes are ignored, but such a recipient is never local.
             return Resolution(str(mailbox), is_local_domain=False, remote=(str(mailbox),))
-        return await resolve_recipient(self.runtime.store, str(mailbox))
+        return await resolve_recipient(self.runtime.store, str(mailbox), roles)
 
     async def handle_data(self, command: Data) -> None:
         transaction = self.transaction
