@@ -382,8 +382,11 @@ class Pop3Session:
             if uids:
                 # UIDs already expunged through IMAP are simply not found: nothing to do.
                 await self.runtime.store.expunge(drop.mailbox_id, uids)
-        except Exception:
-            log.exception("pop3 QUIT could not remove messages of %s", self.peer)
+        except Exception as error:
+            if isinstance(error, TryLater):  # storage full or damaged: the store logged it
+                log.warning("pop3 QUIT could not remove messages of %s: %s", self.peer, error)
+            else:
+                log.exception("pop3 QUIT could not remove messages of %s", self.peer)
             # RFC 1939 §6: -ERR when some deleted messages were not removed.
             return Outcome(wire.Err("some deleted messages not removed", "SYS/TEMP"),
                            After.CLOSE)
