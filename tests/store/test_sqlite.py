@@ -240,4 +240,4 @@ async def test_point_reads_see_writes_committed_by_the_batch_writer(
 
 async def test_point_read_errors_other_than_busy_propagate(sqlite_store: SqliteStore) -> None:
     with pytest.raises(sqlite3.OperationalError):
-        await sqlite_store._point_read("SELECT * FROM no_such_table", ())
+        await sqlite_store._point_row("SELECT * FROM no_such_table", ())

@@ -1,6 +1,6 @@
 """A Runtime over a fresh store, for tests that drive one protocol server directly.
 
-The store is opened the way `serve` opens it (`postroom.app.open_store`), so it is the
+The store is opened the way `serve` opens it (`postroom.store.open_store`), so it is the
 STORAGE the config names: SQLite by default, PostgreSQL under the PostgreSQL test pass
 (tests/support/storage.py).
 """
@@ -11,10 +11,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from postroom.accounts.service import AccountService
-from postroom.app import open_store
 from postroom.config import Config
 from postroom.dns.live import LiveResolver
 from postroom.runtime import Runtime
+from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
 from postroom.tls.contexts import TlsContexts
 

@@ -1,9 +1,9 @@
-"""The Store protocol: the one interface every part above `store/` talks to.
+"""The Store protocol and its roles: the one interface every part above `store/` talks to.
 
 Owns the shape of persistent state — domains, accounts, aliases, mailboxes, messages,
 the outbound queue — and nothing about how it is kept. Implementations
-(`store/sqlite.py`, later `store/postgres.py`) must pass the contract suite in
-`tests/store/`.
+(`store/sqlite.py`, `store/postgres.py`) must pass the contract suite in `tests/store/`,
+which runs every role against both.
 
 Invariants every implementation keeps:
 - Addresses and domains are stored lower-cased (local parts too: postroom treats local
@@ -283,14 +283,15 @@ class Change:
     modseq: int = 0
 
 
-class Store(Protocol):
-    """Persistent state. All methods are coroutines and safe to call concurrently."""
+# The roles the store plays for its users (issue 16). Each user depends on the narrowest
+# role it needs: delivery/recipients.py on Directory, the queue worker on QueueStore,
+# security/bans.py on GuardStore, IMAP and POP3 on Mailstore, the importers on Importer.
+# One backend object implements them all: `Store` is their union.
 
-    # -- lifecycle -------------------------------------------------------------------
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
 
-    # -- domains, accounts, aliases ------------------------------------------------
+class Directory(Protocol):
+    """Domains, accounts and aliases: who receives mail and who may log in."""
+
     async def list_domains(self) -> list[str]: ...
     async def is_local_domain(self, domain: str) -> bool: ...
     async def create_account(self, address: str, password_hash: str) -> Account: ...
@@ -305,7 +306,11 @@ class Store(Protocol):
     async def list_aliases(self) -> list[Alias]: ...
     async def alias_targets(self, source: str) -> list[str]: ...
 
-    # -- mailboxes ---------------------------------------------------------------------
+
+
+class Mailstore(Protocol):
+    """Mailboxes and their messages: what IMAP, POP3 and final delivery read and write."""
+
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
@@ -368,7 +373,13 @@ class Store(Protocol):
         self, source_mailbox_id: int, uids: Sequence[int], target_mailbox_id: int
     ) -> CopyResult: ...
 
-    # -- outbound queue (issue 4) ------------------------------------------------------
+    # -- blobs -----------------------------------------------------------------------
+    async def release_blob_if_unused(self, blob_id: str) -> None: ...
+
+
+class QueueStore(Protocol):
+    """The outbound queue (issue 4), leased to workers on any node (issue 10)."""
+
     async def enqueue(self, entries: Sequence[QueueEntry]) -> list[QueueEntry]: ...
     async def due_queue_entries(self, now: dt.datetime, limit: int) -> list[QueueEntry]: ...
     async def claim_due_queue_entries(
@@ -407,7 +418,12 @@ class Store(Protocol):
 
     async def delete_queue_message(self, message_id: str) -> int: ...
 
-    # -- importers (issue 9, accounts/dms_import.py) ----------------------------------
+    async def release_blob_if_unused(self, blob_id: str) -> None: ...
+
+
+class Importer(Protocol):
+    """What the importers need beyond Mailstore (issue 9, accounts/dms_import.py)."""
+
     async def set_mailbox_uids(self, mailbox_id: int, uidvalidity: int, uidnext: int) -> Mailbox:
         """Give a mailbox an imported UID space. Another UIDVALIDITY is taken only while the
         mailbox holds no message (Refused otherwise), and no later mailbox is handed it;
@@ -424,7 +440,11 @@ class Store(Protocol):
 
     async def imported_keys(self, mailbox_id: int) -> set[str]: ...
 
-    # -- bans (issue 7) ------------------------------------------------------------------
+
+
+class GuardStore(Protocol):
+    """Bans (issue 7) and failed logins (issue 10), kept in the store so nodes add up."""
+
     async def add_ban(self, ban: Ban) -> None:
         """Ban `ban.address`, replacing any ban it has; expired bans are purged."""
         ...
@@ -450,5 +470,10 @@ class Store(Protocol):
     async def count_auth_failures(self, address: str, since: dt.datetime) -> int: ...
     async def clear_auth_failures(self, address: str) -> int: ...
 
-    # -- blobs -----------------------------------------------------------------------
-    async def release_blob_if_unused(self, blob_id: str) -> None: ...
+
+class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, Protocol):
+    """Persistent state: every role, on one backend. All methods are coroutines and safe
+    to call concurrently."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...

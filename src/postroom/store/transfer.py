@@ -21,10 +21,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from postroom.errors import Refused
 from postroom.store.api import Mailbox, MessageRow, Store
 from postroom.store.blobs import BlobStore
+from postroom.store.changes import ChangeFeed
 from postroom.store.postgres import PostgresStore
 
 _BATCH = 500
@@ -145,3 +147,28 @@ async def _copy_queue(run: _Transfer) -> None:
     if copied:
         await run.target.enqueue(copied)
     run.report.queue_entries = len(copied)
+
+
+async def sqlite_to_postgresql(db_path: Path, blob_root: Path, cache_dir: Path, url: str,
+                               progress: ProgressCallback = lambda _: None,
+                               ) -> TransferReport:  # fmt: skip
+    """Open the SQLite store at `db_path` (bodies under `blob_root`) and the empty
+    PostgreSQL database at `url`, copy the one into the other, close both. The target's
+    blob cache under `cache_dir` takes no copies: this node may never serve them."""
+    from postroom.store.pgblobs import PgBlobStore
+    from postroom.store.postgres import new_pool
+    from postroom.store.sqlite import sqlite_store
+
+    source, source_blobs = sqlite_store(db_path, blob_root, ChangeFeed())
+    pool = new_pool(url)
+    target_blobs = PgBlobStore(pool, cache_dir, is_caching_writes=False)
+    target = PostgresStore(url, target_blobs, ChangeFeed(), pool=pool)
+    await source.open()
+    try:
+        await target.open()
+        try:
+            return await transfer(source, source_blobs, target, target_blobs, progress)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
