@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from postroom.imap.commands import HANDLERS
-from postroom.imap.wire import commands as c
+from postroom.imap.commands import SPECS
+from postroom.imap.wire.commands.misc import Namespace
 from tests.conftest import make_config
 from tests.imap.conftest import ImapThread, RawClient, login_raw, simple_message
 
@@ -94,10 +96,10 @@ def test_rev2_esearch_and_searchres(imap_server: ImapThread, client_tls: ssl.SSL
 def test_unexpected_error_is_serverbug_and_connection_survives(
     imap_server: ImapThread, client_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(ctx: object, command: object) -> None:
+    async def broken(ctx: object, command: object) -> NoReturn:
         raise RuntimeError("boom: secret detail")
 
-    monkeypatch.setitem(HANDLERS, c.Namespace, broken)
+    monkeypatch.setitem(SPECS, Namespace, dataclasses.replace(SPECS[Namespace], handle=broken))
     client = login_raw(imap_server, client_tls)
     lines = client.command(b"a", b"NAMESPACE")
     assert lines == [b"a NO [SERVERBUG] internal server error"]

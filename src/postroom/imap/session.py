@@ -6,8 +6,12 @@ rule 4): BadSyntax → BAD, Refused → NO [code], TryLater → NO [UNAVAILABLE]
 else → NO [SERVERBUG] with the traceback logged; the connection survives.
 
 Invariants:
-- Every read has a timeout: 60 s before login, the 30-minute autologout after
-  (RFC 9051 §5.4); IDLE is re-armed at the same autologout limit.
+- Every read has a deadline that trickling bytes do not move (issue 25 §6). Before login
+  it is IMAP_LOGIN_TIMEOUT from connect, whatever is sent. After it, the whole next
+  command — its line and literals, or IDLE up to DONE — is due within IMAP_IDLE_TIMEOUT
+  (RFC 9051 §5.4: the autologout timer is at least 30 minutes) of our previous tagged
+  response (of the IDLE continuation), plus one second per MIN_UPLOAD_RATE bytes of the
+  command received so far, so a big APPEND on a slow but honest link still completes.
 - Bytes pipelined after STARTTLS are discarded, never executed (RFC 9051 §6.2.1).
 - Mailbox updates go out after each command and during IDLE; EXPUNGE never while
   answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1). IDLE learns of changes from the
@@ -26,9 +30,11 @@ import logging
 
 from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
-from postroom.imap.commands import HANDLERS, NO_EXPUNGE_DURING, Context, Done
+from postroom.imap.commands import CAPABILITIES, SPECS, CommandSpec, Context, Done, is_allowed
 from postroom.imap.selected import MailboxGone
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands import Command
+from postroom.imap.wire.commands.auth import StartTls
+from postroom.imap.wire.commands.misc import Idle
 from postroom.imap.wire.connection import (
     DEFAULT_MAX_LITERAL_SIZE,
     ConnectionState,
@@ -39,7 +45,6 @@ from postroom.imap.wire.connection import (
     NeedData,
     RawLine,
     SyntaxErrorEvent,
-    is_allowed,
 )
 from postroom.imap.wire.responses import (
     Atom,
@@ -52,18 +57,18 @@ from postroom.runtime import Runtime
 log = logging.getLogger("postroom.imap")
 
 READ_SIZE = 65536
+# After login, every MIN_UPLOAD_RATE bytes of a command received add one second to its
+# deadline: a client must average at least this rate beyond IMAP_IDLE_TIMEOUT (64 kbit/s,
+# below any link a client uploads mail over today). Credit follows bytes that arrived,
+# not a literal's announced size, so announcing {52428800} and trickling buys nothing.
+# Credit stops at what one command may carry (line limit + literal limit), so a client
+# streaming junk fast is cut off too: with the default 10,240,000-byte message size
+# limit, by 1800 s + 1258 s.
+MIN_UPLOAD_RATE = 8 * 1024
 DRAIN_ABOVE = 256 * 1024  # flush the socket buffer once this much output is queued
 # A peer sending this many BAD commands in a row is not an IMAP client (or is lost):
 # say BYE rather than answer garbage forever (Dovecot does the same after 10).
 MAX_BAD_IN_A_ROW = 20
-# Commands that never read the selected view's per-message flags and MODSEQs: they run
-# without loading them (imap/selected.py), so a session that SELECTs and IDLEs never does.
-# Any other command loads them first, once per view.
-WITHOUT_VIEW_TABLES: tuple[type[c.Command], ...] = (
-    c.Capability, c.Noop, c.Check, c.Logout, c.Id, c.Enable, c.Namespace, c.SelectBase,
-    c.Unselect, c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe, c.List, c.Lsub,
-    c.Status, c.Append, c.Copy, c.Move,
-)  # fmt: skip
 
 
 class _Closed(Exception):
@@ -78,13 +83,17 @@ class ImapServer:
         runtime: Runtime,
         implicit_tls: bool,
         *,
-        preauth_timeout: float = 60.0,
-        idle_timeout: float = 1800.0,
+        preauth_timeout: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.runtime = runtime
         self.implicit_tls = implicit_tls
-        self.preauth_timeout = preauth_timeout
-        self.idle_timeout = idle_timeout
+        # IMAP_LOGIN_TIMEOUT and IMAP_IDLE_TIMEOUT; the parameters are for tests.
+        config = runtime.config
+        self.preauth_timeout = float(config.imap_login_timeout if preauth_timeout is None
+                                     else preauth_timeout)
+        self.idle_timeout = float(config.imap_idle_timeout if idle_timeout is None
+                                  else idle_timeout)
         self._wakers: set[_Waker] = set()  # one per live session
         self._shutdown_watch: asyncio.Task[None] | None = None
 
@@ -168,8 +177,8 @@ class _Waker:
 
 
 class _Session:
-    __slots__ = ("_bad_in_a_row", "conn", "ctx", "reader", "runtime", "server", "waker",
-                 "writer")
+    __slots__ = ("_bad_in_a_row", "_deadline", "_login_deadline", "_received", "conn", "ctx",
+                 "reader", "runtime", "server", "waker", "writer")
 
     def __init__(
         self, server: ImapServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -183,9 +192,14 @@ class _Session:
         limit = self.runtime.config.message_size_limit or DEFAULT_MAX_LITERAL_SIZE
         self.conn = ImapConnection(max_literal_size=limit)
         self.ctx = Context(self.runtime, self.conn, self, is_tls=server.implicit_tls,
-                           is_implicit_tls=server.implicit_tls)  # fmt: skip
+                           is_implicit_tls=server.implicit_tls,
+                           capabilities_after_login=CAPABILITIES)  # fmt: skip
         self.waker = _Waker()
         self._bad_in_a_row = 0
+        now = asyncio.get_running_loop().time()
+        self._login_deadline = now + server.preauth_timeout  # from connect, whatever is sent
+        self._deadline = now + server.idle_timeout  # the current command's, after login
+        self._received = 0  # bytes of the current command so far (MIN_UPLOAD_RATE credit)
 
     def close(self) -> None:
         if self.ctx.subscription is not None:
@@ -211,25 +225,36 @@ class _Session:
                 raise BadSyntax("unexpected input")
             await self._receive()
 
-    # -- reading ----------------------------------------------------------------------------
-    def _timeout(self) -> float:
-        if self.ctx.state is ConnectionState.NOT_AUTHENTICATED:
-            return self.server.preauth_timeout
-        return self.server.idle_timeout
+    # -- deadlines --------------------------------------------------------------------------
+    def _restart_deadline(self) -> None:
+        """Our answer to a command (or IDLE's continuation): the next one is due from now."""
+        self._deadline = asyncio.get_running_loop().time() + self.server.idle_timeout
+        self._received = 0
 
+    def _remaining(self) -> float:
+        """Seconds left for the input the session waits for (negative: none)."""
+        now = asyncio.get_running_loop().time()
+        if self.ctx.state is ConnectionState.NOT_AUTHENTICATED:
+            return self._login_deadline - now
+        most = self.conn.max_line_length + self.conn.max_literal_size
+        return self._deadline + min(self._received, most) / MIN_UPLOAD_RATE - now
+
+    # -- reading ----------------------------------------------------------------------------
     async def _receive(self) -> None:
         """Read one chunk into the connection, or raise _Closed (after saying BYE)."""
-        data = await self._read(self._timeout())
+        data = await self._read()
         if data is None:  # between commands only shutdown wakes a session
             await self._bye_and_close()
         self._feed(data)
 
-    async def _read(self, seconds: float) -> bytes | None:
-        """The next chunk, or None when woken; BYE and _Closed at shutdown or timeout."""
-        if self.runtime.shutting_down.is_set():
+    async def _read(self) -> bytes | None:
+        """The next chunk, or None when woken; BYE and _Closed at shutdown or when the
+        deadline has passed."""
+        remaining = self._remaining()
+        if self.runtime.shutting_down.is_set() or remaining <= 0:
             await self._bye_and_close()
         try:
-            return await self.waker.read(self.reader, seconds)
+            return await self.waker.read(self.reader, remaining)
         except TimeoutError:
             await self._bye_and_close()
             raise  # not reached: _bye_and_close raises _Closed
@@ -237,6 +262,7 @@ class _Session:
     def _feed(self, data: bytes | None) -> None:
         if not data:
             raise _Closed
+        self._received += len(data)
         self.conn.receive_data(data)
 
     async def _bye_and_close(self) -> None:
@@ -269,7 +295,7 @@ class _Session:
             elif isinstance(event, NeedContinuation):
                 await self.write(self.conn.send_continuation())
                 await self.writer.drain()
-            elif isinstance(event, c.Command):
+            elif isinstance(event, Command):
                 await self._run_command(event)
             else:
                 await self._protocol_error(event)
@@ -296,34 +322,38 @@ class _Session:
         else:
             data = render_tagged(tag, done.status, done.text, done.code, done.code_args)
         await self.write(data)
+        self._restart_deadline()
 
-    async def _run_command(self, command: c.Command) -> None:
+    async def _run_command(self, command: Command) -> None:
         ctx = self.ctx
         if not is_allowed(command, ctx.state):
             text = f"{type(command).__name__.upper()} not allowed now ({ctx.state.value})"
             await self._tagged(command.tag, Done(text, status="BAD"))
             return
-        if isinstance(command, c.StartTls):
+        spec = SPECS[type(command)]  # every allowed command has one
+        if isinstance(command, StartTls):
             await self._starttls(command)
             return
-        if isinstance(command, c.Idle):
+        if isinstance(command, Idle):
             await self._idle(command)
             return
-        done = await self._call(command)
-        await self._send_updates(may_expunge=not isinstance(command, NO_EXPUNGE_DURING))
+        done = await self._call(command, spec)
+        await self._send_updates(may_expunge=spec.allows_expunge)
         await self._tagged(command.tag, done)
 
-    async def _call(self, command: c.Command) -> Done:
+    async def _call(self, command: Command, spec: CommandSpec) -> Done:
         ctx = self.ctx
+        handle = spec.handle
+        assert handle is not None, "only STARTTLS and IDLE have no handler"
         try:
             ctx.note_changes()
             if ctx.selected is not None and ctx.is_selected_stale:
                 # Fresh flags before acting; the updates themselves go out afterwards.
                 await ctx.selected.refresh(self.runtime.store)
                 ctx.is_selected_stale = False
-            if ctx.selected is not None and not isinstance(command, WITHOUT_VIEW_TABLES):
+            if ctx.selected is not None and spec.needs_view_tables:
                 await ctx.selected.load_tables(self.runtime.store)
-            return await HANDLERS[type(command)](ctx, command)
+            return await handle(ctx, command)
         except MailboxGone:
             await self._send_bye("the selected mailbox was deleted")
             raise _Closed from None
@@ -331,8 +361,9 @@ class _Session:
             return Done(str(error), status="BAD")
         except Refused as error:
             return Done(str(error), error.code, status="NO")
-        except TryLater as error:
-            return Done(str(error) or "try again later", "UNAVAILABLE", status="NO")
+        except TryLater as error:  # storage failures carry their code: OVERQUOTA when full
+            code = getattr(error, "imap_code", "UNAVAILABLE")
+            return Done(str(error) or "try again later", code, status="NO")
         except (ConnectionError, _Closed):
             raise  # the peer is gone: nothing to answer
         except Exception:
@@ -340,7 +371,7 @@ class _Session:
             return Done("internal server error", "SERVERBUG", status="NO")
 
     # -- STARTTLS ----------------------------------------------------------------------------
-    async def _starttls(self, command: c.StartTls) -> None:
+    async def _starttls(self, command: StartTls) -> None:
         if self.ctx.is_tls:
             await self._tagged(command.tag, Done("TLS is already active", status="BAD"))
             return
@@ -359,11 +390,12 @@ class _Session:
         self.ctx.is_tls = True
 
     # -- IDLE --------------------------------------------------------------------------------
-    async def _idle(self, command: c.Idle) -> None:
+    async def _idle(self, command: Idle) -> None:
         """RFC 2177 / RFC 9051 §6.3.13: updates as they happen until the client says DONE."""
         await self._send_updates(may_expunge=True)
         await self.write(render_continuation("idling"))
         await self.writer.drain()
+        self._restart_deadline()  # DONE is due within IMAP_IDLE_TIMEOUT, news or not
         self.conn.expect_line()
         while True:
             event = self.conn.next_event()
@@ -380,14 +412,14 @@ class _Session:
         await self._tagged(command.tag, Done("IDLE terminated"))
 
     async def _idle_wait(self) -> None:
-        """Wait for input, a change to report, shutdown or the autologout timer."""
+        """Wait for input, a change to report, shutdown or the autologout deadline."""
         subscription = self.ctx.subscription
         if subscription is None or subscription.queue.empty():
             if subscription is not None:
                 subscription.on_change = self.waker.on_change
             self.waker.wants_changes = True
             try:
-                data = await self._read(self.server.idle_timeout)
+                data = await self._read()
             finally:
                 self.waker.wants_changes = False
             if data is not None:

@@ -211,3 +211,21 @@ def test_leading_lists_are_not_space_separated() -> None:
     disposition_then_language = ["attachment", ["FILENAME", "x"]], ["EN"]
     assert r.render_values([[None, *disposition_then_language]]) == (
         b'(NIL ("attachment" ("FILENAME" "x")) ("EN"))')
+
+
+def test_render_body_multipart_children_have_no_space_between() -> None:
+    # RFC 9051 §9: body-type-mpart = 1*body SP media-subtype [SP body-ext-mpart]
+    text = ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", 5, 1]
+    html = ["TEXT", "HTML", None, None, None, "7BIT", 9, 2]
+    mixed = [text, html, "ALTERNATIVE"]
+    single = b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 5 1)'
+    assert r.render_body(text, is_utf8=False).data == single
+    assert r.render_body(mixed, is_utf8=False).data == (
+        b"(" + single + b'("TEXT" "HTML" NIL NIL NIL "7BIT" 9 2) "ALTERNATIVE")'
+    )
+    # body-type-msg: the enclosed message's body (field 8) is a body, multipart rules too.
+    message = ["MESSAGE", "RFC822", None, None, None, "7BIT", 99, [None], mixed, 4]
+    assert r.render_body(message, is_utf8=False).data == (
+        b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 99 (NIL) (' + single
+        + b'("TEXT" "HTML" NIL NIL NIL "7BIT" 9 2) "ALTERNATIVE") 4)'
+    )  # fmt: skip

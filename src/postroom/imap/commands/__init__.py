@@ -1,14 +1,20 @@
-"""IMAP command handlers, one module per command family, and the dispatch table.
+"""IMAP command handlers, one module per command family, and the command registry.
 
-Owns `HANDLERS`: command dataclass → `async handler(ctx, command) -> Done`. STARTTLS and
-IDLE are not here: they move bytes in ways only the session driver can (TLS upgrade,
-waiting on the socket and the change feed at once), so `imap/session.py` runs them.
+Owns `SPECS` (command dataclass → `CommandSpec`, gathered from each family module's
+`SPECS`) and the tables the session derives from it: `ALLOWED_STATES` / `is_allowed`
+(RFC 9051 §6) and `CAPABILITIES` (what CAPABILITY lists after login). A command's parser
+lives in the family module of the same name under `imap/wire/commands/`.
+
+Adding a command: its dataclass, parser and `PARSERS` line in
+`imap/wire/commands/<family>.py`, its handler and `CommandSpec` line in
+`imap/commands/<family>.py`; a new family is those two modules plus one line in each
+`FAMILIES`. Importing this module fails if a wire name has no spec or two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterable
+from types import ModuleType
 
 from postroom.imap.commands import (
     append,
@@ -23,43 +29,50 @@ from postroom.imap.commands import (
     store,
 )
 from postroom.imap.commands.context import Context, Done
-from postroom.imap.wire import commands as c
+from postroom.imap.commands.spec import CommandSpec
+from postroom.imap.wire.commands import PARSERS, Command
+from postroom.imap.wire.connection import ConnectionState
 
-Handler = Callable[[Context, Any], Awaitable[Done]]
+FAMILIES: tuple[ModuleType, ...] = (
+    misc, auth, select, mailboxes, append, expunge, search, fetch, store, copymove,
+)  # fmt: skip
+# Capabilities of the protocol as a whole rather than of one command (RFC 9051 §7.2.2).
+PROTOCOL_CAPABILITIES = ("IMAP4rev2", "IMAP4rev1", "LITERAL+", "UTF8=ACCEPT")
 
-HANDLERS: dict[type[c.Command], Handler] = {
-    c.Capability: misc.handle_capability,
-    c.Noop: misc.handle_noop,
-    c.Check: misc.handle_noop,
-    c.Logout: misc.handle_logout,
-    c.Id: misc.handle_id,
-    c.Enable: misc.handle_enable,
-    c.Namespace: misc.handle_namespace,
-    c.Login: auth.handle_login,
-    c.Authenticate: auth.handle_authenticate,
-    c.Select: select.handle_select,
-    c.Examine: select.handle_select,
-    c.Close: select.handle_close,
-    c.Unselect: select.handle_close,
-    c.Create: mailboxes.handle_create,
-    c.Delete: mailboxes.handle_delete,
-    c.Rename: mailboxes.handle_rename,
-    c.Subscribe: mailboxes.handle_subscribe,
-    c.Unsubscribe: mailboxes.handle_subscribe,
-    c.List: mailboxes.handle_list,
-    c.Lsub: mailboxes.handle_lsub,
-    c.Status: mailboxes.handle_status,
-    c.Append: append.handle_append,
-    c.Expunge: expunge.handle_expunge,
-    c.UidExpunge: expunge.handle_expunge,
-    c.Search: search.handle_search,
-    c.Fetch: fetch.handle_fetch,
-    c.Store: store.handle_store,
-    c.Copy: copymove.handle_copy,
-    c.Move: copymove.handle_copy,
+
+def _collect(families: Iterable[ModuleType]) -> dict[type[Command], CommandSpec]:
+    specs: dict[type[Command], CommandSpec] = {}
+    named: dict[str, CommandSpec] = {}
+    for family in families:
+        family_specs: tuple[CommandSpec, ...] = family.SPECS
+        for spec in family_specs:
+            if spec.command in specs:
+                raise RuntimeError(f"{spec.command.__name__} has two specs")
+            specs[spec.command] = spec
+            for name in spec.names:
+                if name in named:
+                    raise RuntimeError(f"IMAP command {name} has two specs")
+                named[name] = spec
+    if set(named) != set(PARSERS):
+        raise RuntimeError(f"specs and parsers disagree: {set(named) ^ set(PARSERS)}")
+    return specs
+
+
+SPECS: dict[type[Command], CommandSpec] = _collect(FAMILIES)
+ALLOWED_STATES: dict[type[Command], frozenset[ConnectionState]] = {
+    command: spec.states for command, spec in SPECS.items()
 }
+CAPABILITIES: tuple[str, ...] = tuple(
+    dict.fromkeys(PROTOCOL_CAPABILITIES + tuple(
+        capability for spec in SPECS.values() for capability in spec.capabilities))
+)  # fmt: skip
 
-# RFC 9051 §7.5.1: no EXPUNGE while answering these (their numbers must stay valid).
-NO_EXPUNGE_DURING = (c.Fetch, c.Store, c.Search)
 
-__all__ = ["HANDLERS", "NO_EXPUNGE_DURING", "Context", "Done"]
+def is_allowed(command: Command, state: ConnectionState) -> bool:
+    return state in ALLOWED_STATES.get(type(command), frozenset())
+
+
+__all__ = [
+    "ALLOWED_STATES", "CAPABILITIES", "FAMILIES", "SPECS", "CommandSpec", "Context", "Done",
+    "is_allowed",
+]  # fmt: skip

@@ -7,17 +7,30 @@ hop, as for SMTP in smtp/receive.py; off the loop above), the durable blob, then
 Invariants: a missing mailbox is NO [TRYCREATE]; a message above the size limit is
 NO [TOOBIG] (the connection refuses a literal that big before reading it, this check
 covers several messages adding up); the blob is durable before the row is committed and
-released again if the row cannot be written.
+released again if the row cannot be written. Issue 25, checked for all the messages of
+the command before any is stored (imap/commands/limits.py): a flag longer than
+MAX_KEYWORD_LENGTH or keywords past MAX_KEYWORDS_PER_MAILBOX are NO [LIMIT], more
+messages than MAX_MESSAGES_PER_MAILBOX NO [LIMIT], an account past
+POSTFIX_MAILBOX_SIZE_LIMIT NO [OVERQUOTA].
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Sequence
 
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
-from postroom.imap.wire import commands as c
+from postroom.imap.commands.limits import (
+    check_flag_lengths,
+    check_keywords,
+    check_message_keywords,
+    check_room,
+    keywords,
+)
+from postroom.imap.commands.spec import AUTHENTICATED, CommandSpec
+from postroom.imap.wire.commands.append import Append, AppendMessage
 from postroom.imap.wire.grammar import SequenceSet
 from postroom.mail.mimetree import message_meta
 from postroom.store.api import Mailbox, MessageRow, NewMessage
@@ -25,7 +38,7 @@ from postroom.store.api import Mailbox, MessageRow, NewMessage
 META_ON_LOOP_LIMIT = 128 * 1024  # ≈0.1–0.3 ms of parsing at most
 
 
-async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) -> MessageRow:
+async def _append_one(ctx: Context, mailbox: Mailbox, message: AppendMessage) -> MessageRow:
     data = message.data
     limit = ctx.runtime.config.message_size_limit
     if limit and len(data) > limit:
@@ -48,10 +61,23 @@ async def _append_one(ctx: Context, mailbox: Mailbox, message: c.AppendMessage) 
     return row
 
 
-async def handle_append(ctx: Context, command: c.Append) -> Done:
+async def _check_limits(ctx: Context, mailbox: Mailbox,
+                        messages: Sequence[AppendMessage]) -> None:  # fmt: skip
+    config, store = ctx.runtime.config, ctx.runtime.store
+    flags = frozenset(flag for message in messages for flag in message.flags)
+    check_flag_lengths(config, flags)
+    for message in messages:
+        check_message_keywords([frozenset()], keywords(message.flags))
+    await check_keywords(store, config, mailbox, keywords(flags))
+    await check_room(store, config, mailbox, messages=len(messages),
+                     size=sum(len(message.data) for message in messages))  # fmt: skip
+
+
+async def handle_append(ctx: Context, command: Append) -> Done:
     mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
     if mailbox is None:
         raise Refused(f"no mailbox {command.mailbox}", code="TRYCREATE")
+    await _check_limits(ctx, mailbox, command.messages)
     rows = [await _append_one(ctx, mailbox, message) for message in command.messages]
     view = ctx.selected
     # Taken into the view directly when nothing else happened meanwhile (issue 8), else
@@ -61,3 +87,9 @@ async def handle_append(ctx: Context, command: c.Append) -> Done:
         ctx.is_selected_stale = True
     return Done("APPEND completed", "APPENDUID",
                 (mailbox.uidvalidity, SequenceSet.from_values([row.uid for row in rows])))
+
+
+# APPENDLIMIT depends on the configuration: Context.capabilities adds it.
+SPECS = (
+    CommandSpec(Append, ("APPEND",), handle_append, AUTHENTICATED, needs_view_tables=False),
+)

@@ -1,4 +1,6 @@
-"""LOGIN and AUTHENTICATE (RFC 9051 §6.2.2-§6.2.3, RFC 4959 SASL-IR, RFC 4616 PLAIN).
+"""LOGIN and AUTHENTICATE (RFC 9051 §6.2.2-§6.2.3, RFC 4959 SASL-IR, RFC 4616 PLAIN), and
+the specs of the not-authenticated commands (STARTTLS's too: the session driver runs it,
+since it upgrades the socket).
 
 Owns turning credentials into an authenticated session: the account service verifies
 the password (off the event loop), this module moves the connection to AUTHENTICATED and
@@ -15,7 +17,8 @@ import logging
 
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
-from postroom.imap.wire import commands as c
+from postroom.imap.commands.spec import NOT_AUTHENTICATED, CommandSpec
+from postroom.imap.wire.commands.auth import Authenticate, Login, StartTls
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.responses import Atom, render_continuation
 from postroom.sasl import Challenge, Credentials, SaslAborted, SaslExchange
@@ -46,12 +49,12 @@ def _atoms(capabilities: list[str]) -> list[Atom]:
     return [Atom(cap) for cap in capabilities]
 
 
-async def handle_login(ctx: Context, command: c.Login) -> Done:
+async def handle_login(ctx: Context, command: Login) -> Done:
     _require_tls(ctx)
     return await _log_in(ctx, Credentials(command.username, command.password))
 
 
-async def handle_authenticate(ctx: Context, command: c.Authenticate) -> Done:
+async def handle_authenticate(ctx: Context, command: Authenticate) -> Done:
     _require_tls(ctx)
     try:
         exchange = SaslExchange(command.mechanism)
@@ -72,3 +75,12 @@ async def handle_authenticate(ctx: Context, command: c.Authenticate) -> Done:
 def _b64(data: bytes) -> str:
     # SaslExchange takes the wire form; the parser already decoded SASL-IR.
     return base64.b64encode(data).decode("ascii") if data else "="
+
+
+SPECS = (
+    # RFC 9051 §6.2.1: the session runs STARTTLS, which upgrades its socket.
+    CommandSpec(StartTls, ("STARTTLS",), None, NOT_AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Authenticate, ("AUTHENTICATE",), handle_authenticate, NOT_AUTHENTICATED,
+                needs_view_tables=False, capabilities=("SASL-IR",)),
+    CommandSpec(Login, ("LOGIN",), handle_login, NOT_AUTHENTICATED, needs_view_tables=False),
+)  # fmt: skip

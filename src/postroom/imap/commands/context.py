@@ -41,14 +41,6 @@ from postroom.runtime import Runtime
 from postroom.store.api import Account
 from postroom.store.changes import Subscription
 
-BASE_CAPABILITIES = (
-    "IMAP4rev2", "IMAP4rev1", "LITERAL+", "SASL-IR", "ENABLE", "IDLE", "NAMESPACE",
-    "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-    "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "ID", "BINARY", "UTF8=ACCEPT",
-    "CONDSTORE", "QRESYNC", "WITHIN",
-)  # fmt: skip
-ENABLEABLE = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"})
-
 
 class SessionIO(Protocol):
     async def write(self, data: bytes) -> None: ...
@@ -72,6 +64,8 @@ class Context:
     io: SessionIO
     is_tls: bool
     is_implicit_tls: bool
+    # What CAPABILITY lists once logged in, from the command specs (imap/commands/__init__.py).
+    capabilities_after_login: tuple[str, ...]
     account: Account | None = None
     selected: SelectedMailbox | None = None
     enabled: set[str] = field(default_factory=set)
@@ -132,7 +126,7 @@ class Context:
                 caps += ["STARTTLS", "LOGINDISABLED"]  # RFC 9051 §6.2.3 before TLS
             return caps
         limit = self.runtime.config.message_size_limit
-        caps = list(BASE_CAPABILITIES)
+        caps = list(self.capabilities_after_login)
         if limit:
             caps.append(f"APPENDLIMIT={limit}")
         return caps

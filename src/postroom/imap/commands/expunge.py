@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from postroom.errors import Refused
 from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands.expunge import Expunge, UidExpunge
 
 
 async def deleted_uids(ctx: Context, view: SelectedMailbox) -> list[int]:
@@ -21,16 +22,23 @@ async def deleted_uids(ctx: Context, view: SelectedMailbox) -> list[int]:
             if uid not in view.pending_expunge and "\\Deleted" in view.flags[uid]]  # fmt: skip
 
 
-async def handle_expunge(ctx: Context, command: c.Expunge | c.UidExpunge) -> Done:
+async def handle_expunge(ctx: Context, command: Expunge | UidExpunge) -> Done:
     view = ctx.require_selected()
     if view.is_read_only:
         raise Refused("the mailbox is read-only", code="READ-ONLY")
     uids = await deleted_uids(ctx, view)
     name = "EXPUNGE"
-    if isinstance(command, c.UidExpunge):
+    if isinstance(command, UidExpunge):
         wanted = set(view.resolve(command.sequence_set, is_uid=True))
         uids = [uid for uid in uids if uid in wanted]
         name = "UID EXPUNGE"
     if uids:
         view.note_own_expunge(await ctx.runtime.store.expunge(view.mailbox_id, uids))
     return Done(f"{name} completed")
+
+
+SPECS = (
+    CommandSpec(Expunge, ("EXPUNGE",), handle_expunge, SELECTED),
+    CommandSpec(UidExpunge, ("UID EXPUNGE",), handle_expunge, SELECTED,
+                capabilities=("UIDPLUS",)),
+)  # fmt: skip

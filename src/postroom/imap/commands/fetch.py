@@ -1,7 +1,10 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 7162 CHANGEDSINCE,
 MODSEQ and VANISHED).
 
-Owns turning fetch attributes into FETCH responses, one message at a time, streamed.
+Owns turning fetch attributes into FETCH responses, one message at a time, streamed. Which
+of the three read paths a command takes (view and rows / top-level headers / metadata and
+blobs) is decided once per command by `FetchPlan` (fetchplan.py); BODY and BODYSTRUCTURE
+are rendered by `imap/wire/responses.render_body`.
 
 Invariants (the 100,000-message rule):
 - FLAGS, UID and MODSEQ come from the selected view (kept for every message: no store
@@ -28,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO
 
 from postroom.errors import BadSyntax
 from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.fetchplan import ROW_ONLY, FetchPlan, ReadPath, Wanted
+from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox, uids_within
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands.fetch import Fetch
 from postroom.imap.wire.fetch import (
     BinarySection,
     BinarySize,
@@ -43,10 +48,9 @@ from postroom.imap.wire.fetch import (
 )
 from postroom.imap.wire.responses import (
     Atom,
-    Raw,
     Value,
+    render_body,
     render_fetch,
-    render_value,
     render_vanished,
 )
 from postroom.mail.bodystructure import body_structure
@@ -57,87 +61,16 @@ from postroom.mail.sections import (
     binary_size,
     decode_binary,
     extract_section,
-    field_names,
 )
 from postroom.store.api import FlagMode, MessageRow
 from postroom.store.blobs import BlobOpener
 from postroom.store.errors import NotFound
 
 FetchItem = tuple[str | FetchAttribute, Value]
-_ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE"})
-_VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})  # kept for every message: no row read
 YIELD_EVERY = 500
-_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 HEADER_BATCH = 100  # messages whose headers one thread hop reads
 _HEADER_CHUNK = 8192  # most headers fit; longer ones are read on, doubling
 FETCH_SLICE_WORK = 2000  # items answered on the loop between two yields
-Wanted = frozenset[str] | None  # HEADER.FIELDS[.NOT] names, lower-cased; None otherwise
-
-
-def needs_meta(attribute: FetchAttribute) -> bool:
-    return not (isinstance(attribute, SimpleAttribute) and attribute.name in _ROW_ONLY)
-
-
-def needs_blob(attribute: FetchAttribute) -> bool:
-    if isinstance(attribute, BodySection | BinarySection | BinarySize):
-        return True
-    return isinstance(attribute, SimpleAttribute) and attribute.name.startswith("RFC822") and (
-        attribute.name != "RFC822.SIZE"
-    )
-
-
-def is_header_only(attribute: FetchAttribute) -> bool:
-    """The attribute reads nothing past the top-level header."""
-    if isinstance(attribute, BodySection):
-        return not attribute.section.part and attribute.section.text in _HEADER_TEXTS
-    if isinstance(attribute, SimpleAttribute):
-        return attribute.name == "RFC822.HEADER" or not needs_blob(attribute)
-    return False
-
-
-def is_top_header(attribute: FetchAttribute) -> bool:
-    """Answered from the row, or from the top-level header bytes alone (no metadata)."""
-    if isinstance(attribute, BodySection):
-        return not attribute.section.part and attribute.section.text in _HEADER_TEXTS
-    if isinstance(attribute, SimpleAttribute):
-        return attribute.name in _ROW_ONLY or attribute.name == "RFC822.HEADER"
-    return False
-
-
-# -- BODY / BODYSTRUCTURE rendering ------------------------------------------------------------
-def render_body(data: list[Any], *, is_utf8: bool) -> Raw:
-    """RFC 9051 body: like a list, but consecutive multipart children have no space
-    between them (body-type-mpart = 1*body SP media-subtype)."""
-    out: list[bytes] = []
-    _render_body(data, out, is_utf8)
-    return Raw(b"".join(out))
-
-
-def _is_message_body(data: list[Any]) -> bool:
-    return (len(data) > 8 and data[0] == "MESSAGE" and data[1] in ("RFC822", "GLOBAL")
-            and isinstance(data[8], list))  # fmt: skip
-
-
-def _render_body(data: list[Any], out: list[bytes], is_utf8: bool) -> None:
-    out.append(b"(")
-    if data and isinstance(data[0], list):  # multipart: children, then subtype and extension
-        index = 0
-        while index < len(data) and isinstance(data[index], list):
-            _render_body(data[index], out, is_utf8)
-            index += 1
-        for item in data[index:]:
-            out.append(b" ")
-            render_value(item, out, is_utf8=is_utf8)
-    else:
-        is_message = _is_message_body(data)
-        for index, item in enumerate(data):
-            if index:
-                out.append(b" ")
-            if is_message and index == 8:
-                _render_body(item, out, is_utf8)
-            else:
-                render_value(item, out, is_utf8=is_utf8)
-    out.append(b")")
 
 
 # -- reading one message ----------------------------------------------------------------------
@@ -183,20 +116,6 @@ def top_header_item(header: bytes | ParsedHeader, section_text: str, wanted: Wan
         return content
     origin, length = partial
     return content[origin:] if length is None else content[origin : origin + length]
-
-
-def wanted_names(attributes: Sequence[FetchAttribute]) -> list[Wanted]:
-    """For each attribute, its top-level HEADER.FIELDS[.NOT] names lower-cased (once per
-    command, not once per message), else None."""
-    return [_top_field_names(attribute) for attribute in attributes]
-
-
-def _top_field_names(attribute: FetchAttribute) -> Wanted:
-    if not isinstance(attribute, BodySection) or attribute.section.part:
-        return None
-    if attribute.section.text not in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        return None
-    return field_names(attribute.section.fields)
 
 
 class _Message:
@@ -263,8 +182,8 @@ async def _item(msg: _Message, attribute: FetchAttribute, wanted: Wanted, header
 
 
 def _row_item(ctx: Context, view: SelectedMailbox, uid: int, name: str) -> Value:
-    """The items answered from the view alone (see _ROW_ONLY); those outside
-    _VIEW_ONLY need `view.rows[uid]` loaded."""
+    """The items answered from the view alone (see fetchplan.ROW_ONLY); those outside
+    fetchplan.VIEW_ONLY need `view.rows[uid]` loaded."""
     if name == "UID":
         return uid
     if name == "FLAGS":
@@ -280,7 +199,7 @@ def _row_item(ctx: Context, view: SelectedMailbox, uid: int, name: str) -> Value
 
 
 async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
-    if name in _ROW_ONLY:
+    if name in ROW_ONLY:
         return _row_item(msg.ctx, msg.view, msg.row.uid, name)
     if name == "ENVELOPE":
         return (await msg.meta()).envelope
@@ -299,18 +218,6 @@ async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
 
 
 # -- the command --------------------------------------------------------------------------------
-def _with_uid(ctx: Context, command: c.Fetch) -> list[FetchAttribute]:
-    attributes = list(dict.fromkeys(command.attributes))  # each item answered once
-    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
-    if "MODSEQ" in names or command.changed_since is not None:
-        ctx.enable_condstore()  # RFC 7162 §3.1: CONDSTORE-enabling
-    if command.is_uid and "UID" not in names:
-        attributes.insert(0, SimpleAttribute("UID"))  # RFC 9051 §6.4.9
-    if command.changed_since is not None and "MODSEQ" not in names:
-        attributes.append(SimpleAttribute("MODSEQ"))  # RFC 7162 §3.1.4.1
-    return attributes
-
-
 async def _mark_seen(ctx: Context, view: SelectedMailbox, uids: Sequence[int]) -> set[int]:
     unseen = [uid for uid in uids if "\\Seen" not in view.flags[uid]]
     if not unseen:
@@ -321,43 +228,48 @@ async def _mark_seen(ctx: Context, view: SelectedMailbox, uids: Sequence[int]) -
     return {row.uid for row in changed}
 
 
-async def handle_fetch(ctx: Context, command: c.Fetch) -> Done:
+async def handle_fetch(ctx: Context, command: Fetch) -> Done:
     view = ctx.require_selected()
     if command.is_vanished:
         await _report_vanished(ctx, view, command)
     uids = view.resolve(command.sequence_set, is_uid=command.is_uid)
     if command.changed_since is not None:
         uids = [uid for uid in uids if view.modseqs[uid] > command.changed_since]
-    attributes = _with_uid(ctx, command)
-    header_only = all(is_header_only(attribute) for attribute in attributes)
+    plan = FetchPlan.of(command)
+    if plan.is_condstore_enabling:
+        ctx.enable_condstore()  # RFC 7162 §3.1: CONDSTORE-enabling
     newly_seen: set[int] = set()
-    if not view.is_read_only and any(attribute.sets_seen for attribute in attributes):
+    if not view.is_read_only and plan.sets_seen:
         newly_seen = await _mark_seen(ctx, view, uids)
-    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
-    if not newly_seen and all(not needs_meta(attribute) for attribute in attributes):
-        row_names = [a.name for a in attributes if isinstance(a, SimpleAttribute)]
-        await _fetch_rows(ctx, view, uids, row_names)
-        return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
-    await view.load_rows(ctx.runtime.store, uids)
-    if all(is_top_header(attribute) for attribute in attributes):
-        await _fetch_headers(ctx, view, uids, attributes, newly_seen)
-        return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
-    wanted = wanted_names(attributes)
-    per_slice = max(1, min(YIELD_EVERY, FETCH_SLICE_WORK // len(attributes)))
-    for index, uid in enumerate(uids):
-        items = await _fetch_message(ctx, view, uid, attributes, wanted, header_only)
-        if items is None:
-            continue
-        if uid in newly_seen:
-            items += _implicit_flag_items(ctx, view, uid, names)
-        await ctx.write(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
-        if index % per_slice == per_slice - 1:
-            await asyncio.sleep(0)  # a 100,000-message FETCH must not starve other sessions
+    path = plan.read_path(marks_seen=bool(newly_seen))
+    if path is ReadPath.VIEW_ROWS:
+        await _fetch_rows(ctx, view, uids, plan)
+    else:
+        await view.load_rows(ctx.runtime.store, uids)
+        if path is ReadPath.TOP_HEADERS:
+            await _fetch_headers(ctx, view, uids, plan, newly_seen)
+        else:
+            await _fetch_messages(ctx, view, uids, plan, newly_seen)
     return Done(f"{'UID ' if command.is_uid else ''}FETCH completed")
 
 
-def _implicit_flag_items(ctx: Context, view: SelectedMailbox, uid: int, names: set[str]
-                         ) -> list[FetchItem]:  # fmt: skip
+async def _fetch_messages(ctx: Context, view: SelectedMailbox, uids: list[int],
+                          plan: FetchPlan, newly_seen: set[int]) -> None:  # fmt: skip
+    """The general path: per message, its metadata and blob as the items need them."""
+    per_slice = max(1, min(YIELD_EVERY, FETCH_SLICE_WORK // len(plan.attributes)))
+    for index, uid in enumerate(uids):
+        items = await _fetch_message(ctx, view, uid, plan)
+        if items is None:
+            continue
+        if uid in newly_seen:
+            items += _implicit_flag_items(ctx, view, uid, plan.names)
+        await ctx.write(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
+        if index % per_slice == per_slice - 1:
+            await asyncio.sleep(0)  # a 100,000-message FETCH must not starve other sessions
+
+
+def _implicit_flag_items(ctx: Context, view: SelectedMailbox, uid: int,
+                         names: frozenset[str]) -> list[FetchItem]:  # fmt: skip
     """RFC 9051 §6.4.5 / RFC 7162 §3.1.4: a FETCH that set \\Seen reports the change."""
     items: list[FetchItem] = []
     if "FLAGS" not in names:
@@ -368,16 +280,10 @@ def _implicit_flag_items(ctx: Context, view: SelectedMailbox, uid: int, names: s
 
 
 async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
-                         attributes: list[FetchAttribute], newly_seen: set[int]
-                         ) -> None:  # fmt: skip
+                         plan: FetchPlan, newly_seen: set[int]) -> None:  # fmt: skip
     """Every attribute comes from the row or the top-level header: read the headers of
     HEADER_BATCH messages per thread hop, no metadata, one write per batch."""
-    names = {a.name for a in attributes if isinstance(a, SimpleAttribute)}
-    needs_header = not all(isinstance(a, SimpleAttribute) and a.name in _ROW_ONLY
-                           for a in attributes)  # fmt: skip
-    wanted = wanted_names(attributes)
-    needs_fields = any(names_of is not None for names_of in wanted)
-    per_batch = max(1, min(HEADER_BATCH, FETCH_SLICE_WORK // len(attributes)))
+    per_batch = max(1, min(HEADER_BATCH, FETCH_SLICE_WORK // len(plan.attributes)))
     for start in range(0, len(uids), per_batch):
         chunk, blob_ids = [], []
         for uid in uids[start : start + per_batch]:
@@ -387,7 +293,7 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
             blob_ids.append(row.blob_id)
             chunk.append(uid)
         headers: list[bytes | None] = [b""] * len(chunk)
-        if needs_header:
+        if not plan.is_row_only:  # else here only because it set \Seen
             open_blob = await ctx.runtime.blobs.opener(blob_ids)
             headers = await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
         else:
@@ -396,11 +302,12 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
         for uid, header in zip(chunk, headers, strict=True):
             if header is None:
                 continue
-            parsed = ParsedHeader(header) if needs_fields else None
+            parsed = ParsedHeader(header) if plan.needs_fields else None
             items = [(_label(a), _header_value(ctx, view, uid, a, header, parsed, names_of))
-                     for a, names_of in zip(attributes, wanted, strict=True)]  # fmt: skip
+                     for a, names_of in zip(plan.attributes, plan.wanted, strict=True)
+                     ]  # fmt: skip
             if uid in newly_seen:
-                items += _implicit_flag_items(ctx, view, uid, names)
+                items += _implicit_flag_items(ctx, view, uid, plan.names)
             out.append(render_fetch(view.seq_of(uid), items, is_utf8=ctx.is_utf8))
         if out:
             await ctx.write(b"".join(out))
@@ -426,7 +333,7 @@ def _header_value(ctx: Context, view: SelectedMailbox, uid: int, attribute: Fetc
     raise TypeError(f"not a header attribute: {attribute!r}")
 
 
-async def _report_vanished(ctx: Context, view: SelectedMailbox, command: c.Fetch) -> None:
+async def _report_vanished(ctx: Context, view: SelectedMailbox, command: Fetch) -> None:
     """UID FETCH ... (CHANGEDSINCE m VANISHED): expunged UIDs in the set (RFC 7162 §3.2.6)."""
     if not ctx.is_qresync:
         raise BadSyntax("VANISHED needs ENABLE QRESYNC")
@@ -438,15 +345,15 @@ async def _report_vanished(ctx: Context, view: SelectedMailbox, command: c.Fetch
         await ctx.write(render_vanished(wanted, is_earlier=True))
 
 
-async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], names: list[str]
+async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], plan: FetchPlan
                       ) -> None:  # fmt: skip
     """The fast path (UID FETCH 1:* (FLAGS) on 100,000 messages): rows only, batched."""
+    names = [_row_name(attribute) for attribute in plan.attributes]
     chunks: list[bytes] = []
-    needs_rows = not set(names) <= _VIEW_ONLY
-    if needs_rows:
+    if plan.needs_rows:
         await view.load_rows(ctx.runtime.store, uids)
     for uid in uids:
-        if needs_rows and uid not in view.rows:
+        if plan.needs_rows and uid not in view.rows:
             continue  # expunged before its row was read: nothing left to report
         items = [(name, _row_item(ctx, view, uid, name)) for name in names]
         chunks.append(render_fetch(view.seq_of(uid), items))
@@ -458,24 +365,30 @@ async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], name
         await ctx.write(b"".join(chunks))
 
 
-async def _fetch_message(
-    ctx: Context, view: SelectedMailbox, uid: int, attributes: list[FetchAttribute],
-    wanted: list[Wanted], header_only: bool,
-) -> list[FetchItem] | None:
+def _row_name(attribute: FetchAttribute) -> str:
+    if not isinstance(attribute, SimpleAttribute):
+        raise TypeError(f"not a row attribute: {attribute!r}")
+    return attribute.name
+
+
+async def _fetch_message(ctx: Context, view: SelectedMailbox, uid: int, plan: FetchPlan
+                         ) -> list[FetchItem] | None:  # fmt: skip
     row = view.rows.get(uid)
     if row is None:
         return None  # expunged before its row was read: nothing left to report
     msg = _Message(ctx, view, row)
     items: list[FetchItem] = []
     try:
-        for attribute, names_of in zip(attributes, wanted, strict=True):
-            value = await _item(msg, attribute, names_of, header_only)
-            label: str | FetchAttribute = (
-                attribute.name if isinstance(attribute, SimpleAttribute) else attribute
-            )
-            items.append((label, value))
+        for attribute, names_of in zip(plan.attributes, plan.wanted, strict=True):
+            value = await _item(msg, attribute, names_of, plan.is_header_only)
+            items.append((_label(attribute), value))
     except (NotFound, FileNotFoundError):
         # Expunged by another session after our view was taken (RFC 9051 §7.5.1 lets
         # us omit it until the EXPUNGE can be sent).
         return None
     return items
+
+SPECS = (
+    CommandSpec(Fetch, ("FETCH", "UID FETCH"), handle_fetch, SELECTED,
+                allows_expunge=False, capabilities=("BINARY",)),
+)  # fmt: skip

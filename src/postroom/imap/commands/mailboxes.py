@@ -35,8 +35,18 @@ from collections.abc import Iterable
 from postroom.accounts.mailboxlimits import MailboxLimits, name_problem
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.spec import AUTHENTICATED, CommandSpec
 from postroom.imap.selected import count_unclaimed
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands.mailboxes import (
+    Create,
+    Delete,
+    List,
+    Lsub,
+    Rename,
+    Status,
+    Subscribe,
+    Unsubscribe,
+)
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.patterns import MailboxPattern, pattern_problem
 from postroom.imap.wire.responses import Value, render_list, render_status
@@ -105,7 +115,7 @@ async def _names(ctx: Context) -> set[str]:
     return {box.name for box in await ctx.runtime.store.list_mailboxes(ctx.account_id)}
 
 
-async def handle_create(ctx: Context, command: c.Create) -> Done:
+async def handle_create(ctx: Context, command: Create) -> Done:
     name = _clean_name(command.mailbox)
     use = _special_use(command.special_use)
     if name == "INBOX":
@@ -121,7 +131,7 @@ async def handle_create(ctx: Context, command: c.Create) -> Done:
     return Done("CREATE completed")
 
 
-async def handle_delete(ctx: Context, command: c.Delete) -> Done:
+async def handle_delete(ctx: Context, command: Delete) -> Done:
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
     names = await _names(ctx)
     if any(name.startswith(mailbox.name + SEPARATOR) for name in names):
@@ -141,7 +151,7 @@ def _check_moved_children(ctx: Context, old: str, new: str, present: Iterable[st
             _check_name(ctx, new + name[len(old):])
 
 
-async def handle_rename(ctx: Context, command: c.Rename) -> Done:
+async def handle_rename(ctx: Context, command: Rename) -> Done:
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
     new_name = _clean_name(command.new_name)
     present = await _names(ctx)
@@ -158,8 +168,8 @@ async def handle_rename(ctx: Context, command: c.Rename) -> Done:
     return Done("RENAME completed")
 
 
-async def handle_subscribe(ctx: Context, command: c.Subscribe | c.Unsubscribe) -> Done:
-    is_subscribe = isinstance(command, c.Subscribe)
+async def handle_subscribe(ctx: Context, command: Subscribe | Unsubscribe) -> Done:
+    is_subscribe = isinstance(command, Subscribe)
     name = _clean_name(command.mailbox)
     store = ctx.runtime.store
     if is_subscribe:
@@ -211,7 +221,7 @@ def _matches(patterns: list[MailboxPattern], name: str) -> bool:
     return any(pattern.matches(name) for pattern in patterns)
 
 
-def _percent_patterns(command: c.List) -> list[MailboxPattern]:
+def _percent_patterns(command: List) -> list[MailboxPattern]:
     """RFC 3501 §6.3.8: only a pattern ending in `%` lists levels that do not exist."""
     return [MailboxPattern.compile(command.reference, pattern)
             for pattern in command.patterns if pattern.endswith("%")]  # fmt: skip
@@ -230,7 +240,7 @@ class _Listing:
         return name in self.parents
 
 
-def _attributes(listing: _Listing, name: str, command: c.List) -> list[str]:
+def _attributes(listing: _Listing, name: str, command: List) -> list[str]:
     box = listing.mailboxes.get(name)
     attributes: list[str] = []
     if box is None:
@@ -249,7 +259,7 @@ def _list_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda name: (name != "INBOX", name))
 
 
-def _candidates(listing: _Listing, command: c.List) -> list[str]:
+def _candidates(listing: _Listing, command: List) -> list[str]:
     """Names to consider, in LIST order."""
     if "SUBSCRIBED" in command.selection:
         names = set(listing.subscribed)
@@ -260,7 +270,7 @@ def _candidates(listing: _Listing, command: c.List) -> list[str]:
     return _list_order(names)
 
 
-def _is_selected_by(listing: _Listing, name: str, command: c.List) -> bool:
+def _is_selected_by(listing: _Listing, name: str, command: List) -> bool:
     box = listing.mailboxes.get(name)
     if "SPECIAL-USE" in command.selection and (box is None or box.special_use is None):
         return False
@@ -276,7 +286,7 @@ async def _read_listing(ctx: Context) -> _Listing:
                     await store.list_subscriptions(ctx.account_id))  # fmt: skip
 
 
-async def handle_list(ctx: Context, command: c.List) -> Done:
+async def handle_list(ctx: Context, command: List) -> Done:
     if command.patterns == ("",):
         # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and root.
         await ctx.write(render_list(["\\Noselect"], SEPARATOR, "", is_utf8=ctx.is_utf8))
@@ -296,7 +306,7 @@ async def handle_list(ctx: Context, command: c.List) -> Done:
     return Done("LIST completed")
 
 
-async def _list_one(ctx: Context, listing: _Listing, name: str, command: c.List) -> None:
+async def _list_one(ctx: Context, listing: _Listing, name: str, command: List) -> None:
     extended: list[tuple[str, Value]] = []
     if "RECURSIVEMATCH" in command.selection and name in listing.subscribed_parents:
         extended.append(("CHILDINFO", ["SUBSCRIBED"]))  # RFC 5258 §3.5
@@ -308,7 +318,7 @@ async def _list_one(ctx: Context, listing: _Listing, name: str, command: c.List)
         await ctx.write(render_status(name, items, is_utf8=ctx.is_utf8))
 
 
-async def handle_lsub(ctx: Context, command: c.Lsub) -> Done:
+async def handle_lsub(ctx: Context, command: Lsub) -> Done:
     """IMAP4rev1 LSUB (RFC 3501 §6.3.9): subscribed names matching the pattern."""
     pattern = compile_patterns(ctx, command.reference, (command.pattern,))[0]
     listing = await _read_listing(ctx)
@@ -342,7 +352,7 @@ async def _status_items(ctx: Context, box: Mailbox, wanted: tuple[str, ...]
     return [(item, values[item]) for item in wanted if item in values]
 
 
-async def handle_status(ctx: Context, command: c.Status) -> Done:
+async def handle_status(ctx: Context, command: Status) -> Done:
     name = _clean_name(command.mailbox)
     box = await _existing(ctx, name)
     if "RECENT" in command.items and ctx.is_rev2:
@@ -352,3 +362,19 @@ async def handle_status(ctx: Context, command: c.Status) -> Done:
     items = await _status_items(ctx, box, command.items)
     await ctx.write(render_status(box.name, items, is_utf8=ctx.is_utf8))
     return Done("STATUS completed")
+
+
+SPECS = (
+    CommandSpec(Create, ("CREATE",), handle_create, AUTHENTICATED, needs_view_tables=False,
+                capabilities=("CREATE-SPECIAL-USE",)),
+    CommandSpec(Delete, ("DELETE",), handle_delete, AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Rename, ("RENAME",), handle_rename, AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Subscribe, ("SUBSCRIBE",), handle_subscribe, AUTHENTICATED,
+                needs_view_tables=False),
+    CommandSpec(Unsubscribe, ("UNSUBSCRIBE",), handle_subscribe, AUTHENTICATED,
+                needs_view_tables=False),
+    CommandSpec(List, ("LIST",), handle_list, AUTHENTICATED, needs_view_tables=False,
+                capabilities=("CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS")),
+    CommandSpec(Lsub, ("LSUB",), handle_lsub, AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Status, ("STATUS",), handle_status, AUTHENTICATED, needs_view_tables=False),
+)  # fmt: skip

@@ -49,8 +49,9 @@ from postroom.imap.commands.searchplan import (
     TextTest,
     prepare,
 )
+from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands.search import Search
 from postroom.imap.wire.grammar import SequenceSet
 from postroom.imap.wire.responses import render_esearch, render_search
 from postroom.imap.wire.search import (
@@ -432,7 +433,7 @@ async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey, *,
 
 
 # -- the command --------------------------------------------------------------------------------
-async def handle_search(ctx: Context, command: c.Search) -> Done:
+async def handle_search(ctx: Context, command: Search) -> Done:
     view = ctx.require_selected()
     name = f"{'UID ' if command.is_uid else ''}SEARCH"
     if command.charset is not None and command.charset not in UTF8_CHARSETS:
@@ -478,3 +479,9 @@ def _saved_result(uids: list[int], options: tuple[str, ...]) -> tuple[int, ...]:
             picked.add(uids[-1])
         return tuple(sorted(picked))
     return tuple(uids)
+
+
+SPECS = (
+    CommandSpec(Search, ("SEARCH", "UID SEARCH"), handle_search, SELECTED,
+                allows_expunge=False, capabilities=("ESEARCH", "SEARCHRES", "WITHIN")),
+)  # fmt: skip

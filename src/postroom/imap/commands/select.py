@@ -19,13 +19,14 @@ from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.expunge import deleted_uids
 from postroom.imap.commands.mailboxes import SEPARATOR
+from postroom.imap.commands.spec import AUTHENTICATED, SELECTED, CommandSpec
 from postroom.imap.selected import (
     SelectedMailbox,
     read_summary,
     selected_from_summary,
     uids_within,
 )
-from postroom.imap.wire import commands as c
+from postroom.imap.wire.commands.select import Close, Examine, QResync, Select, Unselect
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.grammar import SYSTEM_FLAGS
 from postroom.imap.wire.responses import (
@@ -49,8 +50,8 @@ def _deselect(ctx: Context) -> None:
     ctx.state = ConnectionState.AUTHENTICATED
 
 
-async def handle_select(ctx: Context, command: c.Select | c.Examine) -> Done:
-    is_read_only = isinstance(command, c.Examine)
+async def handle_select(ctx: Context, command: Select | Examine) -> Done:
+    is_read_only = isinstance(command, Examine)
     if command.condstore:
         ctx.enable_condstore()  # RFC 7162 §3.1.8
     if command.qresync is not None and not ctx.is_qresync:
@@ -81,7 +82,10 @@ def _select_responses(ctx: Context, view: SelectedMailbox, summary: SelectSummar
     keywords = sorted({flag for flags in summary.flag_sets for flag in flags
                        if not flag.startswith("\\")})  # fmt: skip
     flags = [*_STORABLE, *keywords]
-    permanent = [] if view.is_read_only else [*flags, "\\*"]
+    # RFC 9051 §7.1: `\*` says new keywords may be created; not once the mailbox uses
+    # MAX_KEYWORDS_PER_MAILBOX of them (issue 25: a STORE of another is NO [LIMIT]).
+    may_create = len(keywords) < ctx.runtime.config.max_keywords_per_mailbox
+    permanent = [] if view.is_read_only else [*flags, *(["\\*"] if may_create else [])]
     out = [
         render_flags(flags),
         render_untagged_status("OK", "flags allowed", "PERMANENTFLAGS",
@@ -106,7 +110,7 @@ def _select_responses(ctx: Context, view: SelectedMailbox, summary: SelectSummar
     return b"".join(out)
 
 
-async def _resync(ctx: Context, view: SelectedMailbox, qresync: c.QResync) -> None:
+async def _resync(ctx: Context, view: SelectedMailbox, qresync: QResync) -> None:
     """RFC 7162 §3.2.5.1: what changed since the client's MODSEQ, in two answers."""
     expunged = await ctx.runtime.store.expunged_since(view.mailbox_id, qresync.modseq)
     known = qresync.known_uids
@@ -125,12 +129,24 @@ async def _resync(ctx: Context, view: SelectedMailbox, qresync: c.QResync) -> No
     await ctx.write(b"".join(chunks))
 
 
-async def handle_close(ctx: Context, command: c.Close | c.Unselect) -> Done:
+async def handle_close(ctx: Context, command: Close | Unselect) -> Done:
     view = ctx.require_selected()
-    if isinstance(command, c.Close) and not view.is_read_only:
+    if isinstance(command, Close) and not view.is_read_only:
         # RFC 9051 §6.4.2: expunge silently, no EXPUNGE responses.
         uids = await deleted_uids(ctx, view)
         if uids:
             await ctx.runtime.store.expunge(view.mailbox_id, uids)
     _deselect(ctx)
     return Done(f"{type(command).__name__.upper()} completed")
+
+
+SPECS = (
+    # SELECT reads one summary; the per-message tables load when a later command needs them.
+    CommandSpec(Select, ("SELECT",), handle_select, AUTHENTICATED, needs_view_tables=False,
+                capabilities=("CONDSTORE", "QRESYNC")),
+    CommandSpec(Examine, ("EXAMINE",), handle_select, AUTHENTICATED,
+                needs_view_tables=False),
+    CommandSpec(Close, ("CLOSE",), handle_close, SELECTED),  # expunges \Deleted: needs flags
+    CommandSpec(Unselect, ("UNSELECT",), handle_close, SELECTED, needs_view_tables=False,
+                capabilities=("UNSELECT",)),
+)  # fmt: skip

@@ -4,12 +4,13 @@ asyncio, ssl, socket or postroom.store.
 Modules:
 - `connection`: `ImapConnection` (receive_data / next_event), its events
   (NeedData, NeedContinuation, SyntaxErrorEvent, LiteralTooBig, LineTooLong, RawLine),
-  `ConnectionState` and the allowed-commands table `ALLOWED_STATES` / `is_allowed`.
-- `commands`: one frozen dataclass per command and `parse_command(frame, is_utf8=...)`.
+  and `ConnectionState`.
+- `commands/`: one module per command family (the families of `imap/commands/`), each
+  with its frozen dataclasses and `PARSERS`; `parse_command(frame, is_utf8=...)`.
 - `grammar`: `SequenceSet` and shared productions (flags, dates, mailbox names).
 - `search`: the SEARCH criteria tree; `fetch`: FETCH attributes with `response_name()`.
-- `responses`: `render_*` serializers, `Atom`, `Raw`, `Value`.
-- `utf7`: modified UTF-7 codec; `lexer`: the token reader and `ParseError`.
+- `responses`: `render_*` serializers (BODY/BODYSTRUCTURE too), `Atom`, `Raw`, `Value`.
+- `lexer`: the token reader and `ParseError` (the modified UTF-7 codec is mail/utf7.py).
 
 Typical driver loop: see the `connection` module docstring.
 """
@@ -17,7 +18,6 @@ Typical driver loop: see the `connection` module docstring.
 from __future__ import annotations
 
 from postroom.imap.wire.connection import (
-    ALLOWED_STATES,
     ConnectionState,
     Event,
     ImapConnection,
@@ -27,14 +27,12 @@ from postroom.imap.wire.connection import (
     NeedData,
     RawLine,
     SyntaxErrorEvent,
-    is_allowed,
 )
 from postroom.imap.wire.grammar import SequenceSet
 from postroom.imap.wire.lexer import ParseError
 from postroom.imap.wire.responses import Atom, Raw, Value
 
 __all__ = [
-    "ALLOWED_STATES",
     "Atom",
     "ConnectionState",
     "Event",
@@ -49,5 +47,4 @@ __all__ = [
     "SequenceSet",
     "SyntaxErrorEvent",
     "Value",
-    "is_allowed",
 ]

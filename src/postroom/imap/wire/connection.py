@@ -2,7 +2,8 @@
 
 Owns: `ImapConnection` (framing of commands with their literals, line/literal limits,
 raw-line mode for AUTHENTICATE and IDLE), the event types it returns, the session
-`ConnectionState` enum and the allowed-commands-per-state table.
+`ConnectionState` enum. Which commands each state allows is a fact of each command's
+spec (`imap/commands/`), checked by the session.
 
 Driver contract (h11 style):
     conn.receive_data(chunk)             # b"" is not special; EOF is the driver's business
@@ -38,7 +39,6 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from postroom.imap.wire import commands as c
 from postroom.imap.wire.commands import Command, parse_command, read_command_name
 from postroom.imap.wire.grammar import parse_tag
 from postroom.imap.wire.lexer import Lexer, ParseError
@@ -115,30 +115,6 @@ class ConnectionState(Enum):
     AUTHENTICATED = "authenticated"
     SELECTED = "selected"
     LOGOUT = "logout"
-
-
-_ANY = frozenset(ConnectionState) - {ConnectionState.LOGOUT}
-_AUTHED = frozenset({ConnectionState.AUTHENTICATED, ConnectionState.SELECTED})
-_SELECTED = frozenset({ConnectionState.SELECTED})
-_NOT_AUTHED = frozenset({ConnectionState.NOT_AUTHENTICATED})
-# RFC 9051 §6.1-§6.4: in which states each command is valid.
-ALLOWED_STATES: dict[type[Command], frozenset[ConnectionState]] = {
-    c.Capability: _ANY, c.Noop: _ANY, c.Logout: _ANY, c.Id: _ANY,
-    c.StartTls: _NOT_AUTHED, c.Authenticate: _NOT_AUTHED, c.Login: _NOT_AUTHED,
-    # RFC 9051 §6.3.1 / RFC 5161 §3.1: ENABLE only before a mailbox is selected.
-    c.Enable: frozenset({ConnectionState.AUTHENTICATED}),
-    c.Select: _AUTHED, c.Examine: _AUTHED, c.Create: _AUTHED,
-    c.Delete: _AUTHED, c.Rename: _AUTHED, c.Subscribe: _AUTHED, c.Unsubscribe: _AUTHED,
-    c.List: _AUTHED, c.Lsub: _AUTHED, c.Namespace: _AUTHED, c.Status: _AUTHED,
-    c.Append: _AUTHED, c.Idle: _AUTHED,
-    c.Close: _SELECTED, c.Unselect: _SELECTED, c.Expunge: _SELECTED, c.UidExpunge: _SELECTED,
-    c.Check: _SELECTED, c.Search: _SELECTED, c.Fetch: _SELECTED, c.Store: _SELECTED,
-    c.Copy: _SELECTED, c.Move: _SELECTED,
-}
-
-
-def is_allowed(command: Command, state: ConnectionState) -> bool:
-    return state in ALLOWED_STATES.get(type(command), frozenset())
 
 
 class _Mode(Enum):

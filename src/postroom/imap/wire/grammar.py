@@ -28,7 +28,7 @@ from postroom.imap.wire.lexer import (
     ParseError,
     decode_text,
 )
-from postroom.imap.wire.utf7 import Utf7Error, decode_utf7
+from postroom.mail.utf7 import Utf7Error, decode_utf7
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {name.upper(): index + 1 for index, name in enumerate(MONTHS)}

@@ -21,11 +21,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
 from postroom.imap.wire.fetch import FetchAttribute
 from postroom.imap.wire.grammar import MONTHS, SequenceSet
-from postroom.imap.wire.utf7 import encode_utf7
+from postroom.mail.utf7 import encode_utf7
+
+if TYPE_CHECKING:
+    from postroom.security.limits import Refusal
 
 MAX_QUOTED = 1000  # longer strings go out as literals: easier on clients' line buffers
 
@@ -148,6 +151,43 @@ def render_values(values: Iterable[Value], *, is_utf8: bool = False) -> bytes:
             out.append(b" ")
         render_value(value, out, is_utf8=is_utf8)
     return b"".join(out)
+
+
+# -- BODY / BODYSTRUCTURE (RFC 9051 §7.5.2 body, body-type-mpart) ---------------------------
+def render_body(data: list[Any], *, is_utf8: bool) -> Raw:
+    """BODY or BODYSTRUCTURE data (`mail.bodystructure.body_structure`) as a FETCH value:
+    like a list, but consecutive multipart children have no space between them
+    (RFC 9051 §9: body-type-mpart = 1*body SP media-subtype)."""
+    out: list[bytes] = []
+    _render_body(data, out, is_utf8)
+    return Raw(b"".join(out))
+
+
+def _is_message_body(data: list[Any]) -> bool:
+    return (len(data) > 8 and data[0] == "MESSAGE" and data[1] in ("RFC822", "GLOBAL")
+            and isinstance(data[8], list))  # fmt: skip
+
+
+def _render_body(data: list[Any], out: list[bytes], is_utf8: bool) -> None:
+    out.append(b"(")
+    if data and isinstance(data[0], list):  # multipart: children, then subtype and extension
+        index = 0
+        while index < len(data) and isinstance(data[index], list):
+            _render_body(data[index], out, is_utf8)
+            index += 1
+        for item in data[index:]:
+            out.append(b" ")
+            render_value(item, out, is_utf8=is_utf8)
+    else:
+        is_message = _is_message_body(data)  # body-type-msg nests a whole body (field 8)
+        for index, item in enumerate(data):
+            if index:
+                out.append(b" ")
+            if is_message and index == 8:
+                _render_body(item, out, is_utf8)
+            else:
+                render_value(item, out, is_utf8=is_utf8)
+    out.append(b")")
 
 
 def _clean_text(text: str) -> bytes:
@@ -342,3 +382,9 @@ def render_namespace(
     return render_untagged(
         Atom("NAMESPACE"), group(personal), group(other), group(shared), is_utf8=is_utf8
     )
+
+
+def render_refusal(refusal: Refusal, hostname: str) -> bytes:
+    """Instead of the greeting: `* BYE [UNAVAILABLE] …` (RFC 9051 §7.1.5); a
+    `RefusalRenderer` (security/limits.py). The hostname is SMTP's to name."""
+    return render_untagged_status("BYE", refusal.value, "UNAVAILABLE")
