@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
 
 from postroom.accounts.passwords import hash_password
+from postroom.app import inbound_checks
+from postroom.checks import Check
+from postroom.checks.headers import HeaderLimitCheck
 from postroom.config import Config
 from postroom.runtime import Runtime
 from postroom.smtp.policy import SmtpMode
@@ -47,11 +50,21 @@ async def accounts(runtime: Runtime, password_hash: str) -> Runtime:
     return runtime
 
 
+def sender_checks(runtime: Runtime) -> tuple[Check, ...]:
+    """app.inbound_checks without the header-size limits: what these tests call sender
+    verification (SPF, DKIM/DMARC, SPOOF_PROTECTION), through runtime.resolver."""
+    return tuple(check for check in inbound_checks(runtime)
+                 if not isinstance(check, HeaderLimitCheck))
+
+
 @asynccontextmanager
 async def serve(runtime: Runtime, mode: SmtpMode = SmtpMode.MX, *, implicit_tls: bool = False,
-                outbound: OutboundQueue | None = None, **options: float
+                outbound: OutboundQueue | None = None, verify_senders: bool = False,
+                checks: Sequence[Check] = (), **options: float
                 ) -> AsyncIterator[tuple[int, SmtpServer]]:
-    server = SmtpServer(runtime, mode, outbound, **options)  # type: ignore[arg-type]
+    checks = (*checks, *sender_checks(runtime)) if verify_senders else checks
+    server = SmtpServer(runtime, mode, outbound, checks=checks,
+                        **options)  # type: ignore[arg-type]
     context = runtime.tls.server_context if implicit_tls else None
     listener = await asyncio.start_server(server.handle_connection, "127.0.0.1", 0,
                                           ssl=context)

@@ -30,12 +30,12 @@ from postroom.smtp.wire import (
     BareNewlinePolicy,
     DataChunk,
     DataEnd,
-    NeedData,
     Noop,
     SmtpConnection,
 )
 from tests.conftest import TEST_HOSTNAME, make_config
 from tests.smtp.conftest import PASSWORD, RawClient, serve, stored_messages
+from tests.smtp.test_wire import run_data as wire_run_data
 from tests.support.runtime import open_runtime
 from tests.support.server import NO_DNS_CHECKS, AppThread, write_env
 
@@ -162,20 +162,7 @@ async def test_report_addresses_of_dns_records_are_deliverable(
 
 def run_data(pieces: list[bytes], policy: BareNewlinePolicy = BareNewlinePolicy.NORMALIZE
              ) -> tuple[bytes, object, SmtpConnection]:
-    conn = SmtpConnection(policy)
-    conn.begin_data(0)
-    body, final = b"", None
-    for piece in pieces:
-        conn.receive_data(piece)
-        while final is None:
-            event = conn.next_event()
-            if isinstance(event, NeedData):
-                break
-            if isinstance(event, DataChunk):
-                body += event.data
-            else:
-                final = event
-    return body, final, conn
+    return wire_run_data(pieces, 0, policy)
 
 
 def test_lone_lf_is_read_as_crlf_and_lines_after_it_unstuffed() -> None:
@@ -324,7 +311,7 @@ async def test_unsigned_mail_gets_dkim_none(
         tmp_path: Path, server_cert: tuple[Path, Path], password_hash: str) -> None:
     async with runtime_with(tmp_path, server_cert, password_hash, ENABLE_OPENDKIM=1,
                             ENABLE_OPENDMARC=0, ENABLE_POLICYD_SPF=0) as runtime, \
-            serve(runtime, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+            serve(runtime, verify_senders=True) as (port, _):
         assert (await deliver(port, OTHER))[0] == 250
         (stored,) = await stored_messages(runtime, OTHER)
     header = re.sub(rb"\r\n[ \t]+", b" ", stored.split(b"\r\n\r\n")[0])  # unfolded

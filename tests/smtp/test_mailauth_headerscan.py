@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postroom.mailauth.authresults import strip_forged_authresults
-from postroom.smtp.headerscan import Author, HeaderFacts, parse_authors, scan_header
+from postroom.mailauth.headerscan import Author, HeaderFacts, parse_authors, scan_header
 
 OURS = "mx.example.test"
 

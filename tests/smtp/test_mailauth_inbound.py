@@ -145,7 +145,7 @@ async def only_stored(runtime: Runtime, mailbox: str = "INBOX") -> bytes:
     ("a@twice.test", "spf=permerror"),
 ], ids=lambda value: value.split("@")[-1].split()[0])
 async def test_spf_results_are_recorded(accounts: Runtime, sender: str, expected: str) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, sender, mail("z@elsewhere.test"))
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -155,7 +155,7 @@ async def test_spf_results_are_recorded(accounts: Runtime, sender: str, expected
 
 @pytest.mark.parametrize("sender", ["a@fail.test", "a@ip6only.test"])
 async def test_spf_fail_is_refused_at_rcpt(accounts: Runtime, sender: str) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, sender, mail())
     assert outcome.rcpt == (550, f"5.7.23 <{USER}>: Recipient address rejected: "
                                  "Message rejected due to: SPF fail - not authorized.")
@@ -164,7 +164,7 @@ async def test_spf_fail_is_refused_at_rcpt(accounts: Runtime, sender: str) -> No
 
 async def test_spf_temperror_is_451_and_asked_once_per_transaction(
         accounts: Runtime, dns: DnsTestServer) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         client = await RawClient.connect(port)
         await client.reply()
         await client.command("EHLO client.example")
@@ -180,7 +180,7 @@ async def test_spf_temperror_is_451_and_asked_once_per_transaction(
 
 
 async def test_null_sender_checks_the_helo_name(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         refused = await deliver(port, "", mail("x@lax.test"), helo="badhelo.test")
         accepted = await deliver(port, "", mail("x@lax.test"), helo="helo.test")
     assert refused.rcpt[0] == 550 and refused.rcpt[1].startswith("5.7.23")
@@ -190,7 +190,7 @@ async def test_null_sender_checks_the_helo_name(accounts: Runtime) -> None:
 
 
 async def test_unknown_recipient_is_refused_before_spf(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "a@fail.test", mail(), rcpt="nobody@example.test")
     assert outcome.rcpt[0] == 550 and outcome.rcpt[1].startswith("5.1.1")
 
@@ -199,7 +199,7 @@ async def test_trusted_networks_skip_every_check(
         accounts: Runtime, tmp_path: Path, server_cert: tuple[Path, Path],
         dns: DnsTestServer) -> None:
     reconfigure(accounts, tmp_path, server_cert, dns, TRUSTED_NETWORKS="127.0.0.0/8")
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "a@fail.test", mail("b@strict.test"))
     assert outcome.data is not None and outcome.data[0] == 250
     assert auth_results(await only_stored(accounts)) == [f"{TEST_HOSTNAME}; none"]
@@ -209,7 +209,7 @@ async def test_spf_switched_off_refuses_nothing_but_records_for_dmarc(
         accounts: Runtime, tmp_path: Path, server_cert: tuple[Path, Path],
         dns: DnsTestServer) -> None:
     reconfigure(accounts, tmp_path, server_cert, dns, ENABLE_POLICYD_SPF=0)
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "a@fail.test", mail("a@lax.test"))
     assert outcome.rcpt[0] == 250 and outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -234,7 +234,7 @@ async def signed(key: bytes, message: bytes, domain: str = "dkim.test",
 
 async def test_dkim_pass_and_dmarc_pass_via_dkim(accounts: Runtime, key: bytes) -> None:
     data = await signed(key, mail("Alice <alice@dkim.test>"))
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@nospf.test", data)
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -253,7 +253,7 @@ TAMPERING = {
 async def test_dkim_tampered_is_recorded_as_fail(accounts: Runtime, key: bytes,
                                                  part: str) -> None:
     data = TAMPERING[part](await signed(key, mail("alice@lax.test")))
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@nospf.test", data)
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -265,7 +265,7 @@ async def test_dkim_tampered_is_recorded_as_fail(accounts: Runtime, key: bytes,
 async def test_dkim_tampered_under_p_reject_is_refused(accounts: Runtime, key: bytes,
                                                        part: str) -> None:
     data = TAMPERING[part](await signed(key, mail("alice@dkim.test")))
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@nospf.test", data)
     assert outcome.data == (550, "5.7.1 Message rejected due to DMARC policy of dkim.test")
     assert await stored_messages(accounts, USER) == []
@@ -278,7 +278,7 @@ async def test_each_signature_is_recorded(accounts: Runtime, key: bytes) -> None
     missing = await sign_message(message, "dkim.test", "gone", key)
     broken = re.sub(rb"bh=[^;]+;", b"bh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;",
                     await sign_message(message, "strict.test", "sel", key))
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@nospf.test", good + broken + missing + message)
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -292,7 +292,7 @@ async def test_dkim_switched_off(accounts: Runtime, key: bytes, tmp_path: Path,
                                  server_cert: tuple[Path, Path], dns: DnsTestServer) -> None:
     reconfigure(accounts, tmp_path, server_cert, dns, ENABLE_OPENDKIM=0)
     data = await signed(key, mail("alice@lax.test"))
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         await deliver(port, "a@pass.test", data)
     (results,) = auth_results(await only_stored(accounts))
     assert "dkim=" not in results and "spf=pass" in results and "dmarc=fail" in results
@@ -301,7 +301,7 @@ async def test_dkim_switched_off(accounts: Runtime, key: bytes, tmp_path: Path,
 # -- DMARC -------------------------------------------------------------------------------
 
 async def test_dmarc_pass_via_spf(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@pass.test", mail("Bob <bob@pass.test>"))
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -311,14 +311,14 @@ async def test_dmarc_pass_via_spf(accounts: Runtime) -> None:
 async def test_dmarc_strict_spf_alignment_needs_the_same_name(accounts: Runtime) -> None:
     """aspf=s at pass.test: SPF passes for sub.pass.test, which relaxed alignment would
     accept (same organizational domain) and strict does not."""
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "bounce@sub.pass.test", mail("bob@pass.test"))
     assert outcome.rcpt[0] == 250
     assert outcome.data == (550, "5.7.1 Message rejected due to DMARC policy of pass.test")
 
 
 async def test_dmarc_reject_stores_nothing(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "elon@nospf.test", mail("Elon <elon@strict.test>"))
     assert outcome.rcpt[0] == 250
     assert outcome.data == (550, "5.7.1 Message rejected due to DMARC policy of strict.test")
@@ -327,7 +327,7 @@ async def test_dmarc_reject_stores_nothing(accounts: Runtime) -> None:
 
 
 async def test_dmarc_quarantine_goes_to_junk(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "x@nospf.test", mail("x@quar.test"))
     assert outcome.data is not None and outcome.data[0] == 250
     assert await stored_messages(accounts, USER) == []
@@ -336,14 +336,14 @@ async def test_dmarc_quarantine_goes_to_junk(accounts: Runtime) -> None:
 
 
 async def test_dmarc_none_is_delivered_to_inbox(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         await deliver(port, "x@nospf.test", mail("x@lax.test"))
     (results,) = auth_results(await only_stored(accounts))
     assert "dmarc=fail (p=none dis=none) header.from=lax.test" in results
 
 
 async def test_dmarc_subdomain_policy(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         sub = await deliver(port, "x@nospf.test", mail("x@mail.org.test"))
         org = await deliver(port, "x@nospf.test", mail("x@org.test"))
     assert sub.data == (550, "5.7.1 Message rejected due to DMARC policy of mail.org.test")
@@ -353,7 +353,7 @@ async def test_dmarc_subdomain_policy(accounts: Runtime) -> None:
 
 
 async def test_dmarc_without_record_is_none(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         await deliver(port, "x@nospf.test", mail("x@nospf.test"))
     (results,) = auth_results(await only_stored(accounts))
     assert "dmarc=none header.from=nospf.test" in results
@@ -362,7 +362,7 @@ async def test_dmarc_without_record_is_none(accounts: Runtime) -> None:
 async def test_several_author_domains_are_refused(accounts: Runtime) -> None:
     """RFC 7489 §6.6.1 evaluates one author domain: a passing first author cannot cover a
     spoofed second one, in one From field or in two (RFC 5322 §3.6 allows one)."""
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         one_field = await deliver(port, "a@pass.test", mail("a@pass.test, b@strict.test"))
         two_fields = await deliver(port, "a@pass.test", mail(
             "a@pass.test", extra=b"From: b@quar.test\r\n"))
@@ -376,7 +376,7 @@ async def test_several_author_domains_are_refused(accounts: Runtime) -> None:
 
 async def test_no_from_is_refused(accounts: Runtime) -> None:
     data = b"To: user@example.test\r\nSubject: anonymous\r\n\r\nwho?\r\n"
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "x@pass.test", data)
     assert outcome.data == (550, "5.7.1 Message rejected: no From header field; "
                                  "DMARC needs one author domain")
@@ -386,7 +386,7 @@ async def test_no_from_is_refused(accounts: Runtime) -> None:
 async def test_dmarc_switched_off(accounts: Runtime, tmp_path: Path,
                                   server_cert: tuple[Path, Path], dns: DnsTestServer) -> None:
     reconfigure(accounts, tmp_path, server_cert, dns, ENABLE_OPENDMARC=0)
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "x@nospf.test", mail("x@strict.test"))
     assert outcome.data is not None and outcome.data[0] == 250
     (results,) = auth_results(await only_stored(accounts))
@@ -394,7 +394,7 @@ async def test_dmarc_switched_off(accounts: Runtime, tmp_path: Path,
 
 
 async def test_quarantine_reaches_every_account_of_an_alias(accounts: Runtime) -> None:
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         outcome = await deliver(port, "x@nospf.test", mail("x@quar.test"),
                                 rcpt="team@example.test")
     assert outcome.data is not None and outcome.data[0] == 250
@@ -411,7 +411,7 @@ async def test_forged_authentication_results_are_stripped(accounts: Runtime) -> 
               + b";\r\n\tdmarc=pass header.from=strict.test\r\n"
               b"Authentication-Results: relay.other.example; spf=pass\r\n")
     data = mail("x@lax.test", extra=forged)
-    async with serve(accounts, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(accounts, verify_senders=True) as (port, _):
         await deliver(port, "x@nospf.test", data)
     stored = await only_stored(accounts)
     results = auth_results(stored)
@@ -428,7 +428,7 @@ async def test_forged_results_stripped_on_submission_too(
     forged = (b"Authentication-Results: " + TEST_HOSTNAME.encode()
               + b"; dmarc=pass header.from=bank.example\r\n")
     async with serve(accounts, SmtpMode.SUBMISSIONS, implicit_tls=True,
-                     verify_senders=True) as (port, _):  # type: ignore[arg-type]
+                     verify_senders=True) as (port, _):
         client = await RawClient.connect(port, client_tls)
         await client.reply()
         await client.command("EHLO laptop.example")

@@ -41,7 +41,7 @@ async def logged_in(runtime: Runtime, tls: ssl.SSLContext, login: str = USER,
                     mode: SmtpMode = SmtpMode.SUBMISSIONS) -> AsyncIterator[RawClient]:
     implicit = mode is SmtpMode.SUBMISSIONS
     async with serve(runtime, mode, implicit_tls=implicit,
-                     verify_senders=True) as (port, _):  # type: ignore[arg-type]
+                     verify_senders=True) as (port, _):
         client = await RawClient.connect(port, tls if implicit else None)
         try:
             await client.reply()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from postroom.config import Config
+from postroom.mailauth.headerscan import ORIGINATOR_FIELD_LIMIT
 from postroom.runtime import Runtime
-from postroom.smtp.headerscan import ORIGINATOR_FIELD_LIMIT
 from postroom.smtp.policy import SmtpMode
 from tests.conftest import TEST_HOSTNAME, make_config
 from tests.smtp.conftest import PASSWORD, SIZE_LIMIT, RawClient, serve, stored_messages
@@ -88,7 +88,7 @@ async def deliver_mx(port: int, data: bytes, sender: str = "x@attacker.test") ->
 # -- port 25, DMARC on ---------------------------------------------------------------------
 
 async def test_long_comment_cannot_hide_a_p_reject_author(users: Runtime) -> None:
-    async with serve(users, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(users, verify_senders=True) as (port, _):
         reply = await deliver_mx(port, message(LONG_COMMENT_FROM))
     assert reply == (550, "5.7.1 Message rejected due to DMARC policy of bank.example")
     assert await stored_messages(users, USER) == []
@@ -110,7 +110,7 @@ async def test_long_comment_cannot_hide_a_p_reject_author(users: Runtime) -> Non
 async def test_dmarc_needs_exactly_one_author_domain(users: Runtime, header: bytes,
                                                      reason: str) -> None:
     """RFC 7489 §6.6.1 / RFC 5322 §3.6: refused before any DNS work, nothing stored."""
-    async with serve(users, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(users, verify_senders=True) as (port, _):
         reply = await deliver_mx(port, message(header))
     assert reply == (550, f"5.7.1 Message rejected: {reason}; DMARC needs one author domain")
     assert await stored_messages(users, USER) == []
@@ -118,7 +118,7 @@ async def test_dmarc_needs_exactly_one_author_domain(users: Runtime, header: byt
 
 async def test_one_domain_several_addresses_is_evaluated(users: Runtime) -> None:
     header = b"From: a@lax.test,\r\n (comment) \"B\" <b@LAX.test>\r\n"
-    async with serve(users, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(users, verify_senders=True) as (port, _):
         reply = await deliver_mx(port, message(header), sender="x@lax.test")
     assert reply[0] == 250
     (stored,) = await stored_messages(users, USER)
@@ -139,7 +139,7 @@ async def test_unparsable_from_is_refused_with_dmarc_off(users: Runtime, tmp_pat
                                                          dns: DnsTestServer,
                                                          header: bytes) -> None:
     dmarc_off(users, tmp_path, server_cert, dns)
-    async with serve(users, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(users, verify_senders=True) as (port, _):
         reply = await deliver_mx(port, message(header))
         missing = await deliver_mx(port, message(b""))
     assert reply == (550, "5.6.0 Message rejected: From header field cannot be parsed")
@@ -152,7 +152,7 @@ async def test_forged_results_behind_a_long_comment_are_removed(users: Runtime) 
     keeps is removed, not kept on the strength of its first 64 KiB."""
     forged = (b"Authentication-Results: (" + b"\r\n ".join([b"x" * 1000] * 66) + b") "
               + TEST_HOSTNAME.encode() + b"; dmarc=pass header.from=bank.example\r\n")
-    async with serve(users, verify_senders=True) as (port, _):  # type: ignore[arg-type]
+    async with serve(users, verify_senders=True) as (port, _):
         reply = await deliver_mx(port, forged + message(b"From: a@lax.test\r\n"),
                                  sender="a@lax.test")
     assert reply[0] == 250
@@ -167,7 +167,7 @@ async def test_forged_results_behind_a_long_comment_are_removed(users: Runtime) 
 async def logged_in(runtime: Runtime, tls: ssl.SSLContext, login: str = BOB
                     ) -> AsyncIterator[RawClient]:
     async with serve(runtime, SmtpMode.SUBMISSIONS, implicit_tls=True,
-                     verify_senders=True) as (port, _):  # type: ignore[arg-type]
+                     verify_senders=True) as (port, _):
         client = await RawClient.connect(port, tls)
         try:
             await client.reply()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.runtime import Runtime
 from postroom.smtp.policy import SmtpMode
-from postroom.smtp.receive import OutboundRecipient, ReceivedMessage
 from tests.conftest import make_config
 from tests.smtp.conftest import PASSWORD, RawClient, message, serve, stored_messages
 

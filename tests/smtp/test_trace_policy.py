@@ -7,10 +7,10 @@ import ipaddress
 
 import pytest
 
+from postroom.delivery.transit import ClientInfo
 from postroom.mail.trace import TraceInfo, render_received, render_return_path
 from postroom.smtp import policy
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
-from postroom.smtp.receive import ClientInfo
 
 WHEN = dt.datetime(2026, 11, 28, 1, 2, 3, tzinfo=dt.UTC)
 

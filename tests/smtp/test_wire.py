@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from postroom.mail.esmtp import MailParams, RcptParams
 from postroom.smtp import wire
-from postroom.smtp.paths import Mailbox, MailParams, RcptParams
+from postroom.smtp.paths import Mailbox
 from postroom.smtp.wire import (
     Auth,
     AuthResponse,

@@ -2,7 +2,8 @@
 
 Owns what a MAIL or RCPT argument means: the reverse-/forward-path (`Mailbox`, with
 RFC 6531 UTF-8 local parts and U-labels), and the ESMTP parameters SIZE, BODY, SMTPUTF8,
-AUTH and the DSN ones RET/ENVID/NOTIFY/ORCPT (`MailParams`, `RcptParams`).
+AUTH and the DSN ones RET/ENVID/NOTIFY/ORCPT (`MailParams`, `RcptParams`, whose types
+live in mail/esmtp.py with the message in transit).
 Invariants: every parser raises ValueError (or its subclass `ParameterError`, a 555) on
 anything it does not accept, never another exception; values are bounded by the command
 line limits of smtp/wire.py. Imports nothing from asyncio, ssl, socket or postroom.store.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from postroom.mail.esmtp import MailParams, RcptParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,22 +34,6 @@ class Mailbox:
     def __str__(self) -> str:
         local = render_local_part(self.local) if self.is_quoted else self.local
         return f"{local}@{self.domain}" if self.domain else local
-
-
-@dataclass(frozen=True, slots=True)
-class MailParams:
-    size: int | None = None  # RFC 1870
-    body: str | None = None  # RFC 6152: "7BIT" or "8BITMIME"
-    is_smtputf8: bool = False  # RFC 6531
-    auth: str | None = None  # RFC 4954 §5, xtext-decoded; "" for AUTH=<>
-    ret: str | None = None  # RFC 3461 §4.3: "FULL" or "HDRS"
-    envid: str | None = None  # RFC 3461 §4.4: xtext, case kept
-
-
-@dataclass(frozen=True, slots=True)
-class RcptParams:
-    notify: tuple[str, ...] = ()  # RFC 3461 §4.1: ("NEVER",) or SUCCESS/FAILURE/DELAY
-    orcpt: str | None = None  # RFC 3461 §4.2: "addr-type;xtext" as sent
 
 
 # -- path grammar (RFC 5321 §4.1.2, RFC 6531 §3.3 for UTF-8) -------------------------

@@ -6,8 +6,8 @@ Owns the per-port rules of issue 2 and the relay decision, as functions of plain
 - SUBMISSION (587): AUTH only after STARTTLS (RFC 8314 §3.3 cleartext must not carry
   passwords); MAIL without AUTH is 530 5.7.0.
 - SUBMISSIONS (465): implicit TLS (RFC 8314 §3.3), otherwise as 587.
-- SPF (RFC 7208) is enforced at RCPT on 25 only, never for TRUSTED_NETWORKS or
-  authenticated clients; SPOOF_PROTECTION applies to authenticated submission only.
+- SPF (RFC 7208) at RCPT on 25 and SPOOF_PROTECTION on authenticated submission are
+  inbound checks (checks/spf.py, checks/spoofing.py), run after the rules here.
 - A bare LF (SMTPD_FORBID_BARE_NEWLINE, Postfix 3.9's smtpd_forbid_bare_newline) is
   normalized on every port by default; `reject` applies to every port alike (a broken
   client that logged in is still broken) except TRUSTED_NETWORKS, which are normalized,
@@ -139,27 +139,3 @@ def decide_recipient(recipient_class: RecipientClass, facts: SessionFacts,
     if recipient_class is RecipientClass.FORWARD and not has_outbound:
         return replies.relay_unavailable(address)
     return replies.RECIPIENT_OK
-
-
-def is_spf_enforced(facts: SessionFacts, is_enabled: bool) -> bool:
-    """ENABLE_POLICYD_SPF: checked for strangers on port 25 (what docker-mailserver's
-    policyd-spf sees after permit_mynetworks and permit_sasl_authenticated)."""
-    return (is_enabled and facts.mode is SmtpMode.MX and not facts.is_authenticated
-            and not facts.is_trusted_client)
-
-
-def refuse_spf(verdict: str, address: str) -> Reply | None:
-    """RFC 7208 §8.4 fail → reject; §8.6 temperror → try later; the rest are recorded
-    only (softfail and neutral are too weak to refuse on, §8.5, §8.2; permerror is the
-    domain owner's mistake, and refusing on it is left open by §8.7)."""
-    if verdict == "fail":
-        return replies.spf_fail(address)
-    if verdict == "temperror":
-        return replies.spf_temperror(address)
-    return None
-
-
-def must_own_sender(facts: SessionFacts, spoof_protection: bool) -> bool:
-    """SPOOF_PROTECTION: an authenticated submission client may only use addresses that
-    its login owns (the account itself, or an alias delivering to it)."""
-    return spoof_protection and facts.mode.is_submission and facts.is_authenticated

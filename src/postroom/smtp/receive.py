@@ -1,12 +1,13 @@
 """Receiving: from a spooled DATA body to stored mail, before the 250 is sent.
 
-Owns the step after `<CRLF>.<CRLF>`: one header scan (headerscan.py) → loop check →
-message checks (the plug-in point for DKIM/DMARC and SPOOF_PROTECTION: they may add
-`extra_headers`, retarget a recipient's mailbox, or refuse) → trace headers + spooled
-body, minus Authentication-Results fields forged under our authserv-id (RFC 8601 §5),
-written as one durable blob → `message_meta` off-loop →
-local delivery to every resolved account (one blob shared) → remote targets handed to the
-outbound queue → only then `250 2.0.0 Ok: queued as <id>`.
+Owns the step after `<CRLF>.<CRLF>`: one header scan (mailauth/headerscan.py) → loop
+check → the inbound checks' MESSAGE stage (checks/: DKIM/DMARC, SPOOF_PROTECTION, header
+limits; their merged verdict may refuse, add header fields, or file every local copy in
+another mailbox, which is applied here) → trace headers + spooled body, minus
+Authentication-Results fields forged under our authserv-id (RFC 8601 §5), written as one
+durable blob → `message_meta` off-loop → local delivery to every resolved account (one
+blob shared) → remote targets handed to the outbound queue →
+only then `250 2.0.0 Ok: queued as <id>`.
 
 Invariants:
 - The spool file (DATA_DIR/spool) is not fsynced: nothing has been acknowledged while it
@@ -20,7 +21,7 @@ Invariants:
 - A failure after the blob was written releases it when no message references it.
 - Thread hops, not bytes, dominate the cost of small messages. A body held in memory
   gives both the blob's bytes and its meta without reading a file; up to
-  `_ON_LOOP_LIMIT` its header scans and MIME parse (≈0.1–0.3 ms) run on the loop,
+  `transit.ON_LOOP_LIMIT` its header scans and MIME parse (≈0.1–0.3 ms) run on the loop,
   larger ones off it (ARCHITECTURE.md rule 9). Bodies up to `_IN_MEMORY_LIMIT`
   are read whole, once; larger ones are streamed, never held whole in memory here.
   Forged Authentication-Results fields are skipped by byte range. Every fsync stays
@@ -31,32 +32,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import io
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
+from postroom.checks import Pipeline, Stage, Verdict
 from postroom.clock import display_zone
-from postroom.delivery.local import (
-    INBOX,
-    Full,
-    append_delivered,
-    delivery_mailbox,
-    limit_reached,
-)
+from postroom.delivery.local import Full, append_delivered, delivery_mailbox, limit_reached
 from postroom.delivery.recipients import LocalTarget
+from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.errors import TryLater
 from postroom.mail.mimetree import message_meta
 from postroom.mail.submission import missing_submission_headers
 from postroom.mail.trace import TraceInfo, render_received, render_return_path
+from postroom.mailauth.headerscan import HeaderFacts, scan_header
 from postroom.runtime import Runtime
 from postroom.smtp import replies
-from postroom.smtp.headerscan import HeaderFacts, scan_header
-from postroom.smtp.paths import MailParams, RcptParams
 from postroom.smtp.policy import MAX_RECEIVED_HEADERS
 from postroom.smtp.replies import Reply
 from postroom.store.api import Mailbox
@@ -70,86 +64,14 @@ from postroom.store.errors import (
     storage_failure,
 )
 
-if TYPE_CHECKING:
-    from postroom.mailauth.spf import SpfResult
-
 log = logging.getLogger("postroom.smtp")
 
 _COPY_CHUNK = 256 * 1024
 _IN_MEMORY_LIMIT = 1024 * 1024
-_ON_LOOP_LIMIT = 128 * 1024
 
 
 def new_queue_id() -> str:
     return secrets.token_hex(8).upper()
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    ip: str
-    helo_name: str
-    is_esmtp: bool
-    tls_version: str = ""
-    tls_cipher: str = ""
-    tls_bits: int = 0
-    auth_user: str = ""
-    is_trusted: bool = False  # in TRUSTED_NETWORKS
-
-    @property
-    def protocol(self) -> str:
-        """RFC 3848 `with` keyword."""
-        if not self.is_esmtp:
-            return "SMTP"
-        return "ESMTP" + ("S" if self.tls_version else "") + ("A" if self.auth_user else "")
-
-
-@dataclass(slots=True)
-class AcceptedRecipient:
-    """One accepted RCPT, resolved. `mailbox` is where local copies go; a later
-    mail-authentication check may set it (e.g. "Junk")."""
-
-    address: str
-    params: RcptParams
-    local: tuple[LocalTarget, ...] = ()
-    remote: tuple[str, ...] = ()
-    mailbox: str = INBOX
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundRecipient:
-    address: str
-    notify: tuple[str, ...] = ()  # RFC 3461, from the RCPT that led here
-    orcpt: str | None = None
-
-
-@dataclass(slots=True)
-class ReceivedMessage:
-    queue_id: str
-    client: ClientInfo
-    sender: str  # "" for the null reverse-path
-    mail_params: MailParams
-    recipients: list[AcceptedRecipient]
-    spool_path: Path  # holds the message only when `body` is None
-    size: int
-    received_at: dt.datetime
-    body: bytes | None = None  # the message as received, when it stayed in memory
-    # Extra header lines (CRLF-terminated bytes) placed above our Received header, e.g.
-    # Authentication-Results (RFC 8601 §5) from the mail-authentication checks.
-    extra_headers: list[bytes] = field(default_factory=list)
-    spf: SpfResult | None = None  # evaluated at RCPT on port 25, when it was
-    header: HeaderFacts = field(default_factory=HeaderFacts)  # set by Receiver.accept
-
-    @property
-    def is_small(self) -> bool:
-        """Held in memory and small enough to scan or parse on the event loop."""
-        return self.body is not None and len(self.body) <= _ON_LOOP_LIMIT
-
-    def open_body(self) -> IO[bytes]:
-        """The message as the client sent it. Reading a spool file blocks: unless
-        `body` is set, read it off the event loop."""
-        if self.body is not None:
-            return io.BytesIO(self.body)
-        return self.spool_path.open("rb")
 
 
 class OutboundQueue(Protocol):
@@ -158,12 +80,6 @@ class OutboundQueue(Protocol):
     async def enqueue_remote(self, message: ReceivedMessage,
                              recipients: Sequence[OutboundRecipient],
                              blob_id: str, size: int) -> None: ...
-
-
-class MessageCheck(Protocol):
-    """A check run after DATA, before storage: returns a refusal, or None to go on."""
-
-    async def check(self, message: ReceivedMessage) -> Reply | None: ...
 
 
 class Spool:
@@ -249,6 +165,12 @@ def storage_reply(failure: TryLater) -> Reply:
     return replies.reply(451, "4.3.0", str(failure))
 
 
+def verdict_reply(verdict: Verdict) -> Reply:
+    """The SMTP reply a refusing check named."""
+    assert verdict.reply is not None  # refuse() always names one
+    return replies.reply(verdict.reply.code, verdict.reply.status, verdict.reply.text)
+
+
 def _scan_header(message: ReceivedMessage, authserv_id: str) -> HeaderFacts:
     with message.open_body() as source:
         return scan_header(source, authserv_id)
@@ -295,12 +217,24 @@ def _nobody_has_room(message: ReceivedMessage, targets: dict[int, _LocalTarget])
     return bool(targets) and not has_remote and all(t.full is not None for t in targets.values())
 
 
+def _apply(verdict: Verdict, message: ReceivedMessage) -> None:
+    """What an accepting verdict asks: fields to add, a folder for every local copy."""
+    message.extra_headers.extend(verdict.headers)
+    if verdict.folder:
+        for recipient in message.recipients:
+            recipient.mailbox = verdict.folder
+    if verdict.score:
+        log.info("queue_id=%s checks score=%g %s", message.queue_id, verdict.score,
+                 verdict.reason)
+
+
 class Receiver:
     def __init__(self, runtime: Runtime, outbound: OutboundQueue | None = None,
-                 checks: Sequence[MessageCheck] = ()) -> None:
+                 checks: Pipeline | None = None) -> None:
         self._runtime = runtime
         self._outbound = outbound
-        self._checks = tuple(checks)
+        self._checks = checks if checks is not None else Pipeline()
+        self._has_message_checks = self._checks.has(Stage.MESSAGE)
         self.spool_dir = runtime.config.data_dir / "spool"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
 
@@ -329,10 +263,11 @@ class Receiver:
                 message.header = await asyncio.to_thread(_scan_header, message, hostname)
             if message.header.received_count > MAX_RECEIVED_HEADERS:
                 return replies.MAIL_LOOP
-            for check in self._checks:
-                refusal = await check.check(message)
-                if refusal is not None:
-                    return refusal
+            if self._has_message_checks:
+                verdict = await self._checks.on_message(message)
+                if verdict.is_refusal:
+                    return verdict_reply(verdict)
+                _apply(verdict, message)
             targets = await self._local_targets(message)
             if _nobody_has_room(message, targets):
                 return replies.MAILBOX_FULL  # RFC 3463 X.2.2: the sender retries

@@ -1,6 +1,7 @@
 """Every SMTP reply postroom sends, named, with its enhanced status code.
 
-Owns reply texts and their rendering. RFC 2034 §3: once ENHANCEDSTATUSCODES is advertised,
+Owns reply texts and their rendering (the inbound checks' refusals are named in
+checks/replies.py and rendered here). RFC 2034 §3: once ENHANCEDSTATUSCODES is advertised,
 every 2xx/4xx/5xx reply except the greeting and the HELO/EHLO response carries an
 RFC 3463 status code, so each reply here has one (or deliberately none: 220 greeting,
 250 EHLO/HELO, 334, 354). Texts follow Postfix where clients or humans know them.
@@ -9,6 +10,8 @@ RFC 3463 status code, so each reply here has one (or deliberately none: 220 gree
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from postroom.security.limits import Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,14 @@ def reply(code: int, status: str, *lines: str) -> Reply:
 
 def greeting(hostname: str) -> Reply:
     return reply(220, "", f"{hostname} ESMTP postroom")
+
+
+def render_refusal(refusal: Refusal, hostname: str) -> bytes:
+    """Instead of the greeting (RFC 5321 §3.8: a server that must not serve a client
+    answers 421 and closes); a `RefusalRenderer` (security/limits.py)."""
+    # RFC 3463: 4.7.0 security/policy for ours to refuse, 4.3.2 system not accepting.
+    status = "4.3.2" if refusal is Refusal.TOO_MANY_CONNECTIONS else "4.7.0"
+    return reply(421, status, f"{hostname} {refusal.value}").render()
 
 
 def ehlo(hostname: str, client_name: str, capabilities: list[str]) -> Reply:
@@ -114,22 +125,6 @@ def bad_recipient(address: str) -> Reply:
     return reply(553, "5.1.3", f"<{address}>: Recipient address rejected: invalid address")
 
 
-def sender_not_owned(sender: str, login: str) -> Reply:
-    """SPOOF_PROTECTION at MAIL (Postfix reject_sender_login_mismatch wording)."""
-    return reply(553, "5.7.1", f"<{sender}>: Sender address rejected: not owned by user {login}")
-
-
-# RFC 7372 §3.2: X.7.23 "SPF validation failed", X.7.24 "SPF validation error".
-def spf_fail(address: str) -> Reply:
-    return reply(550, "5.7.23", f"<{address}>: Recipient address rejected: "
-                 "Message rejected due to: SPF fail - not authorized.")
-
-
-def spf_temperror(address: str) -> Reply:
-    return reply(451, "4.7.24", f"<{address}>: Recipient address rejected: "
-                 "SPF temporary error, try again later")
-
-
 def mailbox_full(address: str) -> Reply:
     """RCPT for an account without room (issue 25): temporary, the sender retries
     (RFC 3463 X.2.2; Postfix's and Dovecot's wording)."""
@@ -146,34 +141,6 @@ BARE_NEWLINE_DATA = reply(521, "5.5.2", "Bare <LF> or <CR> received in message d
                           "closing connection")
 MAIL_LOOP = reply(554, "5.4.6", "Too many Received headers: mail forwarding loop")
 MAILBOX_FULL = reply(452, "4.2.2", "Mailbox full")  # after DATA: no recipient had room
-
-
-def dmarc_rejected(domain: str) -> Reply:
-    return reply(550, "5.7.1", f"Message rejected due to DMARC policy of {domain}")
-
-
-def from_not_owned(address: str, login: str) -> Reply:
-    """SPOOF_PROTECTION after DATA: a From: address the login does not own."""
-    return reply(553, "5.7.1",
-                 f"<{address}>: From header address rejected: not owned by user {login}")
-
-
-def header_address_not_owned(field_name: str, address: str, login: str) -> Reply:
-    """SPOOF_PROTECTION after DATA: a Sender: address, or a Reply-To: address in a local
-    domain, that the login does not own."""
-    return reply(553, "5.7.1", f"<{address}>: {field_name} header address rejected: "
-                 f"not owned by user {login}")
-
-
-def header_unparsable(field_name: str) -> Reply:
-    """An originator field that cannot be read whole: never treated as absent."""
-    return reply(550, "5.6.0", f"Message rejected: {field_name} header field cannot be parsed")
-
-
-def no_single_author_domain(reason: str) -> Reply:
-    """DMARC on port 25 needs exactly one From field naming one domain (RFC 7489 §6.6.1,
-    RFC 5322 §3.6: exactly one From)."""
-    return reply(550, "5.7.1", f"Message rejected: {reason}; DMARC needs one author domain")
 
 
 def queued(queue_id: str) -> Reply:

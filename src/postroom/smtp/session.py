@@ -3,9 +3,10 @@
 Owns I/O and per-connection state: reads under a deadline, feeds `SmtpConnection`, calls a
 handler per event, and writes replies in order, flushed when the parser has consumed all
 input (RFC 2920 §3.1: pipelined replies may be batched). Decisions come from policy.py,
-storage from receive.py, mail authentication from inbound.py (port 25: SPF once per
-transaction at the first RCPT that is otherwise acceptable) and senders.py
-(SPOOF_PROTECTION at MAIL). Invariants:
+storage from receive.py, and the inbound checks (checks/: SPF at RCPT, SPOOF_PROTECTION
+at MAIL, …) run through the pipeline at each stage once the session's own rules accepted
+the command: before the greeting, at MAIL, at each RCPT that is otherwise acceptable
+(before the mailbox-full test), and after DATA (receive.py). Invariants:
 - A client never sees a traceback: an unexpected exception becomes `451 4.3.0` with the
   traceback logged, and the connection goes on with the transaction reset.
 - After STARTTLS every byte received in plaintext is dropped and all state is reset
@@ -24,10 +25,11 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from postroom.checks import Check, Pipeline, Stage
 from postroom.closing import close_connection
 from postroom.delivery.recipients import (
     Resolution,
@@ -35,28 +37,22 @@ from postroom.delivery.recipients import (
     resolve_postmaster,
     resolve_recipient,
 )
+from postroom.delivery.transit import AcceptedRecipient, ClientInfo, Envelope, ReceivedMessage
 from postroom.errors import BadSyntax, Refused, TryLater
-from postroom.mailauth.spf import SpfResult
 from postroom.runtime import Runtime
 from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postroom.security.peer import client_peername
 from postroom.smtp import policy, replies
-from postroom.smtp.inbound import InboundAuth
-from postroom.smtp.paths import MailParams
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
 from postroom.smtp.receive import (
-    AcceptedRecipient,
-    ClientInfo,
-    MessageCheck,
     OutboundQueue,
-    ReceivedMessage,
     Receiver,
     Spool,
     new_queue_id,
     storage_reply,
+    verdict_reply,
 )
 from postroom.smtp.replies import Reply
-from postroom.smtp.senders import SenderOwnership
 from postroom.smtp.wire import (
     Auth,
     AuthResponse,
@@ -104,14 +100,14 @@ _BAD_COMMAND_REPLIES: dict[BadKind, Callable[[str], Reply]] = {
 class SmtpServer:
     """One listener's sessions: `asyncio.start_server(server.handle_connection, …)`.
 
-    `verify_senders` turns on sender verification as the config asks: SPF/DKIM/DMARC and
-    Authentication-Results on port 25 (through `runtime.resolver`), SPOOF_PROTECTION on
-    submission. app.py sets it; tests of other concerns leave it off and need no DNS.
+    `checks`: the inbound checks in order (app.py's `inbound_checks`); each decides for
+    itself which ports and clients it applies to. Tests of other concerns pass none and
+    need no DNS.
     """
 
     def __init__(self, runtime: Runtime, mode: SmtpMode, outbound: OutboundQueue | None = None,
                  *, command_timeout: float | None = None, data_timeout: float | None = None,
-                 checks: tuple[MessageCheck, ...] = (), verify_senders: bool = False) -> None:
+                 checks: Sequence[Check] = ()) -> None:
         self.runtime = runtime
         self.mode = mode
         # Whole-command and whole-body deadlines (SMTPD_TIMEOUT, SMTP_DATA_TIMEOUT); RFC 5321
@@ -122,17 +118,12 @@ class SmtpServer:
                                      else command_timeout)
         self.data_timeout = float(config.smtp_data_timeout if data_timeout is None
                                   else data_timeout)
-        self.inbound: InboundAuth | None = None
-        self.senders: SenderOwnership | None = None
-        own_checks: list[MessageCheck] = []
-        if verify_senders and mode is SmtpMode.MX:
-            self.inbound = InboundAuth(runtime.config, runtime.resolver)
-            own_checks.append(self.inbound)
-        elif verify_senders:
-            self.senders = SenderOwnership(runtime.config, runtime.store)
-            own_checks.append(self.senders)
-        # The caller's checks first: they are cheap refusals, ours wait on DNS.
-        self.receiver = Receiver(runtime, outbound, (*checks, *own_checks))
+        self.checks = Pipeline(checks)
+        # A stage without checks costs nothing: not even the client facts are gathered.
+        self.has_connect_checks = self.checks.has(Stage.CONNECT)
+        self.has_mail_checks = self.checks.has(Stage.MAIL)
+        self.has_rcpt_checks = self.checks.has(Stage.RCPT)
+        self.receiver = Receiver(runtime, outbound, self.checks)
 
     async def handle_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
@@ -149,13 +140,8 @@ class SmtpServer:
 
 
 @dataclass(slots=True)
-class Transaction:
-    queue_id: str
-    sender: str
-    params: MailParams
-    recipients: list[AcceptedRecipient] = field(default_factory=list)
+class Transaction(Envelope):
     spool: Spool | None = None
-    spf: SpfResult | None = None  # evaluated once, at the first RCPT that needs it
 
 
 class SmtpSession:
@@ -234,6 +220,12 @@ class SmtpSession:
             self.send(replies.SHUTTING_DOWN)
             await self.flush()
             return
+        if self.server.has_connect_checks:
+            verdict = await self.server.checks.on_connect(self.client_info())
+            if verdict.is_refusal:
+                self.send(verdict_reply(verdict))
+                await self.flush()
+                return
         self.send(replies.greeting(self.runtime.config.hostname))
         while not self.is_closing:
             event = self.conn.next_event()
@@ -457,21 +449,18 @@ class SmtpSession:
         sender = str(command.address) if command.address else ""
         if refusal is None and not sender.isascii() and not command.params.is_smtputf8:
             refusal = replies.SMTPUTF8_NEEDED  # RFC 6531 §3.4
-        if refusal is None:
-            refusal = await self.check_sender_owned(sender)
         if refusal is not None:
             self.refuse(refusal)
             return
-        self.transaction = Transaction(new_queue_id(), sender, command.params)
+        client = self.client_info()  # fixed for the transaction: see Envelope
+        if self.server.has_mail_checks:
+            verdict = await self.server.checks.on_mail(client, sender)
+            if verdict.is_refusal:
+                self.refuse(verdict_reply(verdict))
+                return
+        self.transaction = Transaction(new_queue_id(), client, sender, command.params)
         self.messages += 1
         self.send(replies.SENDER_OK)
-
-    async def check_sender_owned(self, sender: str) -> Reply | None:
-        senders = self.server.senders
-        if senders is None or not policy.must_own_sender(
-                self.facts, self.runtime.config.spoof_protection):
-            return None
-        return await senders.check_envelope(self.auth_user, sender)
 
     async def handle_rcpt(self, command: Rcpt) -> None:
         transaction = self.transaction
@@ -488,8 +477,9 @@ class SmtpSession:
         resolution = await self.resolve(command)
         reply = policy.decide_recipient(_classify(resolution), self.facts,
                                         self.server.receiver.has_outbound, address)
-        if reply.is_positive:
-            reply = await self.check_spf(transaction, address) or reply
+        if reply.is_positive and self.server.has_rcpt_checks:
+            verdict = await self.server.checks.on_rcpt(transaction, address)
+            reply = verdict_reply(verdict) if verdict.is_refusal else reply
         if reply.is_positive:  # issue 25: 452 4.2.2 for an account without room
             reply = await self.server.receiver.recipient_refusal(
                 address, resolution.local, resolution.remote,
@@ -502,18 +492,6 @@ class SmtpSession:
         transaction.recipients.append(AcceptedRecipient(
             address, command.params, resolution.local, resolution.remote))
         self.send(reply)
-
-    async def check_spf(self, transaction: Transaction, address: str) -> Reply | None:
-        """RFC 7208 at RCPT (where docker-mailserver's policyd-spf answers), so the
-        refusal names the recipient; evaluated once per transaction."""
-        inbound = self.server.inbound
-        if inbound is None or not policy.is_spf_enforced(self.facts,
-                                                         self.runtime.config.enable_spf):
-            return None
-        if transaction.spf is None:
-            transaction.spf = await inbound.evaluate_spf(
-                self.client_ip, transaction.sender, self.helo_name or "")
-        return policy.refuse_spf(transaction.spf.result, address)
 
     async def resolve(self, command: Rcpt) -> Resolution:
         mailbox = command.address
@@ -553,7 +531,7 @@ class SmtpSession:
         try:
             await spool.finish()
             message = ReceivedMessage(
-                transaction.queue_id, self.client_info(), transaction.sender,
+                transaction.queue_id, transaction.client, transaction.sender,
                 transaction.params, transaction.recipients, spool.path, end.size,
                 dt.datetime.now(dt.UTC), body=spool.body, spf=transaction.spf)
             reply = await self.server.receiver.accept(message)
@@ -591,7 +569,8 @@ class SmtpSession:
             if cipher_info:
                 cipher, bits = cipher_info[0], cipher_info[2] or 0
         return ClientInfo(self.client_ip, self.helo_name or "unknown", self.is_esmtp,
-                          version, cipher, bits, self.auth_user, self.is_trusted)
+                          version, cipher, bits, self.auth_user, self.is_trusted,
+                          self.server.mode.is_submission)
 
 
 def _classify(resolution: Resolution) -> RecipientClass:

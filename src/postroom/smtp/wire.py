@@ -34,11 +34,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from postroom.mail.esmtp import MailParams, RcptParams
 from postroom.smtp.paths import (
     Mailbox,
-    MailParams,
     ParameterError,
-    RcptParams,
     parse_mail_params,
     parse_params,
     parse_path,

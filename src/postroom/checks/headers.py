@@ -1,6 +1,7 @@
-"""The header-size limit: a `MessageCheck` run after DATA, before anything is stored.
+"""The header-size limit: an inbound check after DATA, before anything is stored.
 
-Owns the decision that a message's header section is too big to be mail. Limits:
+Owns `HeaderLimitCheck` and the decision that a message's header section is too big to
+be mail. Limits:
 - one header field (with its folded continuation lines) up to 100 KiB — Postfix's
   `header_size_limit` default, refused here rather than truncated because postroom stores
   messages byte-exact (DKIM signatures must keep verifying);
@@ -22,20 +23,19 @@ import asyncio
 from dataclasses import dataclass
 from typing import IO
 
-from postroom.smtp.receive import ReceivedMessage
-from postroom.smtp.replies import Reply, reply
+from postroom.checks.api import ACCEPT, CheckReply, ReceivedMessage, Verdict, refuse
 
 MAX_HEADER_FIELD = 100 * 1024
 MAX_HEADER_SECTION = 1024 * 1024
 
-HEADER_FIELD_TOO_LARGE = reply(552, "5.3.4", "Message header field too large "
-                               f"(limit {MAX_HEADER_FIELD} bytes)")
-HEADER_SECTION_TOO_LARGE = reply(552, "5.3.4", "Message header too large "
-                                 f"(limit {MAX_HEADER_SECTION} bytes)")
+HEADER_FIELD_TOO_LARGE = CheckReply(552, "5.3.4", "Message header field too large "
+                                    f"(limit {MAX_HEADER_FIELD} bytes)")
+HEADER_SECTION_TOO_LARGE = CheckReply(552, "5.3.4", "Message header too large "
+                                      f"(limit {MAX_HEADER_SECTION} bytes)")
 
 
-def scan_header(source: IO[bytes], max_field: int = MAX_HEADER_FIELD,
-                max_section: int = MAX_HEADER_SECTION) -> Reply | None:
+def header_size_refusal(source: IO[bytes], max_field: int = MAX_HEADER_FIELD,
+                max_section: int = MAX_HEADER_SECTION) -> CheckReply | None:
     """None when the header section of the message read from `source` is within the
     limits."""
     section = field = 0
@@ -54,16 +54,21 @@ def scan_header(source: IO[bytes], max_field: int = MAX_HEADER_FIELD,
 
 @dataclass(frozen=True, slots=True)
 class HeaderLimitCheck:
-    """`smtp.receive.MessageCheck`: refuse messages whose header is too large."""
+    """Refuse messages whose header is too large."""
 
     max_field: int = MAX_HEADER_FIELD
     max_section: int = MAX_HEADER_SECTION
+    name: str = "header-limits"
+    timeout: float | None = None
+    fail_open: bool = False
 
-    async def check(self, message: ReceivedMessage) -> Reply | None:
+    async def on_message(self, message: ReceivedMessage) -> Verdict:
         if message.is_small:  # in memory: a few microseconds, cheaper than a thread hop
-            return self._scan(message)
-        return await asyncio.to_thread(self._scan, message)
+            too_large = self._scan(message)
+        else:
+            too_large = await asyncio.to_thread(self._scan, message)
+        return ACCEPT if too_large is None else refuse(too_large)
 
-    def _scan(self, message: ReceivedMessage) -> Reply | None:
+    def _scan(self, message: ReceivedMessage) -> CheckReply | None:
         with message.open_body() as source:
-            return scan_header(source, self.max_field, self.max_section)
+            return header_size_refusal(source, self.max_field, self.max_section)

@@ -9,7 +9,7 @@ is never read and the stored copy is written by skipping ranges.
 
 Invariants: the file is read in pieces of at most `_PIECE` bytes and only the fields
 above are kept, so memory does not grow with the header: From/Sender/Reply-To each up to
-`ORIGINATOR_FIELD_LIMIT` bytes (above the largest field security/headers.py accepts, so
+`ORIGINATOR_FIELD_LIMIT` bytes (above the largest field checks/headers.py accepts, so
 every accepted field is parsed whole) and `_ORIGINATOR_BUDGET` in all, A-R fields up to
 `_AR_KEEP`. Nothing is decided on a prefix: an originator field cut short is `Unparsable`
 (the checks refuse it), and a cut A-R field is removed, since its authserv-id cannot be
@@ -39,7 +39,7 @@ from postroom.mail.originators import (
 from postroom.mailauth.authresults import strip_forged_authresults
 
 _PIECE = 64 * 1024
-# security/headers.py refuses fields over 100 KiB; this is above it so that every field
+# checks/headers.py refuses fields over 100 KiB; this is above it so that every field
 # it lets through is read whole (that check stops at the first line without a colon,
 # this scan does not: past such a line the limit below still holds).
 ORIGINATOR_FIELD_LIMIT = 128 * 1024

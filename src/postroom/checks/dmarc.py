@@ -1,15 +1,16 @@
-"""Inbound mail authentication on port 25: SPF at RCPT, DKIM and DMARC after DATA, and the
-Authentication-Results field that records them.
+"""DKIM and DMARC after DATA on port 25, and the Authentication-Results field recording
+them with SPF.
 
-Owns `InboundAuth`: the SPF evaluation the session asks for once per transaction, and the
-after-DATA `MessageCheck` (receive.py) that verifies every DKIM signature, evaluates DMARC
-for the author domain(s), applies the disposition (reject → 550 5.7.1 and nothing stored;
-quarantine → every recipient's Junk; none → INBOX) and prepends one RFC 8601
-Authentication-Results field with authserv-id = the hostname.
+Owns `DmarcCheck`: verifies every DKIM signature, evaluates DMARC for the author
+domain(s) and turns the disposition into a verdict (reject → 550 5.7.1 and nothing
+stored; quarantine → every recipient's Junk; none → INBOX), with one RFC 8601
+Authentication-Results field (authserv-id = the hostname) to prepend in every case but a
+refusal.
 
 Decisions:
 - TRUSTED_NETWORKS clients are ours (docker-mailserver hands them to OpenDKIM as internal
-  hosts and OpenDMARC ignores them): nothing is evaluated, A-R says `none`.
+  hosts and OpenDMARC ignores them): nothing is evaluated, A-R says `none`. Submission
+  ports are not checked at all (no A-R).
 - DKIM and DMARC run only when some recipient resolves to a local mailbox; a message that
   is only forwarded is judged by the next hop (it gets the A-R with what was checked).
 - With ENABLE_POLICYD_SPF=0 nothing is refused at RCPT, but when DMARC is on, SPF is still
@@ -34,45 +35,42 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from postroom.checks import replies
+from postroom.checks.api import ACCEPT, Action, ReceivedMessage, Verdict, refuse
+from postroom.checks.spf import evaluate_spf
 from postroom.config import Config
 from postroom.dns.resolver import Resolver
 from postroom.mail.originators import Unparsable
 from postroom.mailauth.authresults import render_header
 from postroom.mailauth.dkim import DkimResult, verify_dkim
 from postroom.mailauth.dmarc import DmarcResult, Policy, check_dmarc
-from postroom.mailauth.spf import SpfResult, check_spf
-from postroom.smtp import replies
-from postroom.smtp.headerscan import HeaderFacts, authors_of
-from postroom.smtp.receive import ReceivedMessage
-from postroom.smtp.replies import Reply
+from postroom.mailauth.headerscan import HeaderFacts, authors_of
 
-log = logging.getLogger("postroom.smtp")
+log = logging.getLogger("postroom.checks")
 
 JUNK = "Junk"
 # With POSTFIX_MESSAGE_SIZE_LIMIT=0 (no limit) DKIM still reads at most this much.
 UNLIMITED_DKIM_READ = 64 * 1024 * 1024
 
 
-class InboundAuth:
-    def __init__(self, config: Config, resolver: Resolver,
-                 rng: Callable[[], float] = random.random) -> None:
-        self._config = config
-        self._resolver = resolver
-        self._rng = rng  # DMARC pct sampling (RFC 7489 §6.3)
+@dataclass(frozen=True, slots=True)
+class DmarcCheck:
+    config: Config
+    resolver: Resolver
+    rng: Callable[[], float] = field(default=random.random)  # DMARC pct (RFC 7489 §6.3)
+    name: str = "dmarc"
+    timeout: float | None = None  # the resolver's own deadlines bound it
+    fail_open: bool = False
 
-    async def evaluate_spf(self, client_ip: str, sender: str, helo: str) -> SpfResult:
-        result = await check_spf(self._resolver, client_ip, sender, helo)
-        log.info("client=%s spf=%s %s=%s%s", client_ip, result.result, result.property_name,
-                 result.property_value, f" {result.explanation}".rstrip())
-        return result
-
-    async def check(self, message: ReceivedMessage) -> Reply | None:
+    async def on_message(self, message: ReceivedMessage) -> Verdict:
         client = message.client
+        if client.is_submission:
+            return ACCEPT
         if client.is_trusted or client.auth_user:
-            message.extra_headers.append(render_header(self._config.hostname))
-            return None
+            return _recorded(render_header(self.config.hostname))
         refusal = self._refuse_unparsable_from(message)
         if refusal is not None:
             return refusal
@@ -81,28 +79,26 @@ class InboundAuth:
         dmarc: DmarcResult | None = None
         if any(recipient.local for recipient in message.recipients):
             author_domain = ""
-            if self._config.enable_dmarc:
+            if self.config.enable_dmarc:
                 author_domain, problem = single_author_domain(message.header)
                 if problem:
                     log.info("queue_id=%s refused: %s", message.queue_id, problem)
-                    return replies.no_single_author_domain(problem)
+                    return refuse(replies.no_single_author_domain(problem))
                 if spf is None:
-                    spf = await self.evaluate_spf(client.ip, message.sender, client.helo_name)
-            if self._config.enable_dkim:
+                    spf = await evaluate_spf(self.resolver, client.ip, message.sender,
+                                             client.helo_name)
+            if self.config.enable_dkim:
                 dkim = await self._verify_dkim(message)
             if author_domain:
-                dmarc = await check_dmarc(self._resolver, author_domain, spf, dkim or [],
-                                          self._rng)
-        if dmarc is not None:
-            refusal = self._apply(message, dmarc)
-            if refusal is not None:
-                return refusal
-        message.extra_headers.append(
-            render_header(self._config.hostname, spf=spf, dkim=dkim, dmarc=dmarc))
-        return None
+                dmarc = await check_dmarc(self.resolver, author_domain, spf, dkim or [],
+                                          self.rng)
+        header = render_header(self.config.hostname, spf=spf, dkim=dkim, dmarc=dmarc)
+        if dmarc is None:
+            return _recorded(header)
+        return _disposition(message, dmarc, header)
 
     async def _verify_dkim(self, message: ReceivedMessage) -> list[DkimResult]:
-        limit = self._config.message_size_limit or UNLIMITED_DKIM_READ
+        limit = self.config.message_size_limit or UNLIMITED_DKIM_READ
         if message.body is not None:
             raw = message.body if len(message.body) <= limit else None
         else:
@@ -111,31 +107,37 @@ class InboundAuth:
             log.warning("queue_id=%s larger than %d bytes: DKIM not verified",
                         message.queue_id, limit)
             return []
-        results = await verify_dkim(self._resolver, raw)
+        results = await verify_dkim(self.resolver, raw)
         for result in results:
             log.info("queue_id=%s dkim=%s d=%s s=%s %s", message.queue_id, result.result,
                      result.domain, result.selector, result.reason)
         return results
 
-    def _refuse_unparsable_from(self, message: ReceivedMessage) -> Reply | None:
+    def _refuse_unparsable_from(self, message: ReceivedMessage) -> Verdict | None:
         for parsed in message.header.from_fields:
             if isinstance(parsed, Unparsable):
                 log.info("queue_id=%s refused: From header field cannot be parsed: %s",
                          message.queue_id, parsed.reason)
-                if self._config.enable_dmarc:
-                    return replies.no_single_author_domain("From header field cannot be parsed")
-                return replies.header_unparsable("From")
+                if self.config.enable_dmarc:
+                    return refuse(replies.no_single_author_domain(
+                        "From header field cannot be parsed"))
+                return refuse(replies.header_unparsable("From"))
         return None
 
-    def _apply(self, message: ReceivedMessage, dmarc: DmarcResult) -> Reply | None:
-        log.info("queue_id=%s dmarc=%s from=%s disposition=%s %s", message.queue_id,
-                 dmarc.result, dmarc.from_domain, dmarc.disposition, dmarc.reason)
-        if dmarc.disposition is Policy.REJECT:
-            return replies.dmarc_rejected(dmarc.from_domain)
-        if dmarc.disposition is Policy.QUARANTINE:
-            for recipient in message.recipients:
-                recipient.mailbox = JUNK
-        return None
+
+def _recorded(header: bytes) -> Verdict:
+    return Verdict(headers=(header,))
+
+
+def _disposition(message: ReceivedMessage, dmarc: DmarcResult, header: bytes) -> Verdict:
+    log.info("queue_id=%s dmarc=%s from=%s disposition=%s %s", message.queue_id,
+             dmarc.result, dmarc.from_domain, dmarc.disposition, dmarc.reason)
+    if dmarc.disposition is Policy.REJECT:
+        return refuse(replies.dmarc_rejected(dmarc.from_domain), "dmarc=reject")
+    if dmarc.disposition is Policy.QUARANTINE:
+        return Verdict(Action.QUARANTINE, headers=(header,), folder=JUNK,
+                       reason="dmarc=quarantine")
+    return _recorded(header)
 
 
 def single_author_domain(header: HeaderFacts) -> tuple[str, str]:

@@ -1,0 +1,111 @@
+"""The message in transit: what SMTP receiving, the inbound checks, local delivery and the
+outbound queue all hand each other.
+
+Owns the data types only (no I/O but `ReceivedMessage.open_body`): the client's facts
+(`ClientInfo`), the envelope as it grows during MAIL and RCPT (`Envelope`), an accepted
+recipient, a message spooled after DATA (`ReceivedMessage`) and a recipient handed to the
+outbound queue. smtp/ builds them; checks/ reads them; outbound/ and delivery/ consume
+them. Nothing here imports a protocol package, so every floor above can use them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from postroom.delivery.local import INBOX
+from postroom.delivery.recipients import LocalTarget
+from postroom.mail.esmtp import MailParams, RcptParams
+from postroom.mailauth.headerscan import HeaderFacts
+
+if TYPE_CHECKING:
+    from postroom.mailauth.spf import SpfResult
+
+# Up to this size a body held in memory is scanned and parsed on the event loop
+# (ARCHITECTURE.md rule 9, decision 0021); larger ones off it.
+ON_LOOP_LIMIT = 128 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str
+    helo_name: str
+    is_esmtp: bool
+    tls_version: str = ""
+    tls_cipher: str = ""
+    tls_bits: int = 0
+    auth_user: str = ""
+    is_trusted: bool = False  # in TRUSTED_NETWORKS
+    is_submission: bool = False  # came in on 587/465, not port 25
+
+    @property
+    def protocol(self) -> str:
+        """RFC 3848 `with` keyword."""
+        if not self.is_esmtp:
+            return "SMTP"
+        return "ESMTP" + ("S" if self.tls_version else "") + ("A" if self.auth_user else "")
+
+
+@dataclass(slots=True)
+class AcceptedRecipient:
+    """One accepted RCPT, resolved. `mailbox` is where local copies go; a check's
+    quarantine verdict may set it (e.g. "Junk")."""
+
+    address: str
+    params: RcptParams
+    local: tuple[LocalTarget, ...] = ()
+    remote: tuple[str, ...] = ()
+    mailbox: str = INBOX
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One mail transaction between MAIL and the end of DATA. `client` is fixed for its
+    whole life: HELO, STARTTLS and AUTH are refused or end the transaction."""
+
+    queue_id: str
+    client: ClientInfo
+    sender: str  # "" for the null reverse-path
+    params: MailParams
+    recipients: list[AcceptedRecipient] = field(default_factory=list)
+    spf: SpfResult | None = None  # evaluated once, at the first RCPT that needs it
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecipient:
+    address: str
+    notify: tuple[str, ...] = ()  # RFC 3461, from the RCPT that led here
+    orcpt: str | None = None
+
+
+@dataclass(slots=True)
+class ReceivedMessage:
+    queue_id: str
+    client: ClientInfo
+    sender: str  # "" for the null reverse-path
+    mail_params: MailParams
+    recipients: list[AcceptedRecipient]
+    spool_path: Path  # holds the message only when `body` is None
+    size: int
+    received_at: dt.datetime
+    body: bytes | None = None  # the message as received, when it stayed in memory
+    # Extra header lines (CRLF-terminated bytes) placed above our Received header: the
+    # fields the inbound checks' verdicts add (e.g. Authentication-Results, RFC 8601 §5).
+    extra_headers: list[bytes] = field(default_factory=list)
+    spf: SpfResult | None = None  # evaluated at RCPT on port 25, when it was
+    header: HeaderFacts = field(default_factory=HeaderFacts)  # set by the receiver
+
+    @property
+    def is_small(self) -> bool:
+        """Held in memory and small enough to scan or parse on the event loop."""
+        return self.body is not None and len(self.body) <= ON_LOOP_LIMIT
+
+    def open_body(self) -> IO[bytes]:
+        """The message as the client sent it. Reading a spool file blocks: unless
+        `body` is set, read it off the event loop."""
+        if self.body is not None:
+            return io.BytesIO(self.body)
+        return self.spool_path.open("rb")
