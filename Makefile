@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 # on uvloop (the `speed` extra), so both loops `serve` may run on are proven, and again
 # over PostgreSQL (a throwaway server per worker, or $$POSTROOM_TEST_DATABASE_URL: see
 # tests/support/storage.py), so both STORAGE backends are.
-UVLOOP_SUITES := tests/smtp tests/imap tests/pop3 tests/queue tests/e2e tests/hardening
+UVLOOP_SUITES := tests/smtp tests/checks tests/imap tests/pop3 tests/queue tests/e2e tests/hardening
 POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery
 
 test: $(STAMP) lint typecheck

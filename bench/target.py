@@ -235,8 +235,8 @@ async def _add_accounts(config_file: Path, addresses: list[str], cheap: list[str
     from argon2 import PasswordHasher
 
     from postroom.accounts.service import AccountService
-    from postroom.app import open_store
     from postroom.config import load_config
+    from postroom.store import open_store
     from postroom.store.changes import ChangeFeed
 
     config = load_config(config_file).config

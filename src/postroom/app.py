@@ -32,25 +32,25 @@ from typing import TYPE_CHECKING
 
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.service import AccountService
+from postroom.checks import Check
+from postroom.checks.dmarc import DmarcCheck
+from postroom.checks.headers import HeaderLimitCheck
+from postroom.checks.spf import SpfCheck
+from postroom.checks.spoofing import SpoofingCheck
 from postroom.clock import SystemClock
 from postroom.closing import close_connection
 from postroom.config import Config
 from postroom.dns.live import LiveResolver
-from postroom.errors import ConfigError
-from postroom.queue.signing import DkimSigner
-from postroom.queue.worker import QueueWorker
+from postroom.outbound.signing import DkimSigner
+from postroom.outbound.worker import QueueWorker
 from postroom.runtime import Runtime
 from postroom.security.bans import AuthGuard, ban_policy
-from postroom.security.headers import HeaderLimitCheck
-from postroom.security.limits import ConnectionLimiter, Refusal, WireProtocol, render_refusal
+from postroom.security.limits import ConnectionLimiter, Refusal, RefusalRenderer
 from postroom.security.peer import CLIENT_ADDRESS, PROXIED_PEER, client_peername, peer_key
 from postroom.security.proxy_listener import ProxyListener, accept_proxied
 from postroom.security.stalls import watch_stalls
-from postroom.smtp.receive import MessageCheck
-from postroom.store.api import Store
-from postroom.store.blobs import BlobStore
+from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
-from postroom.store.sqlite import sqlite_store
 from postroom.tls.buffers import limit_tls_read_buffer
 from postroom.tls.contexts import TlsContexts
 from postroom.tls.selfsigned import ensure_self_signed
@@ -73,7 +73,7 @@ class ListenerSpec:
     port: int
     handler: ConnectionHandler
     implicit_tls: bool
-    protocol: WireProtocol  # which words `_tracked` uses to turn a client away
+    refusal: RefusalRenderer  # the protocol's own words when `_tracked` turns a client away
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,23 +107,17 @@ def clear_leftovers(config: Config) -> None:
                 leftover.unlink(missing_ok=True)
 
 
-async def open_store(config: Config, feed: ChangeFeed) -> tuple[Store, BlobStore]:
-    """The STORAGE backend, opened: SQLite + files under DATA_DIR, or PostgreSQL holding
-    everything (bodies too, cached per node under DATA_DIR/blob-cache)."""
-    if config.storage == "postgresql":
-        try:
-            from postroom.store.postgres import open_postgres
-        except ImportError as error:  # psycopg is the optional extra `postroom[postgres]`
-            raise ConfigError("config: STORAGE=postgresql needs psycopg: "
-                              "pip install 'postroom[postgres]'") from error
-        return await open_postgres(config.database_url, feed, config.data_dir / "blob-cache",
-                                   data_dir=config.data_dir)
-    # data_dir: the database must be DATA_DIR's install (issue 25, store/migrate.py); the
-    # admin commands open it here too, so none of them creates a blank one over old mail.
-    store, blobs = sqlite_store(config.db_path, config.data_dir / "blobs", feed,
-                                data_dir=config.data_dir)
-    await store.open()
-    return store, blobs
+def inbound_checks(runtime: Runtime) -> tuple[Check, ...]:
+    """The inbound checks of every SMTP listener (checks/), one line each, in the order
+    each stage runs them: cheap refusals before DNS work. Each check decides for itself
+    which ports and clients it applies to."""
+    config = runtime.config
+    return (
+        HeaderLimitCheck(),  # after DATA: header field and section sizes
+        SpoofingCheck(config, runtime.store),  # submission: MAIL FROM, From/Sender/Reply-To
+        SpfCheck(config, runtime.resolver),  # port 25, at RCPT
+        DmarcCheck(config, runtime.resolver),  # port 25, after DATA: DKIM, DMARC, A-R
+    )
 
 
 class App:
@@ -186,23 +180,21 @@ class App:
 
     def _listener_specs(self) -> list[ListenerSpec]:
         from postroom.pop3.session import Pop3Server
+        from postroom.pop3.wire import render_refusal as pop3
+        from postroom.smtp.replies import render_refusal as smtp
         from postroom.smtp.session import SmtpMode, SmtpServer
 
         runtime, config, queue = self.runtime, self.config, self.queue
-        smtp, pop3, imap = WireProtocol.SMTP, WireProtocol.POP3, WireProtocol.IMAP
-        checks = self._smtp_checks()
+        checks = inbound_checks(runtime)
         specs = [
             ListenerSpec("smtp", config.smtp_port,
-                         SmtpServer(runtime, SmtpMode.MX, queue, checks=checks,
-                                    verify_senders=True
+                         SmtpServer(runtime, SmtpMode.MX, queue, checks=checks
                                     ).handle_connection, False, smtp),
             ListenerSpec("submission", config.submission_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSION, queue, checks=checks,
-                                    verify_senders=True
+                         SmtpServer(runtime, SmtpMode.SUBMISSION, queue, checks=checks
                                     ).handle_connection, False, smtp),
             ListenerSpec("submissions", config.submissions_port,
-                         SmtpServer(runtime, SmtpMode.SUBMISSIONS, queue, checks=checks,
-                                    verify_senders=True
+                         SmtpServer(runtime, SmtpMode.SUBMISSIONS, queue, checks=checks
                                     ).handle_connection, True, smtp),
         ]
         if config.enable_pop3:
@@ -216,6 +208,7 @@ class App:
             ]
         if config.enable_imap:
             from postroom.imap.session import ImapServer
+            from postroom.imap.wire.responses import render_refusal as imap
 
             specs += [
                 ListenerSpec("imap", config.imap_port,
@@ -228,10 +221,6 @@ class App:
         if self.worker is not None:
             return [spec for spec in specs if spec.name in SMTP_LISTENERS]
         return specs
-
-    def _smtp_checks(self) -> tuple[MessageCheck, ...]:
-        """Checks run on every received message before it is stored, cheapest first."""
-        return (HeaderLimitCheck(),)
 
     async def _listen(self, spec: ListenerSpec) -> None:
         if self.config.proxy_networks:
@@ -337,7 +326,7 @@ class App:
     async def _refuse(self, spec: ListenerSpec, writer: asyncio.StreamWriter,
                       key: str | None, refusal: Refusal) -> None:
         log.info("client=%s refused on %s: %s", key, spec.name, refusal.value)
-        writer.write(render_refusal(spec.protocol, refusal, self.config.hostname))
+        writer.write(spec.refusal(refusal, self.config.hostname))
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(writer.drain(), REFUSAL_WRITE_TIMEOUT)
 

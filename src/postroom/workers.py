@@ -1,8 +1,9 @@
 """SMTP worker processes: with SMTP_PROCESSES=N, N processes accept SMTP connections.
 
 Owns starting the N-1 worker processes, what they inherit, the channel back to the main
-process, restarting a worker that dies, and a worker's own life (`python -m
-postroom.workers`, started only by the main process).
+process, restarting a worker that dies, and the worker role an `App` takes in one. A
+worker's own life (`python -m postroom.workerprocess`, started only by the main process)
+is workerprocess.py: it imports `App`, which imports this pool, so the two stay apart.
 
 Why (issue 8): one Python process runs on one core at most, and receiving mail is
 CPU-bound (~2 ms per 4 KB message in system calls, the SMTP exchange, the MIME meta and
@@ -57,7 +58,7 @@ log = logging.getLogger("postroom")
 SMTP_LISTENERS = frozenset({"smtp", "submission", "submissions"})
 RESTART_DELAY = 1.0
 START_TIMEOUT = 60.0
-_CHANNEL_LIMIT = 64 * 1024
+CHANNEL_LIMIT = 64 * 1024
 READY, QUEUED = "ready", "queue"
 
 
@@ -126,41 +127,6 @@ class WorkerRole:
             self.channel.write(f"{QUEUED}\n".encode("ascii"))
 
 
-def main() -> None:
-    """`python -m postroom.workers`: run one SMTP worker (started by WorkerPool)."""
-    from postroom.cli import fast_loop_factory
-    from postroom.logsetup import setup_logging
-
-    # stdin is a pipe from the parent process (WorkerPool._spawn), nobody else's data.
-    setup: WorkerSetup = pickle.load(sys.stdin.buffer)  # noqa: S301
-    setup_logging(setup.config.log_level, f"smtp-{setup.index}", setup.config.timezone)
-    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
-        runner.run(serve_worker(setup))
-
-
-async def serve_worker(setup: WorkerSetup) -> None:
-    from postroom.app import App
-
-    reader, writer = await asyncio.open_connection(
-        sock=socket.socket(fileno=setup.channel_fd), limit=_CHANNEL_LIMIT)
-    listeners = {name: [socket.socket(fileno=fd) for fd in fds]
-                 for name, fds in setup.listener_fds.items()}
-    app = App(setup.config, worker=WorkerRole(setup.index, listeners, writer))
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole group
-        loop.add_signal_handler(signum, stop_requested.set)
-    await app.start()
-    writer.write(f"{READY}\n".encode("ascii"))
-    main_gone = asyncio.create_task(reader.read())  # b"" once the main process is gone
-    stopping = asyncio.create_task(stop_requested.wait())
-    await asyncio.wait({main_gone, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    main_gone.cancel()
-    stopping.cancel()
-    await app.stop()
-    writer.close()
-
-
 # -- the main process's side ------------------------------------------------------------
 
 
@@ -220,7 +186,7 @@ class WorkerPool:
         setup = WorkerSetup(self._config, index, theirs.fileno(), self._listener_fds)
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "postroom.workers", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "postroom.workerprocess", stdin=asyncio.subprocess.PIPE,
                 pass_fds=inherited)
         except BaseException:
             ours.close()
@@ -234,7 +200,7 @@ class WorkerPool:
             process.stdin.write(pickle.dumps(setup))
             await process.stdin.drain()
             process.stdin.close()
-        reader, writer = await asyncio.open_connection(sock=ours, limit=_CHANNEL_LIMIT)
+        reader, writer = await asyncio.open_connection(sock=ours, limit=CHANNEL_LIMIT)
         return _Worker(index, process, reader, writer)
 
     async def _watch(self, worker: _Worker, ready: asyncio.Future[None]) -> None:
@@ -292,7 +258,3 @@ class WorkerPool:
         for watcher in list(self._watchers):
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-
-
-if __name__ == "__main__":
-    main()

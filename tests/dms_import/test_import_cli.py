@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from postroom.app import open_store
 from postroom.config import Config, load_config
 from postroom.dns.live import LiveResolver
-from postroom.imap.wire.utf7 import decode_utf7, encode_utf7
+from postroom.mail.utf7 import decode_utf7, encode_utf7
 from postroom.mailauth.dkim import DkimVerdict, sign_message, verify_dkim
+from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
 from tests.dms_import.dms_folder import (
     ALICE,

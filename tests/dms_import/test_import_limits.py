@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from postroom.accounts.dms_import import import_docker_mailserver
 from postroom.accounts.mailboxlimits import MailboxLimits
-from postroom.accounts.maildir import read_maildir
-from postroom.imap.wire.utf7 import encode_utf7
+from postroom.importers.dms_import import import_docker_mailserver
+from postroom.importers.maildir import read_maildir
+from postroom.mail.utf7 import encode_utf7
 from postroom.runtime import Runtime
 from tests.dms_import.dms_folder import ALICE, ALICE_PW, message, sha512_crypt
 

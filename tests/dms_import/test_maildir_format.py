@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postroom.accounts.dms_import import (
+from postroom.errors import BadSyntax
+from postroom.importers.dms_import import (
     ImportReport,
     parse_accounts,
     parse_aliases,
     parse_dkim_keys,
     parse_password_hash,
 )
-from postroom.accounts.maildir import (
+from postroom.importers.maildir import (
     keyword_letters,
     maildir_data,
     normalise_line_ends,
@@ -34,7 +35,6 @@ from postroom.accounts.maildir import (
     render_uidlist,
     split_maildir_name,
 )
-from postroom.errors import BadSyntax
 from postroom.store.api import Mailbox, MessageRow
 from tests.dms_import.dms_folder import sha512_crypt
 

@@ -18,22 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from postroom.runtime import Runtime
-from postroom.security import stalls
-from postroom.security.headers import (
+from postroom.checks.headers import (
     HEADER_FIELD_TOO_LARGE,
     HEADER_SECTION_TOO_LARGE,
     MAX_HEADER_FIELD,
     MAX_HEADER_SECTION,
-    scan_header,
+    header_size_refusal,
 )
-from postroom.security.limits import (
-    ConnectionLimiter,
-    Refusal,
-    WireProtocol,
-    render_refusal,
-)
+from postroom.imap.wire.responses import render_refusal as imap_refusal
+from postroom.pop3.wire import render_refusal as pop3_refusal
+from postroom.runtime import Runtime
+from postroom.security import stalls
+from postroom.security.limits import ConnectionLimiter, Refusal
 from postroom.security.peer import address_key, peer_key
+from postroom.smtp.replies import render_refusal as smtp_refusal
 from tests.conftest import TEST_HOSTNAME
 from tests.hardening.conftest import PASSWORD, USER, StartApp, connect, is_closed, read_line
 from tests.support.server import AppThread
@@ -96,14 +94,14 @@ def test_limiter_counts_per_address_and_in_total() -> None:
 
 
 def test_refusal_lines() -> None:
-    assert render_refusal(WireProtocol.SMTP, Refusal.BANNED, "mx.example") == (
+    assert smtp_refusal(Refusal.BANNED, "mx.example") == (
         b"421 4.7.0 mx.example too many failed logins from your address; try later"
         b" (admin: postroom ban del ADDRESS)\r\n")
-    assert render_refusal(WireProtocol.SMTP, Refusal.TOO_MANY_CONNECTIONS, "mx.example") == (
+    assert smtp_refusal(Refusal.TOO_MANY_CONNECTIONS, "mx.example") == (
         b"421 4.3.2 mx.example too many connections; try later\r\n")
-    assert render_refusal(WireProtocol.IMAP, Refusal.TOO_MANY_FROM_ADDRESS, "mx") == (
+    assert imap_refusal(Refusal.TOO_MANY_FROM_ADDRESS, "mx") == (
         b"* BYE [UNAVAILABLE] too many connections from your address; try later\r\n")
-    assert render_refusal(WireProtocol.POP3, Refusal.BANNED, "mx") == (
+    assert pop3_refusal(Refusal.BANNED, "mx") == (
         b"-ERR [SYS/TEMP] too many failed logins from your address; try later"
         b" (admin: postroom ban del ADDRESS)\r\n")
 
@@ -229,8 +227,8 @@ def test_scan_header_limits(tmp_path: Path) -> None:
     for raw, expected in cases:
         path.write_bytes(raw)
         with path.open("rb") as source:
-            assert scan_header(source) == expected, raw[:40]
-        assert scan_header(io.BytesIO(raw)) == expected, raw[:40]  # a body held in memory
+            assert header_size_refusal(source) == expected, raw[:40]
+        assert header_size_refusal(io.BytesIO(raw)) == expected, raw[:40]  # a body held in memory
 
 
 def test_oversized_header_refused_over_smtp_and_session_goes_on(start_app: StartApp) -> None:

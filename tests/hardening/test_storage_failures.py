@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from postroom.app import open_store
 from postroom.store import errors as store_errors
+from postroom.store import open_store
 from postroom.store.api import NewMessage
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed

@@ -22,7 +22,7 @@ from postroom.mail.originators import (
     Unparsable,
     parse_addresses,
 )
-from postroom.smtp.headerscan import authors_of, scan_header
+from postroom.mailauth.headerscan import authors_of, scan_header
 
 
 def mailboxes(text: str) -> list[str]:

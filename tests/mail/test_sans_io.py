@@ -10,7 +10,7 @@ import pytest
 import postroom.mail
 
 FORBIDDEN = ("asyncio", "socket", "ssl", "postroom.store")
-MODULES = ["headers", "mimetree", "envelope", "bodystructure", "sections"]
+MODULES = ["headers", "mimetree", "envelope", "bodystructure", "sections", "utf7"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -14,8 +14,8 @@ from typing import TypeVar
 import pytest
 
 from postroom.accounts.service import AccountService
-from postroom.app import open_store
 from postroom.runtime import Runtime
+from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
 from tests.pop3.harness import Pop3Harness, RawClient, add_account, deliver
 

@@ -44,7 +44,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.accounts.service import AccountService
 from postroom.clock import ManualClock
-from postroom.queue.admin import flush_queue
+from postroom.outbound.admin import flush_queue
 from postroom.store.changes import ChangeFeed
 from postroom.store.postgres import open_postgres
 from tests.postgres.conftest import node_env

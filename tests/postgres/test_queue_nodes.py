@@ -14,12 +14,12 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postroom.accounts.service import AccountService
-from postroom.app import open_store
 from postroom.clock import ManualClock
 from postroom.dns.fake import FakeResolver
-from postroom.queue.admin import flush_queue
-from postroom.queue.worker import QueueWorker
+from postroom.outbound.admin import flush_queue
+from postroom.outbound.worker import QueueWorker
 from postroom.runtime import Runtime
+from postroom.store import open_store
 from postroom.store.api import QueueEntry
 from postroom.store.changes import ChangeFeed
 from postroom.tls.contexts import TlsContexts

@@ -1,4 +1,4 @@
-"""smtp/client.py against the fake MX: TLS, AUTH rules, per-recipient replies, SMTPUTF8."""
+"""outbound/client.py against the fake MX: TLS, AUTH rules, per-recipient replies, SMTPUTF8."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from postroom.smtp.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.client import ClientSettings, OutboundSession, SessionError
 from tests.queue.fakemx import FakeMx
 
 MESSAGE = b"From: a@example.test\r\nSubject: t\r\n\r\n.leading dot\r\nbody\r\n"

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from postroom.queue.model import (
+from postroom.outbound.model import (
     Outcome,
     attempt_from_reply,
     count_received,

@@ -1,5 +1,5 @@
-"""smtp/client.py against a raw scripted server: PIPELINING (RFC 2920), one command at a
-time without it, multi-line and malformed replies, dot-stuffing; smtp/replyparse.py alone.
+"""outbound/client.py against a raw scripted server: PIPELINING (RFC 2920), one command at a
+time without it, multi-line and malformed replies, dot-stuffing; outbound/replyparse.py alone.
 
 The server records every read and every write in one timeline, so a test can say what
 the client had sent before it saw any reply.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postroom.smtp.client import ClientSettings, OutboundSession, SessionError
-from postroom.smtp.replyparse import (
+from postroom.outbound.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.replyparse import (
     MalformedReply,
     ParsedReply,
     ReplyParser,

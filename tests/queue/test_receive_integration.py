@@ -12,7 +12,7 @@ import pytest
 
 from postroom.clock import ManualClock
 from postroom.dns.fake import FakeResolver
-from postroom.queue.worker import QueueWorker
+from postroom.outbound.worker import QueueWorker
 from postroom.smtp.policy import SmtpMode
 from postroom.smtp.session import SmtpServer
 from tests.queue.fakemx import FakeMx

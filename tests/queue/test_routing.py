@@ -8,15 +8,15 @@ import pytest
 
 from postroom.config import RelayHost
 from postroom.dns.fake import FakeResolver
-from postroom.queue.model import Outcome
-from postroom.queue.routing import (
+from postroom.outbound.client import SessionError, SmtpReply
+from postroom.outbound.model import Outcome
+from postroom.outbound.routing import (
     Route,
     RouteError,
     connect_first,
     host_addresses,
     resolve_route,
 )
-from postroom.smtp.client import SessionError, SmtpReply
 
 ZONE = {
     "remote.test": {"MX": [(20, "mx2.remote.test"), (10, "mx1.remote.test")]},

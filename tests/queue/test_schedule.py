@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postroom.clock import ManualClock, SystemClock
-from postroom.queue.schedule import (
+from postroom.outbound.schedule import (
     RetryPolicy,
     backoff_delay,
     deadline,

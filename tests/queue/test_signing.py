@@ -12,8 +12,8 @@ from postroom.clock import ManualClock
 from postroom.dns.live import LiveResolver
 from postroom.mailauth import keys
 from postroom.mailauth.dkim import DkimVerdict, verify_dkim
-from postroom.queue.signing import DkimSigner, keys_dir
-from postroom.queue.worker import QueueWorker
+from postroom.outbound.signing import DkimSigner, keys_dir
+from postroom.outbound.worker import QueueWorker
 from tests.queue.fakemx import FakeMx
 from tests.queue.harness import ALICE, NoJitter, message, queue_config, spool
 from tests.support.dnsserver import DnsTestServer

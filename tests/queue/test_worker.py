@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from postroom.clock import ManualClock, SystemClock
+from postroom.delivery.transit import ClientInfo, OutboundRecipient, ReceivedMessage
 from postroom.dns.fake import FakeResolver
-from postroom.queue.admin import delete_queued, flush_queue, list_queued
-from postroom.queue.worker import QueueWorker
+from postroom.mail.esmtp import MailParams, RcptParams
+from postroom.outbound.admin import delete_queued, flush_queue, list_queued
+from postroom.outbound.worker import QueueWorker
 from postroom.runtime import Runtime
-from postroom.smtp.paths import MailParams, RcptParams
-from postroom.smtp.receive import ClientInfo, OutboundRecipient, ReceivedMessage
 from tests.queue.fakemx import FakeMx
 from tests.queue.harness import (
     ALICE,

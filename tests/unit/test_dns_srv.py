@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from postroom.dns.fake import FakeResolver
-from postroom.dns.records import ZoneInput, check_srv
 from postroom.dns.resolver import NxDomain, SrvRecord
+from postroom.selftest.records import ZoneInput, check_srv
 
 
 def spec(tmp_path: Path, **ports: int) -> ZoneInput:

@@ -22,7 +22,7 @@ import enum
 
 from postroom.config import Config
 from postroom.errors import TryLater
-from postroom.store.api import Mailbox, MessageRow, NewMessage, Store
+from postroom.store.api import Mailbox, Mailstore, MessageRow, NewMessage
 
 INBOX = "INBOX"
 
@@ -44,7 +44,7 @@ class MailboxFull(TryLater):
         self.full = full
 
 
-async def limit_reached(store: Store, config: Config, mailbox_id: int, *, messages: int,
+async def limit_reached(store: Mailstore, config: Config, mailbox_id: int, *, messages: int,
                         size: int, adds_size: bool = True) -> Full | None:  # fmt: skip
     """Whether adding `messages` messages of `size` bytes in all to the mailbox would
     break a limit. `adds_size` False: the bytes stay in the account (MOVE)."""
@@ -57,7 +57,7 @@ async def limit_reached(store: Store, config: Config, mailbox_id: int, *, messag
     return None
 
 
-async def delivery_mailbox(store: Store, account_id: int, mailbox: str = INBOX) -> Mailbox:
+async def delivery_mailbox(store: Mailstore, account_id: int, mailbox: str = INBOX) -> Mailbox:
     """Where a delivery to `mailbox` of the account goes: that mailbox, else INBOX."""
     target = await store.get_mailbox(account_id, mailbox)
     if target is None and mailbox != INBOX:
@@ -69,7 +69,7 @@ async def delivery_mailbox(store: Store, account_id: int, mailbox: str = INBOX) 
     return target
 
 
-async def append_delivered(store: Store, target: Mailbox, blob_id: str, size: int, meta: str,
+async def append_delivered(store: Mailstore, target: Mailbox, blob_id: str, size: int, meta: str,
                            flags: frozenset[str] = frozenset(),
                            internal_date: dt.datetime | None = None,
                            body: bytes | None = None) -> MessageRow:  # fmt: skip
@@ -80,7 +80,7 @@ async def append_delivered(store: Store, target: Mailbox, blob_id: str, size: in
 
 
 async def deliver_local(
-    store: Store,
+    store: Mailstore,
     account_id: int,
     blob_id: str,
     size: int,

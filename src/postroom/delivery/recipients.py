@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from postroom.config import Config
 from postroom.errors import BadSyntax
 from postroom.mail.address import normalize_domain, parse_address
-from postroom.store.api import Store
+from postroom.store.api import Directory
 
 log = logging.getLogger("postroom.delivery")
 
@@ -82,14 +82,14 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2]
 
 
-async def _is_local_domain(store: Store, domain: str) -> bool:
+async def _is_local_domain(store: Directory, domain: str) -> bool:
     try:
         return await store.is_local_domain(normalize_domain(domain))
     except BadSyntax:
         return False  # an IP literal or junk: never one of ours
 
 
-async def resolve_recipient(store: Store, address: str,
+async def resolve_recipient(store: Directory, address: str,
                             roles: RoleRoutes | None = None) -> Resolution:
     """Resolve an RCPT address (`local@domain` as sent); `roles` turns on the routing of
     postmaster@ and abuse@ (module docstring)."""
@@ -110,7 +110,7 @@ async def resolve_recipient(store: Store, address: str,
     return expansion.resolution(canonical)
 
 
-async def resolve_postmaster(store: Store, roles: RoleRoutes, hostname: str) -> Resolution:
+async def resolve_postmaster(store: Directory, roles: RoleRoutes, hostname: str) -> Resolution:
     """RFC 5321 §4.1.1.3: the bare `RCPT TO:<Postmaster>`, with no domain."""
     if await _is_local_domain(store, hostname):
         return await resolve_recipient(store, f"postmaster@{hostname}", roles)
@@ -118,7 +118,7 @@ async def resolve_postmaster(store: Store, roles: RoleRoutes, hostname: str) -> 
     return expansion.resolution("postmaster")
 
 
-async def _is_role(store: Store, roles: RoleRoutes, local_part: str, canonical: str) -> bool:
+async def _is_role(store: Directory, roles: RoleRoutes, local_part: str, canonical: str) -> bool:
     """Is this a role address to route, i.e. one without its own account or alias?"""
     if local_part != "postmaster" and not (local_part == "abuse" and roles.abuse):
         return False
@@ -127,7 +127,7 @@ async def _is_role(store: Store, roles: RoleRoutes, local_part: str, canonical: 
     return not await store.alias_targets(canonical)
 
 
-async def _route_role(store: Store, roles: RoleRoutes, local_part: str,
+async def _route_role(store: Directory, roles: RoleRoutes, local_part: str,
                       domain: str) -> _Expansion:
     if local_part == "abuse" and roles.abuse:
         expansion = await _expand_configured(store, roles.abuse)
@@ -144,7 +144,7 @@ async def _route_role(store: Store, roles: RoleRoutes, local_part: str,
     return expansion
 
 
-async def _expand_configured(store: Store, address: str) -> _Expansion:
+async def _expand_configured(store: Directory, address: str) -> _Expansion:
     """POSTMASTER_ADDRESS or ABUSE_ADDRESS, canonical as the store keeps addresses."""
     expansion = _Expansion(store)
     try:
@@ -156,11 +156,11 @@ async def _expand_configured(store: Store, address: str) -> _Expansion:
     return expansion
 
 
-_account_lists: weakref.WeakKeyDictionary[Store, tuple[float, list[str]]] = (
+_account_lists: weakref.WeakKeyDictionary[Directory, tuple[float, list[str]]] = (
     weakref.WeakKeyDictionary())
 
 
-async def _first_account(store: Store, domain: str) -> str | None:
+async def _first_account(store: Directory, domain: str) -> str | None:
     """The first account (by address) of `domain`, else of all; None when there is none."""
     for is_refresh in (False, True):
         now = time.monotonic()
@@ -179,7 +179,7 @@ async def _first_account(store: Store, domain: str) -> str | None:
 
 
 class _Expansion:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Directory) -> None:
         self._store = store
         self._seen: set[str] = set()
         self.local: dict[int, LocalTarget] = {}

@@ -23,6 +23,10 @@ import enum
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postroom.security.limits import Refusal
 
 # RFC 2449 §4: command lines are at most 255 octets; real clients exceed it (long
 # passwords), so accept up to 1000 and only then give up on the connection.
@@ -375,6 +379,12 @@ def render_err(text: str, code: str | None = None) -> bytes:
     # RFC 2449 §8: "-ERR [CODE] text"; unknown codes are not invented on the wire.
     prefix = f"[{code}] " if code in RESPONSE_CODES else ""
     return f"-ERR {prefix}{_one_line(text)}".encode() + b"\r\n"
+
+
+def render_refusal(refusal: Refusal, hostname: str) -> bytes:
+    """Instead of the greeting: a temporary condition (RFC 2449 §8.1.2); a
+    `RefusalRenderer` (security/limits.py). The hostname is SMTP's to name."""
+    return render_err(refusal.value, "SYS/TEMP")
 
 
 def render_continuation(text: str = "") -> bytes:

@@ -47,7 +47,7 @@ from postroom.config import Config
 from postroom.errors import PostroomError
 from postroom.security.limits import Network, is_exempt
 from postroom.security.peer import current_client
-from postroom.store.api import Ban, Store
+from postroom.store.api import Ban, GuardStore
 
 log = logging.getLogger("postroom.security")
 
@@ -70,7 +70,7 @@ class BanPolicy:
 
 
 class AuthGuard:
-    def __init__(self, store: Store, policy: BanPolicy, exempt: Sequence[Network] = (),
+    def __init__(self, store: GuardStore, policy: BanPolicy, exempt: Sequence[Network] = (),
                  clock: Clock | None = None) -> None:
         self.policy = policy
         self._store = store

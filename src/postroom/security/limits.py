@@ -1,9 +1,9 @@
 """Connection limits, and the one line each protocol says when it turns a client away.
 
 Owns counting open connections — in total and per client address key (see peer.py) — and
-the refusal lines: SMTP `421` (RFC 5321 §3.8: a server that must not serve a client
-answers 421 and closes), IMAP `* BYE` (RFC 9051 §7.1.5: BYE instead of the greeting),
-POP3 `-ERR [SYS/TEMP]` (RFC 2449 §8.1.2: a temporary condition).
+why a client is turned away (`Refusal`). The line said instead of the greeting is each
+protocol's own (`RefusalRenderer`: smtp/replies.py, imap/wire/responses.py, pop3/wire.py),
+handed in by app.py, so nothing here imports a protocol package.
 
 Invariants: `admit` and `release` are synchronous and called on the event loop only, so
 counts never race; every admitted connection is released exactly once (app.py does it in
@@ -16,19 +16,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter
-from collections.abc import Sequence
-
-from postroom.imap.wire.responses import render_untagged_status
-from postroom.pop3.wire import render_err
-from postroom.smtp.replies import reply
+from collections.abc import Callable, Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class WireProtocol(enum.Enum):
-    SMTP = "smtp"
-    IMAP = "imap"
-    POP3 = "pop3"
 
 
 class Refusal(enum.Enum):
@@ -41,15 +31,8 @@ class Refusal(enum.Enum):
     TOO_MANY_CONNECTIONS = "too many connections; try later"
 
 
-def render_refusal(protocol: WireProtocol, refusal: Refusal, hostname: str) -> bytes:
-    """The whole answer sent instead of a greeting."""
-    if protocol is WireProtocol.SMTP:
-        # RFC 3463: 4.7.0 security/policy for ours to refuse, 4.3.2 system not accepting.
-        status = "4.3.2" if refusal is Refusal.TOO_MANY_CONNECTIONS else "4.7.0"
-        return reply(421, status, f"{hostname} {refusal.value}").render()
-    if protocol is WireProtocol.IMAP:
-        return render_untagged_status("BYE", refusal.value, "UNAVAILABLE")
-    return render_err(refusal.value, "SYS/TEMP")
+# A protocol's whole answer sent instead of its greeting: (why, server hostname) → bytes.
+RefusalRenderer = Callable[[Refusal, str], bytes]
 
 
 def is_exempt(key: str, networks: Sequence[Network]) -> bool:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from postroom.config import Config
-from postroom.dns.records import ZoneInput, configured_srv_ports
 from postroom.dns.resolver import DnsError, Resolver
 from postroom.selftest import checks
 from postroom.selftest.checks import WEIGHTS, CheckResult, CheckStatus
@@ -36,6 +35,7 @@ from postroom.selftest.message import (
     build_signed_message,
     send_direct,
 )
+from postroom.selftest.records import ZoneInput, configured_srv_ports
 from postroom.selftest.tls import TlsTarget, check_tls
 
 __all__ = [

@@ -8,7 +8,7 @@ DNS equal to the HELO name), MX, and DNSBL listings.
 
 Invariants: a check never raises for a DNS problem — it becomes the check's detail (a
 receiver that cannot look something up does not pass it either); every non-passing
-result carries the exact fix, taken from dns/records.py where that module already words
+result carries the exact fix, taken from selftest/records.py where that module already words
 the record to publish, so `selftest` and `dns records` never disagree.
 """
 
@@ -18,11 +18,11 @@ import enum
 import ipaddress
 from dataclasses import asdict, dataclass
 
-from postroom.dns import records
 from postroom.dns.resolver import DnsError, DnsTemporaryError, NxDomain, Resolver
 from postroom.mailauth.dkim import DkimResult, DkimVerdict, verify_dkim
 from postroom.mailauth.dmarc import DmarcResult, DmarcVerdict, Policy, check_dmarc
 from postroom.mailauth.spf import SpfResult, SpfVerdict, check_spf
+from postroom.selftest import records
 
 
 class CheckStatus(enum.StrEnum):

@@ -6,9 +6,9 @@ Owns `build_signed_message` and `send_direct`. Reuse, not copies: the Received f
 `mail.trace.render_received` with the queue id `smtp.receive.new_queue_id` makes, the
 Date and Message-ID come from `mail.submission.missing_submission_headers` (exactly what
 smtp/receive.py prepends for an authenticated client), the signature from
-`queue.signing.DkimSigner.signature_for` prepended as `QueueWorker.enqueue_message` does,
-and delivery from `queue.routing` (MX, relay host, OUTBOUND_SMTP_PORT) with
-`smtp.client.OutboundSession` and the settings the queue worker gives it.
+`outbound.signing.DkimSigner.signature_for` prepended as `QueueWorker.enqueue_message` does,
+and delivery from `outbound.routing` (MX, relay host, OUTBOUND_SMTP_PORT) with
+`outbound.client.OutboundSession` and the settings the queue worker gives it.
 
 Why direct delivery for `--to` rather than the store's queue: the user sees the remote
 server's answer at once, and a test address (an online tester) gets the very bytes that
@@ -27,9 +27,9 @@ from postroom.config import Config
 from postroom.dns.resolver import Resolver
 from postroom.mail.submission import missing_submission_headers
 from postroom.mail.trace import TraceInfo, render_received
-from postroom.queue.routing import Route, RouteError, connect_first, resolve_route
-from postroom.queue.signing import DkimSigner
-from postroom.smtp.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.routing import Route, RouteError, connect_first, resolve_route
+from postroom.outbound.signing import DkimSigner
 from postroom.smtp.receive import new_queue_id
 
 # How long `--to` may take in all (route lookup, connecting, the transaction).

@@ -2,7 +2,7 @@
 provider accepts?
 
 Owns a minimal SMTP probe (greeting, EHLO, STARTTLS, handshake — RFC 3207 §4) against the
-configured listener. It does not send mail, so it does not reuse smtp/client.py, whose
+configured listener. It does not send mail, so it does not reuse outbound/client.py, whose
 session is built to deliver and silently falls back to plain text when TLS fails (the
 very thing this check must see). The handshake is tried first with the system's trust
 store and hostname checking (what a strict sender does); when only that fails, once more

@@ -3,12 +3,12 @@
 Owns the queue's life cycle after a message is accepted:
 - `enqueue` (the SMTP server's outbound hook) stores a message for remote recipients:
   the spool's Return-Path is removed (RFC 5321 §4.4), a DKIM signature is prepended once
-  (queue/signing.py), the result is written as its own durable blob, and one row per
+  (outbound/signing.py), the result is written as its own durable blob, and one row per
   recipient is committed — all before the server replies 250;
 - each pass (`run_once`) takes the due rows, groups them by destination (one connection
   per destination carries several messages) and by message (one transaction carries
   all of a message's recipients there), and settles every row: 2xx → finished;
-  4xx or no reachable server → rescheduled with back-off (queue/schedule.py); 5xx, null
+  4xx or no reachable server → rescheduled with back-off (outbound/schedule.py); 5xx, null
   MX, a routing loop or an expired lifetime → bounced and finished;
 - bounces are RFC 3464 DSNs from MAILER-DAEMON with the null sender: delivered locally
   when the original sender's domain is ours, queued otherwise; a message whose sender is
@@ -42,12 +42,14 @@ from dataclasses import dataclass, field
 
 from postroom.clock import Clock, display_zone
 from postroom.delivery.local import deliver_local
+from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.dns.resolver import Resolver
 from postroom.mail.dsn import DsnAction, DsnRecipient, DsnReport, render_dsn
 from postroom.mail.mimetree import message_meta
 from postroom.mail.trace import render_return_path
-from postroom.queue import schedule
-from postroom.queue.model import (
+from postroom.outbound import schedule
+from postroom.outbound.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.model import (
     MAX_RECEIVED_HEADERS,
     Attempt,
     Outcome,
@@ -59,11 +61,9 @@ from postroom.queue.model import (
     group_transactions,
     strip_return_path,
 )
-from postroom.queue.routing import Route, RouteError, connect_first, resolve_route
-from postroom.queue.signing import DkimSigner
+from postroom.outbound.routing import Route, RouteError, connect_first, resolve_route
+from postroom.outbound.signing import DkimSigner
 from postroom.runtime import Runtime
-from postroom.smtp.client import ClientSettings, OutboundSession, SessionError
-from postroom.smtp.receive import OutboundRecipient, ReceivedMessage
 from postroom.store.api import QueueEntry
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The DNS helper: every record a mail domain needs, and a record-by-record live check.
+"""The DNS helper (`postroom dns records`, `dns check`, and selftest's fixes): every
+record a mail domain needs, and a record-by-record live check.
 
 Owns what postroom tells users to publish. `render_zone()` prints a BIND zone snippet
 (absolute names, a comment before each record saying what it is for) that loads with any
@@ -9,6 +10,9 @@ compared with the private key on disk. Every record `render_zone()` prints is ch
 against the ports this server is configured with, MTA-STS and TLS-RPT by their syntax.
 The MTA-STS policy file is served by a web server, not by postroom, and is not fetched:
 its finding says "not checked" rather than pretending.
+
+It lives here, not in dns/, because it judges records with the mail-auth engines (SPF,
+DKIM keys, DMARC): dns/ sits below mailauth/ and only answers queries.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ Decisions and invariants:
   the same counts, but nothing is written (no store row, blob or key file).
 - Bad lines are reported with `file:line` and skipped; the import never stops for one.
 - Limits (issue 25, `MailboxLimits`): a folder whose name is too long or too deep is
-  reported and left out with its messages (accounts/maildir.py); once an account holds
+  reported and left out with its messages (importers/maildir.py); once an account holds
   MAX_MAILBOXES_PER_ACCOUNT mailboxes, each further folder is reported and left out, and
   once it holds as many subscriptions, further subscriptions are reported and not made.
 """
@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postroom.accounts.mailboxlimits import MailboxLimits
-from postroom.accounts.maildir import (
+from postroom.errors import BadSyntax, Refused
+from postroom.importers.maildir import (
     MaildirFolder,
     MaildirMessage,
     normalise_line_ends,
     read_maildir,
 )
-from postroom.errors import BadSyntax, Refused
 from postroom.mail.address import normalize_domain, parse_address, parse_alias_source
 from postroom.mail.mimetree import message_meta
 from postroom.mailauth.keys import key_algorithm, key_paths, write_key

@@ -1,6 +1,6 @@
 """Export one account as a Dovecot Maildir++ tree, so no user is locked in.
 
-Owns writing the Maildir side of the format accounts/dms_import.py reads: INBOX is the
+Owns writing the Maildir side of the format importers/dms_import.py reads: INBOX is the
 root; every other mailbox is a `.A.B` folder (levels in modified UTF-7, RFC 3501 §5.1.3)
 holding an empty `maildirfolder` file; messages are `cur/<base>:2,<letters>` files with the
 base written as Dovecot does (`<secs>.M<usecs>P<pid>Q<uid>.<host>,S=<size>,W=<vsize>`);
@@ -24,8 +24,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from postroom.accounts.dms_import import Skipped
-from postroom.accounts.maildir import (
+from postroom.errors import BadSyntax, Refused
+from postroom.importers.dms_import import Skipped
+from postroom.importers.maildir import (
     INBOX,
     keyword_letters,
     maildir_base,
@@ -36,7 +37,6 @@ from postroom.accounts.maildir import (
     render_subscriptions,
     render_uidlist,
 )
-from postroom.errors import BadSyntax, Refused
 from postroom.store.api import Mailbox, Store
 from postroom.store.blobs import BlobStore
 

@@ -12,7 +12,7 @@ another node, is delivering it now; making it due again would deliver it twice.
 from __future__ import annotations
 
 from postroom.clock import Clock
-from postroom.queue.model import QueuedMessage, summarize_queue
+from postroom.outbound.model import QueuedMessage, summarize_queue
 from postroom.store.api import Store
 
 

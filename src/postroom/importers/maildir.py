@@ -6,7 +6,7 @@ Format"): file names `<base>:2,<info letters>`; folder directories `.A.B` whose 
 modified UTF-7 (RFC 3501 §5.1.3); `dovecot-uidlist` (`3 V<uidvalidity> N<uidnext>
 G<guid>` then `<uid> [ext…] :<base>`); `dovecot-keywords` (`<index> <keyword>`, index
 0..25 being info letters a..z); the `subscriptions` file; LF line ends on disk.
-accounts/dms_import.py reads with it, accounts/maildir_export.py writes with it. Reading a
+importers/dms_import.py reads with it, importers/maildir_export.py writes with it. Reading a
 tree (`read_maildir`) is blocking file I/O: callers on the event loop use a thread.
 
 Invariants: every parser here accepts any text and raises only BadSyntax; each renderer's
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from postroom.accounts.mailboxlimits import MailboxLimits, name_problem
 from postroom.errors import BadSyntax
-from postroom.imap.wire.utf7 import Utf7Error, decode_utf7, encode_utf7
+from postroom.mail.utf7 import Utf7Error, decode_utf7, encode_utf7
 from postroom.store.api import Mailbox, MessageRow
 
 INBOX = "INBOX"

@@ -25,8 +25,8 @@ from typing import TypeVar
 
 from postroom.config import RelayHost
 from postroom.dns.resolver import DnsTemporaryError, NxDomain, Resolver
-from postroom.queue.model import Attempt, deferred, failed
-from postroom.smtp.client import SessionError
+from postroom.outbound.client import SessionError
+from postroom.outbound.model import Attempt, deferred, failed
 
 MAX_ADDRESSES = 10
 
