@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -386,3 +387,18 @@ async def test_relay_with_wrong_password_defers(
             (waiting,) = await runtime.store.list_queue()
     assert len(report.deferred) == 1 and relay.transactions == []
     assert "AUTH failed: 535" in waiting.last_error
+
+
+def test_storage_failures_in_a_pass_are_one_line_bugs_keep_their_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk must not log a traceback per queue pass or bounce (issue 25 §9)."""
+    from postroom.outbound.worker import _log_failure
+    from postroom.store.errors import StorageFull
+
+    with caplog.at_level(logging.WARNING, logger="postroom"):
+        _log_failure(StorageFull("database or disk is full"), "bounce for m1 failed")
+        _log_failure(ValueError("a bug"), "queue pass failed")
+    full, bug = caplog.records
+    assert (full.levelno, full.exc_info) == (logging.WARNING, None)
+    assert "bounce for m1 failed" in full.getMessage()
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None

@@ -44,6 +44,7 @@ from postroom.clock import Clock, display_zone
 from postroom.delivery.local import deliver_local
 from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.dns.resolver import Resolver
+from postroom.errors import TryLater
 from postroom.mail.dsn import DsnAction, DsnRecipient, DsnReport, render_dsn
 from postroom.mail.mimetree import message_meta
 from postroom.mail.trace import render_return_path
@@ -201,8 +202,8 @@ class QueueWorker:
             try:
                 report = await self.run_once()
                 sleep = await self._sleep_seconds()
-            except Exception:
-                log.exception("queue pass failed")
+            except Exception as error:
+                _log_failure(error, "queue pass failed")
                 report, sleep = PassReport(), self.poll_seconds  # no fast retry loop
             if report.due >= self.batch_size:
                 continue  # more is due right now
@@ -394,10 +395,11 @@ class QueueWorker:
         for group in by_message.values():
             try:
                 await self._bounce_message(group, report)
-            except Exception:
+            except Exception as error:
                 # The DSN could not be made durable: keep the rows and try again later
                 # rather than finish them and lose the report.
-                log.exception("bounce for %s failed; retrying later", group[0].entry.message_id)
+                _log_failure(error, f"bounce for {group[0].entry.message_id} failed; "
+                                    "retrying later")
                 retry_at = self.clock.now() + self.policy.first_delay
                 for failure in group:
                     await self.runtime.store.reschedule(failure.entry.id, retry_at,
@@ -487,3 +489,12 @@ def _dsn_recipient(failure: _Failure, now: dt.datetime) -> DsnRecipient:
 
 def _domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def _log_failure(error: Exception, what: str) -> None:
+    """A temporary failure (storage full or damaged, a database gone) is one line, since
+    the store already logs its kind once a minute; anything else is a bug: traceback."""
+    if isinstance(error, TryLater):
+        log.warning("%s: %s", what, error)
+    else:
+        log.error("%s", what, exc_info=error)
