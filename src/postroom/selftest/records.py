@@ -383,21 +383,31 @@ async def _one_txt(resolver: Resolver, name: str, version: str
     return [str(t) for t in texts if str(t).startswith(version)], error
 
 
+async def _the_one_record(resolver: Resolver, label: str, name: str, version: str,
+                          fix: str) -> str | Finding:
+    """The one `version` TXT record at `name`, or the finding that there is not exactly
+    one: RFC 8461 §3.1 and RFC 8460 §3 read several records as none at all."""
+    candidates, error = await _one_txt(resolver, name, version)
+    if not candidates:
+        return Finding(label, Status.MISSING, error or f"no {version} record at {name}", fix,
+                       is_required=False)
+    if len(candidates) > 1:
+        return Finding(label, Status.WRONG, " | ".join(candidates),
+                       f"publish exactly one {version} record", is_required=False)
+    return candidates[0]
+
+
 async def check_mta_sts(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     name = f"_mta-sts.{spec.domain}"
-    candidates, error = await _one_txt(resolver, name, "v=STSv1")
     fix = f'add: {name}. IN TXT "v=STSv1; id=<date>01" and serve the policy file'
-    if not candidates:
-        return [Finding("MTA-STS", Status.MISSING, error or f"no v=STSv1 record at {name}",
-                        fix, is_required=False)]
-    if len(candidates) > 1:  # RFC 8461 §3.1: several records mean no policy at all
-        return [Finding("MTA-STS", Status.WRONG, " | ".join(candidates),
-                        "publish exactly one v=STSv1 record", is_required=False)]
-    sts_id = parse_tag_list(candidates[0]).get("id", "")
+    record = await _the_one_record(resolver, "MTA-STS", name, "v=STSv1", fix)
+    if isinstance(record, Finding):
+        return [record]
+    sts_id = parse_tag_list(record).get("id", "")
     if not _STS_ID.fullmatch(sts_id):
-        return [Finding("MTA-STS", Status.WRONG, candidates[0],
+        return [Finding("MTA-STS", Status.WRONG, record,
                         f"id must be 1-32 letters or digits: {fix}", is_required=False)]
-    return [Finding("MTA-STS", Status.OK, candidates[0], "", is_required=False),
+    return [Finding("MTA-STS", Status.OK, record, "", is_required=False),
             await _mta_sts_policy_finding(resolver, spec)]
 
 
@@ -421,21 +431,17 @@ async def _mta_sts_policy_finding(resolver: Resolver, spec: ZoneInput) -> Findin
 
 async def check_tls_rpt(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     name = f"_smtp._tls.{spec.domain}"
-    candidates, error = await _one_txt(resolver, name, "v=TLSRPTv1")
     fix = f'add: {name}. IN TXT "{tlsrpt_value(spec.postmaster)}"'
-    if not candidates:
-        return [Finding("TLS-RPT", Status.MISSING, error or f"no v=TLSRPTv1 record at {name}",
-                        fix, is_required=False)]
-    if len(candidates) > 1:  # RFC 8460 §3: several records mean no reporting at all
-        return [Finding("TLS-RPT", Status.WRONG, " | ".join(candidates),
-                        "publish exactly one v=TLSRPTv1 record", is_required=False)]
-    uris = [uri.strip() for uri in parse_tag_list(candidates[0]).get("rua", "").split(",")]
+    record = await _the_one_record(resolver, "TLS-RPT", name, "v=TLSRPTv1", fix)
+    if isinstance(record, Finding):
+        return [record]
+    uris = [uri.strip() for uri in parse_tag_list(record).get("rua", "").split(",")]
     if not uris or not all(uri.startswith(("mailto:", "https:")) and len(uri) > 7
                            for uri in uris):
-        return [Finding("TLS-RPT", Status.WRONG, candidates[0],
+        return [Finding("TLS-RPT", Status.WRONG, record,
                         f"rua= must list mailto: or https: addresses: {fix}",
                         is_required=False)]
-    return [Finding("TLS-RPT", Status.OK, candidates[0], "", is_required=False)]
+    return [Finding("TLS-RPT", Status.OK, record, "", is_required=False)]
 
 
 async def check_domain(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
