@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -32,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from postroom.configfilter import FilterSettings
 from postroom.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("postroom.env")
@@ -41,18 +41,18 @@ CONFIG_ENV_VAR = "POSTROOM_CONFIG"
 # should not drown the user in warnings, but each one is still mentioned once.
 DMS_KEYS_NOT_USED = frozenset(
     {
-        "ENABLE_CLAMAV", "ENABLE_RSPAMD", "ENABLE_AMAVIS", "ENABLE_SPAMASSASSIN",
-        "ENABLE_FAIL2BAN", "ENABLE_POSTGREY", "ENABLE_SASLAUTHD", "ENABLE_MANAGESIEVE",
+        "ENABLE_AMAVIS", "ENABLE_SPAMASSASSIN",
+        "ENABLE_FAIL2BAN", "ENABLE_SASLAUTHD", "ENABLE_MANAGESIEVE",
         "ENABLE_FETCHMAIL",
-        "ENABLE_QUOTAS", "ENABLE_SRS", "ENABLE_UPDATE_CHECK", "ENABLE_DNSBL",
+        "ENABLE_SRS", "ENABLE_UPDATE_CHECK",
         "ENABLE_MTA_STS", "ENABLE_OAUTH2", "ENABLE_GETMAIL",
         "PERMIT_DOCKER", "NETWORK_INTERFACE", "LOGROTATE_INTERVAL", "LOGROTATE_COUNT",
         "ONE_DIR", "ACCOUNT_PROVISIONER", "POSTMASTER_ADDRESS_FROM", "SUPERVISOR_LOGLEVEL",
-        "DMS_VMAIL_UID", "DMS_VMAIL_GID", "AMAVIS_LOGLEVEL", "MOVE_SPAM_TO_JUNK",
-        "MARK_SPAM_AS_READ", "POSTSCREEN_ACTION", "SMTP_ONLY", "TLS_LEVEL",
+        "DMS_VMAIL_UID", "DMS_VMAIL_GID", "AMAVIS_LOGLEVEL",
+        "POSTSCREEN_ACTION", "SMTP_ONLY", "TLS_LEVEL",
         "VIRUSMAILS_DELETE_DELAY", "POSTFIX_DAGENT",
         "POSTFIX_INET_PROTOCOLS", "DOVECOT_INET_PROTOCOLS", "ENABLE_IMAP_SPECIAL_USE",
-        "UPDATE_CHECK_INTERVAL", "RSPAMD_LEARN", "SPAMASSASSIN_SPAM_TO_INBOX",
+        "UPDATE_CHECK_INTERVAL", "SPAMASSASSIN_SPAM_TO_INBOX",
         "DOVECOT_MAILBOX_FORMAT", "POSTFIX_REJECT_UNKNOWN_CLIENT_HOSTNAME",
     }
 )
@@ -102,6 +102,27 @@ StrList = Annotated[list[str], BeforeValidator(_split_list)]
 Flag = Annotated[bool, BeforeValidator(_parse_bool)]
 Seconds = Annotated[int, BeforeValidator(_parse_duration), Field(ge=1)]
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a docker-mailserver size (`setup quota set user@domain 2G`): a number of
+    bytes, or with a K, M, G or T suffix (binary units, as Dovecot reads them; a trailing
+    B is allowed: `500MB`). ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*", text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 2G, 500M or 1048576")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _size_or_none(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_size(value)
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size_or_none), Field(ge=0)]
+
 
 @dataclass(frozen=True, slots=True)
 class Nameserver:
@@ -117,7 +138,7 @@ class RelayHost:
     password: str = field(default="", repr=False)
 
 
-class Config(BaseModel):
+class Config(FilterSettings):
     """Validated settings. Field aliases are the env-file keys."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
@@ -238,6 +259,18 @@ class Config(BaseModel):
     # Networks never banned for failed logins (fail2ban's ignoreip); the dev config sets
     # loopback so the quick start cannot lock its own user out.
     auth_ban_ignore_networks: StrList = Field(default=[], alias="AUTH_BAN_IGNORE_NETWORKS")
+
+    # -- IMAP and SMTP completeness (issue 17) ----------------------------------------------
+    # docker-mailserver's ENABLE_QUOTAS: per-account quotas enforced and reported (RFC 9208).
+    enable_quotas: Flag = Field(default=True, alias="ENABLE_QUOTAS")
+    # Storage quota given to new accounts (`2G`, `500M`, bytes; 0 = none). Unset, it is
+    # POSTFIX_MAILBOX_SIZE_LIMIT, as docker-mailserver's Dovecot quota default is.
+    default_quota: Size | None = Field(default=None, alias="DEFAULT_QUOTA")
+    # IMAP METADATA (RFC 5464): bytes of one value (MAXSIZE), entries per mailbox/server.
+    metadata_max_size: int = Field(default=65536, ge=1024, le=10_000_000,
+                                   alias="METADATA_MAX_SIZE")
+    metadata_max_entries: int = Field(default=100, ge=1, le=100_000,
+                                      alias="METADATA_MAX_ENTRIES")
 
     @model_validator(mode="after")
     def _check_storage(self) -> Config:

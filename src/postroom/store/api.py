@@ -26,6 +26,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postroom.store.greylist_api import GreylistStore
+from postroom.store.junk_api import JunkStore
+from postroom.store.metadata_api import MetadataStore
+from postroom.store.quota_api import QuotaStore
+
 
 class SpecialUse(enum.StrEnum):
     """RFC 6154 special-use attributes postroom creates with each account."""
@@ -471,7 +476,8 @@ class GuardStore(Protocol):
     async def clear_auth_failures(self, address: str) -> int: ...
 
 
-class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, Protocol):
+class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
+            QuotaStore, GreylistStore, JunkStore, Protocol):
     """Persistent state: every role, on one backend. All methods are coroutines and safe
     to call concurrently."""
 

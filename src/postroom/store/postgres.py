@@ -58,10 +58,14 @@ from postroom.store.sql import rows as shared  # the statements and mappers both
 from postroom.store.sql.base import Params, Tx
 from postroom.store.sql.dialect import aware, postgres_dialect
 from postroom.store.sql.directory import DirectorySql
+from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
+from postroom.store.sql.junk import JunkSql
 from postroom.store.sql.mailboxes import MailboxSql, Rename, raise_uidvalidity_counter
 from postroom.store.sql.messages import MessageSql
+from postroom.store.sql.metadata import MetadataSql
 from postroom.store.sql.queue import QueueSql
+from postroom.store.sql.quota import QuotaSql
 from postroom.store.sql.rows import Row
 
 DIALECT = postgres_dialect(psycopg.errors.UniqueViolation)
@@ -190,7 +194,8 @@ class _PostgresInstall:
         return str(recorded)
 
 
-class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql):
+class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
+                    MetadataSql, QuotaSql, GreylistSql, JunkSql):
     """`Store` on a PostgreSQL database shared by any number of nodes (module docstring).
     The SQL it shares with SQLite is in store/sql/.
 

@@ -79,10 +79,14 @@ from postroom.store.migrate import (
 from postroom.store.sql.base import Params, Tx
 from postroom.store.sql.dialect import SQLITE, utc_text
 from postroom.store.sql.directory import DirectorySql
+from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
+from postroom.store.sql.junk import JunkSql
 from postroom.store.sql.mailboxes import MailboxSql, Rename
 from postroom.store.sql.messages import MessageSql
+from postroom.store.sql.metadata import MetadataSql
 from postroom.store.sql.queue import SELECT_DUE, QueueSql
+from postroom.store.sql.quota import QuotaSql
 from postroom.store.sql.rows import (
     INSTALL_ID,
     Row,
@@ -248,7 +252,8 @@ class _SqliteInstall:
 _QUICK_CHECK_ERRORS = 3  # what the refusal quotes of quick_check's findings
 
 
-class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql):
+class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
+                  MetadataSql, QuotaSql, GreylistSql, JunkSql):
     """`Store` on one SQLite file; see the module docstring for the concurrency model.
     The SQL it shares with PostgreSQL is in store/sql/.
 
