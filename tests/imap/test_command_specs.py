@@ -24,7 +24,9 @@ from postroom.imap.wire.commands.mailboxes import List, Status
 from postroom.imap.wire.commands.misc import Capability, Check, Enable, Id, Idle, Noop
 from postroom.imap.wire.commands.search import Search
 from postroom.imap.wire.commands.select import Close, Examine, Select, SelectBase, Unselect
+from postroom.imap.wire.commands.sort import Sort
 from postroom.imap.wire.commands.store import Store
+from postroom.imap.wire.commands.thread import Thread
 from postroom.imap.wire.connection import ConnectionState
 
 NOT_AUTH, AUTH, SEL, LOGOUT = (
@@ -75,6 +77,24 @@ RFC_TABLE: dict[str, tuple[bytes, set[ConnectionState]]] = {
     "UID COPY": (b"a UID COPY 1 x", {SEL}),
     "UID MOVE": (b"a UID MOVE 1 x", {SEL}),
     "UID EXPUNGE": (b"a UID EXPUNGE 1", {SEL}),
+    # RFC 5256 §3 SORT, RFC 5267 §4.2 CANCELUPDATE (issue 17).
+    "SORT": (b"a SORT (DATE) UTF-8 ALL", {SEL}),
+    "UID SORT": (b"a UID SORT (REVERSE SUBJECT) UTF-8 ALL", {SEL}),
+    "CANCELUPDATE": (b'a CANCELUPDATE "t"', {SEL}),
+    # RFC 5256 §4 THREAD (issue 17).
+    "THREAD": (b"a THREAD REFERENCES UTF-8 ALL", {SEL}),
+    "UID THREAD": (b"a UID THREAD ORDEREDSUBJECT UTF-8 ALL", {SEL}),
+    # RFC 9208 §4.1: QUOTA, authenticated and selected.
+    "GETQUOTA": (b'a GETQUOTA ""', {AUTH, SEL}),
+    "GETQUOTAROOT": (b"a GETQUOTAROOT INBOX", {AUTH, SEL}),
+    "SETQUOTA": (b'a SETQUOTA "" (STORAGE 512)', {AUTH, SEL}),
+    # RFC 5464 §4: METADATA, authenticated and selected.
+    "GETMETADATA": (b'a GETMETADATA "" /shared/comment', {AUTH, SEL}),
+    "SETMETADATA": (b'a SETMETADATA INBOX (/private/comment "x")', {AUTH, SEL}),
+    # RFC 4978 §3 COMPRESS, RFC 5465 §3 NOTIFY, RFC 8437 §2 UNAUTHENTICATE: after login.
+    "COMPRESS": (b"a COMPRESS DEFLATE", {AUTH, SEL}),
+    "NOTIFY": (b"a NOTIFY NONE", {AUTH, SEL}),
+    "UNAUTHENTICATE": (b"a UNAUTHENTICATE", {AUTH, SEL}),
 }
 
 
@@ -119,14 +139,15 @@ def test_states_follow_rfc_9051_section_6(name: str) -> None:
 
 def test_no_expunge_while_answering_fetch_store_search() -> None:
     # RFC 9051 §7.5.1: sequence numbers must stay valid while these are answered.
-    assert {t for t, spec in SPECS.items() if not spec.allows_expunge} == {Fetch, Store, Search}
+    assert {t for t, spec in SPECS.items() if not spec.allows_expunge} == {Fetch, Store, Search,
+                                                                          Sort, Thread}
 
 
 def test_which_commands_load_the_view_tables() -> None:
     # Per-message flags and MODSEQs: what the selected-state handlers that read or change
     # them need; everything else runs without (issue 8: SELECT then IDLE loads nothing).
     loading = {t for t, spec in SPECS.items() if spec.needs_view_tables}
-    assert loading == {Close, Expunge, UidExpunge, Search, Fetch, Store}
+    assert loading == {Close, Expunge, UidExpunge, Search, Fetch, Store, Sort, Thread}
     assert {Select, Examine, Unselect, Copy, Move, Append, Status, List, Noop, Check,
             Idle} <= set(SPECS) - loading  # fmt: skip
 
@@ -143,6 +164,12 @@ def test_capabilities_after_login() -> None:
         "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
         "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES", "ID", "BINARY", "UTF8=ACCEPT",
         "CONDSTORE", "QRESYNC", "WITHIN",
+        "SORT", "SORT=DISPLAY", "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL",  # issue 17
+        "STATUS=SIZE",  # RFC 8438 (issue 17)
+        "MULTIAPPEND", "CATENATE", "PREVIEW", "SAVEDATE", "METADATA", "METADATA-SERVER",
+        "COMPRESS=DEFLATE", "NOTIFY", "UNAUTHENTICATE",  # RFC 4978, 5465, 8437 (issue 17)
+        "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",  # RFC 9208 (issue 17)
+        "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "OBJECTID",  # RFC 5256, 8474
     }  # fmt: skip
     for spec in SPECS.values():
         assert set(spec.capabilities) <= set(CAPABILITIES)

@@ -158,7 +158,8 @@ def test_create_special_use_and_rename_inbox(imap_server: ImapThread,
                                              client_tls: ssl.SSLContext) -> None:
     imap_server.deliver(simple_message("old mail"))
     raw = login_raw(imap_server, client_tls)
-    assert raw.command(b"a", b"CREATE Everything (USE (\\Archive))") == [b"a OK CREATE completed"]
+    answer = raw.command(b"a", b"CREATE Everything (USE (\\Archive))")
+    assert len(answer) == 1 and answer[0].startswith(b"a OK [MAILBOXID (")  # RFC 8474 §4.1
     lines = raw.command(b"b", b'LIST "" "Everything"')
     assert lines[0] == b'* LIST (\\HasNoChildren \\Archive) "/" "Everything"'
     assert raw.command(b"c", b"CREATE Starred (USE (\\Flagged))")[0].startswith(b"c NO [USEATTR]")

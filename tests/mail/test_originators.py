@@ -158,8 +158,9 @@ def _mailbox(draw: st.DrawFn) -> tuple[str, Mailbox]:
     domain = ".".join(draw(st.lists(_ATOM, min_size=1, max_size=3)))
     name = draw(st.one_of(st.none(), _ATOM, st.just('"Doe, J. <x@y>"')))
     cfws = draw(_CFWS)
-    if name is None:
-        return f"{cfws}{local}@{domain}{cfws}", Mailbox(None, None, local, domain)
+    if name is None:  # a comment after an addr-spec is its display name (ENVELOPE, issue 17)
+        comment = {" (c) ": "c", "(a(b)c)": "a(b)c", " (\\)) ": ")"}.get(cfws)
+        return f"{cfws}{local}@{domain}{cfws}", Mailbox(comment, None, local, domain)
     shown = name.strip('"')
     return f"{name}{cfws}<{local}@{domain}>{cfws}", Mailbox(shown, None, local, domain)
 

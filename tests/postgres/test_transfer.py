@@ -54,6 +54,12 @@ async def build_sqlite_install(data_dir: Path) -> None:
         await store.add_ban(Ban("192.0.2.7", WHEN, dt.datetime.now(dt.UTC)
                                 + dt.timedelta(hours=1), 5, "authentication failures"))
         await store.add_alias("team@example.org", "alice@example.org")
+        await store.set_quota("alice@example.org", 5_000_000, 1000)  # issue 17
+        await store.set_metadata(alice.id, None, [("/private/comment", b"server note")])
+        await store.set_metadata(alice.id, lists.id, [("/shared/comment", b"the list")])
+        await store.put_sieve_script(alice.id, "main", "keep;", WHEN)  # issue 19
+        await store.put_sieve_script(alice.id, "spare", "discard;", WHEN)
+        await store.activate_sieve_script(alice.id, "main")
         await store.add_alias("@other.example", "bob@other.example")
         queued = await blobs.put(b"Subject: out\r\n\r\nout\r\n")
         await store.enqueue([QueueEntry(0, "q1", "alice@example.org", "x@remote.example",
@@ -72,11 +78,17 @@ async def snapshot(store: Store, blobs: BlobStore) -> dict[str, object]:
         assert account is not None
         seen[f"{summary.address}/hash"] = account.password_hash
         seen[f"{summary.address}/subs"] = await store.list_subscriptions(account.id)
+        seen[f"{summary.address}/quota"] = (await store.account_quota(account.id)).setting
+        seen[f"{summary.address}/metadata"] = await store.list_metadata(account.id, None)
+        seen[f"{summary.address}/sieve"] = [
+            (info, await store.get_sieve_script(account.id, info.name))
+            for info in await store.list_sieve_scripts(account.id)]
         for box in await store.list_mailboxes(account.id):
             key = f"{summary.address}/{box.name}"
             seen[key] = (box.uidvalidity, box.uidnext, box.highest_modseq, box.special_use,
-                         box.is_subscribed)
+                         box.is_subscribed, box.object_id)  # RFC 8474 MAILBOXID kept
             seen[key + "/vanished"] = await store.expunged_since(box.id, 0)
+            seen[key + "/metadata"] = await store.list_metadata(account.id, box.id)
             seen[key + "/imported"] = await store.imported_keys(box.id)
             seen[key + "/messages"] = [
                 (dataclasses.replace(row, mailbox_id=0, blob_id=""),

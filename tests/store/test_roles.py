@@ -1,8 +1,9 @@
 """The Store's roles (issue 16): `Store` is exactly the union of Directory, Mailstore,
-QueueStore, Importer and GuardStore (plus open/close), and every backend plays every
-role with the role's own signatures. What each method does is checked per role by the
-contract suites here (test_contract.py, test_guard_contract.py, test_auth_failures.py,
-test_queue_claims.py, test_import_contract.py, …), each on every backend."""
+QueueStore, Importer, GuardStore and the roles issues 17–20 added (plus open/close), and
+every backend plays every role with the role's own signatures. What each method does is
+checked per role by the contract suites here (test_contract.py, test_guard_contract.py,
+test_auth_failures.py, test_queue_claims.py, test_import_contract.py, …), each on every
+backend."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import inspect
 import pytest
 
 from postroom.store import Directory, GuardStore, Importer, Mailstore, QueueStore, Store
+from postroom.store.greylist_api import GreylistStore
+from postroom.store.junk_api import JunkStore
+from postroom.store.metadata_api import MetadataStore
+from postroom.store.quota_api import QuotaStore
+from postroom.store.sieve_api import SieveStore
+from postroom.store.tls_api import TlsStore
 
-ROLES: list[type] = [Directory, Mailstore, QueueStore, Importer, GuardStore]
+ROLES: list[type] = [Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
+                     QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore]
 
 
 def _methods(protocol: type) -> dict[str, inspect.Signature]:

@@ -27,17 +27,25 @@ Invariants:
   message in `uids`. Full rows are loaded by `load_rows` for the UIDs a command touches
   and kept; `rows` is a cache that is only ever replaced by fresher rows, never left
   behind `flags`/`modseqs`. Nothing here reads metadata or blobs.
+- \\Recent comes from the claims of imap/recent.py, keyed by `Mailbox.object_id`; a
+  read-only view (EXAMINE) shows the unclaimed messages as \\Recent and claims none.
+  A refresh that finds another `object_id` under the view's row id ends the view
+  (`MailboxGone`): the mailbox was deleted and the id reused.
+- `keywords_shown` is what the last FLAGS response listed; any keyword entering the
+  view's flags (refresh, own STORE/APPEND, load_tables) lands in `keywords_held`, and
+  `take_keywords_update` announces FLAGS/PERMANENTFLAGS again before a FETCH shows it.
 """
 
 from __future__ import annotations
 
 import bisect
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from postroom.errors import BadSyntax, Refused
-from postroom.imap.wire.grammar import SequenceSet
+from postroom.imap.recent import claim_recent, mailbox_key, unclaimed_recent
+from postroom.imap.wire.grammar import SYSTEM_FLAGS, SequenceSet
+from postroom.imap.wire.responses import Atom, render_flags, render_untagged_status
 from postroom.store.api import (
     Expunged,
     FlagColumns,
@@ -46,27 +54,6 @@ from postroom.store.api import (
     SelectSummary,
     Store,
 )
-
-# \Recent is tracked in process (the brief allows it): per store and mailbox, the highest
-# UID some session has already been told about. The first session to see a newer message
-# gets it as \Recent (RFC 3501 §2.3.2). Weak keys: a closed store takes its claims along.
-_recent_claims: weakref.WeakKeyDictionary[Store, dict[int, int]] = weakref.WeakKeyDictionary()
-
-
-def claim_recent(store: Store, mailbox_id: int, uids: Sequence[int]) -> set[int]:
-    """The UIDs among `uids` (ascending) no session has seen yet; they are now claimed
-    by the caller."""
-    claims = _recent_claims.setdefault(store, {})
-    fresh = uids[bisect.bisect_right(uids, claims.get(mailbox_id, 0)) :]
-    if fresh:
-        claims[mailbox_id] = fresh[-1]
-    return set(fresh)
-
-
-def count_unclaimed(store: Store, mailbox_id: int, uids: Iterable[int]) -> int:
-    """How many of `uids` would be \\Recent for the next session (STATUS RECENT)."""
-    claimed = _recent_claims.get(store, {}).get(mailbox_id, 0)
-    return sum(1 for uid in uids if uid > claimed)
 
 
 class MailboxGone(Refused):
@@ -108,7 +95,44 @@ class FlagsUpdate:
     modseq: int
 
 
-Update = ExpungeUpdate | ExistsUpdate | FlagsUpdate
+@dataclass(frozen=True, slots=True)
+class KeywordsUpdate:
+    """The mailbox's FLAGS grew by a keyword the client was not told of: FLAGS and
+    PERMANENTFLAGS go out again before any FETCH shows it (RFC 3501 §7.2.6, §7.1)."""
+
+    flags: tuple[str, ...]
+    permanent_flags: tuple[str, ...]
+
+
+Update = ExpungeUpdate | ExistsUpdate | FlagsUpdate | KeywordsUpdate
+
+_STORABLE = tuple(flag for flag in SYSTEM_FLAGS if flag != "\\Recent")
+
+
+def keywords_of_sets(flag_sets: Iterable[frozenset[str]]) -> frozenset[str]:
+    """The keywords (not system flags) among some flag sets."""
+    return frozenset(flag for flags in flag_sets for flag in flags if not flag.startswith("\\"))
+
+
+def mailbox_flags(keywords: Iterable[str], *, is_read_only: bool,
+                  keyword_limit: int) -> KeywordsUpdate:  # fmt: skip
+    """FLAGS and PERMANENTFLAGS for a mailbox whose messages use `keywords`.
+
+    RFC 9051 §7.1: `\\*` says new keywords may be created; not once the mailbox uses
+    MAX_KEYWORDS_PER_MAILBOX (`keyword_limit`, 0: no limit) of them (issue 25: a STORE
+    of another is NO [LIMIT]). A read-only mailbox has no permanent flags."""
+    words = sorted(keywords)
+    flags = (*_STORABLE, *words)
+    may_create = not keyword_limit or len(words) < keyword_limit
+    permanent = () if is_read_only else (*flags, *(("\\*",) if may_create else ()))
+    return KeywordsUpdate(flags, permanent)
+
+
+def render_mailbox_flags(update: KeywordsUpdate) -> bytes:
+    """`* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` (RFC 9051 §7.3.5, §7.1)."""
+    return render_flags(list(update.flags)) + render_untagged_status(
+        "OK", "flags allowed", "PERMANENTFLAGS",
+        ([Atom(flag) for flag in update.permanent_flags],))
 
 
 @dataclass(slots=True)
@@ -129,6 +153,9 @@ class SelectedMailbox:
     announced_recent: int = 0
     pending_expunge: set[int] = field(default_factory=set)
     pending_flags: set[int] = field(default_factory=set)
+    keyword_limit: int = 0  # MAX_KEYWORDS_PER_MAILBOX, for PERMANENTFLAGS' `\\*`
+    keywords_shown: frozenset[str] = frozenset()  # in the last FLAGS response sent
+    keywords_held: set[str] = field(default_factory=set)  # in any flags the view holds
 
     @property
     def mailbox_id(self) -> int:
@@ -185,6 +212,7 @@ class SelectedMailbox:
             if modseq > self.baseline and uid not in self.pending_expunge:
                 self.pending_flags.add(uid)
         self.flags, self.modseqs, self.has_tables = flags, modseqs, True
+        self._note_keywords(set(flags.values()))  # few distinct sets, hashes cached
         for uid in [uid for uid, row in self.rows.items() if row.modseq != modseqs.get(uid)]:
             del self.rows[uid]  # a row is never left behind flags/modseqs
 
@@ -205,6 +233,20 @@ class SelectedMailbox:
         self.flags[row.uid] = row.flags
         self.modseqs[row.uid] = row.modseq
         self.rows[row.uid] = row
+        self._note_keywords((row.flags,))
+
+    def _note_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
+        self.keywords_held.update(keywords_of_sets(flag_sets))
+
+    def take_keywords_update(self) -> KeywordsUpdate | None:
+        """FLAGS and PERMANENTFLAGS to send when the view holds a keyword the last FLAGS
+        response did not list (issue 17), else None. Keywords are never taken back out:
+        a FLAGS list may name flags no message carries any more."""
+        if self.keywords_held <= self.keywords_shown:
+            return None
+        self.keywords_shown = frozenset(self.keywords_held)
+        return mailbox_flags(self.keywords_shown, is_read_only=self.is_read_only,
+                             keyword_limit=self.keyword_limit)  # fmt: skip
 
     def flags_of(self, uid: int, *, is_rev1: bool) -> tuple[str, ...]:
         """FLAGS as shown to the client: stored flags, plus \\Recent for rev1 clients."""
@@ -252,7 +294,8 @@ class SelectedMailbox:
     async def refresh(self, store: Store) -> None:
         """Re-read the store and queue what changed since the baseline."""
         mailbox = await store.get_mailbox_by_id(self.mailbox_id)
-        if mailbox is None:
+        # A different object_id: deleted, and the row id handed to a new mailbox (SQLite).
+        if mailbox is None or mailbox_key(mailbox) != mailbox_key(self.mailbox):
             raise MailboxGone("the selected mailbox was deleted", code="NONEXISTENT")
         if mailbox.highest_modseq == self.baseline:
             return
@@ -284,8 +327,7 @@ class SelectedMailbox:
             self._remember(row)
         if new_uids:
             self.uids.extend(new_uids)
-            if not self.is_read_only:
-                self.recent |= claim_recent(store, self.mailbox_id, new_uids)
+            self.recent |= self._recent_among(store, new_uids)
 
     def note_stored(self, rows: Sequence[MessageRow]) -> bool:
         """Our own STORE changed these rows; the client hears about them from STORE.
@@ -311,9 +353,16 @@ class SelectedMailbox:
         self.uids.append(row.uid)
         self.flags[row.uid] = row.flags
         self.modseqs[row.uid] = row.modseq
-        if not self.is_read_only:
-            self.recent |= claim_recent(store, self.mailbox_id, [row.uid])
+        self._note_keywords((row.flags,))
+        self.recent |= self._recent_among(store, [row.uid])
         return True
+
+    def _recent_among(self, store: Store, uids: Sequence[int]) -> set[int]:
+        """\\Recent for new `uids`: claimed by a read-write view, only looked at by a
+        read-only one (EXAMINE), which leaves them \\Recent for the next SELECT."""
+        if self.is_read_only:
+            return unclaimed_recent(store, self.mailbox, uids)
+        return claim_recent(store, self.mailbox, uids)
 
     def _follow_own_write(self, modseq: int, *, uidnext: int = 0) -> bool:
         """Our own write committed at `modseq` and the caller applied it to the view.
@@ -357,10 +406,14 @@ class SelectedMailbox:
         return is_known and bool(expunged.uids) and self._follow_own_write(expunged.modseq)
 
     def take_updates(self, *, may_expunge: bool, is_rev1: bool) -> list[Update]:
-        """Updates to send now, in order: EXPUNGE, then EXISTS (+RECENT), then FETCH FLAGS."""
+        """Updates to send now, in order: EXPUNGE, then FLAGS (+PERMANENTFLAGS) when a
+        keyword is new, then EXISTS (+RECENT), then FETCH FLAGS."""
         updates: list[Update] = []
         if may_expunge and self.pending_expunge:
             updates.extend(self._apply_expunges())
+        keywords = self.take_keywords_update()
+        if keywords is not None:  # before the EXISTS and FETCH that may show them
+            updates.append(keywords)
         if self.count != self.announced or (is_rev1 and len(self.recent) != self.announced_recent):
             if self.count > self.announced or is_rev1:
                 updates.append(ExistsUpdate(self.count, len(self.recent)))
@@ -400,14 +453,17 @@ async def open_selected(store: Store, mailbox: Mailbox, *, is_read_only: bool) -
 
 
 def selected_from_summary(store: Store, mailbox: Mailbox, summary: SelectSummary, *,
-                          is_read_only: bool) -> SelectedMailbox:
+                          is_read_only: bool, keyword_limit: int = 0) -> SelectedMailbox:
     """The view, announced as `summary` says (RFC 9051 §6.3.2); `mailbox` (with its
     HIGHESTMODSEQ) must have been read before `summary`: anything committed after it is
-    picked up by refresh()."""
+    picked up by refresh(). `keyword_limit` is MAX_KEYWORDS_PER_MAILBOX (0: none), which
+    decides whether PERMANENTFLAGS offers `\\*`."""
     view = SelectedMailbox(mailbox=mailbox, is_read_only=is_read_only, uids=summary.uids,
-                           baseline=mailbox.highest_modseq)  # fmt: skip
-    if not is_read_only:
-        view.recent = claim_recent(store, mailbox.id, summary.uids)
+                           baseline=mailbox.highest_modseq,
+                           keyword_limit=keyword_limit)  # fmt: skip
+    view.recent = view._recent_among(store, summary.uids)
+    view.keywords_shown = keywords_of_sets(summary.flag_sets)
+    view.keywords_held = set(view.keywords_shown)
     view.announced = len(summary.uids)
     view.announced_recent = len(view.recent)
     return view

@@ -15,11 +15,19 @@ Invariants:
 - Bytes pipelined after STARTTLS are discarded, never executed (RFC 9051 §6.2.1).
 - Mailbox updates go out after each command and during IDLE; EXPUNGE never while
   answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1). IDLE learns of changes from the
-  change feed, so new mail reaches an idling client within a second.
+  change feed, so new mail reaches an idling client within a second. Under NOTIFY
+  (RFC 5465) news also goes out while waiting between commands, never inside one; after
+  LOGOUT's BYE nothing untagged follows (RFC 9051 §6.1.3).
 - When `runtime.shutting_down` is set, an idle or waiting session says BYE and closes.
+- After COMPRESS (RFC 4978) every byte both ways passes the `DeflateLayer`
+  (imap/compress.py): output is sync-flushed before each wait for input, input is
+  inflated in bounded chunks only as the parser asks for more. Deadline credit counts
+  wire bytes, not inflated ones: the credit exists for slow links, whose cost is what
+  crosses the wire, and inflated bytes would let a few KiB of zeros buy the full credit.
 - A waiting session costs no task besides its own (10,000 IDLE clients, issue 8): it
-  awaits its socket directly, and news (a change to report in IDLE, shutdown) wakes it by
-  cancelling that read (`_Waker`); one watcher task per server covers shutdown.
+  awaits its socket directly, and news (a change to report in IDLE or under NOTIFY,
+  shutdown) wakes it by cancelling that read (`_Waker`); one watcher task per server
+  covers shutdown.
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ import logging
 from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.imap.commands import CAPABILITIES, SPECS, CommandSpec, Context, Done, is_allowed
+from postroom.imap.commands.notify import publish_session_change, send_notifications
+from postroom.imap.compress import CompressionError, DeflateLayer
 from postroom.imap.selected import MailboxGone
 from postroom.imap.wire.commands import Command
-from postroom.imap.wire.commands.auth import StartTls
-from postroom.imap.wire.commands.misc import Idle
+from postroom.imap.wire.commands.auth import StartTls, Unauthenticate
+from postroom.imap.wire.commands.misc import Compress, Idle
 from postroom.imap.wire.connection import (
     DEFAULT_MAX_LITERAL_SIZE,
     ConnectionState,
@@ -177,8 +187,8 @@ class _Waker:
 
 
 class _Session:
-    __slots__ = ("_bad_in_a_row", "_deadline", "_login_deadline", "_received", "conn", "ctx",
-                 "reader", "runtime", "server", "waker", "writer")
+    __slots__ = ("_bad_in_a_row", "_deadline", "_deflate", "_login_deadline", "_received",
+                 "conn", "ctx", "reader", "runtime", "server", "waker", "writer")
 
     def __init__(
         self, server: ImapServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -195,11 +205,13 @@ class _Session:
                            is_implicit_tls=server.implicit_tls,
                            capabilities_after_login=CAPABILITIES)  # fmt: skip
         self.waker = _Waker()
+        self._note_tls_compression()
         self._bad_in_a_row = 0
         now = asyncio.get_running_loop().time()
         self._login_deadline = now + server.preauth_timeout  # from connect, whatever is sent
         self._deadline = now + server.idle_timeout  # the current command's, after login
-        self._received = 0  # bytes of the current command so far (MIN_UPLOAD_RATE credit)
+        self._received = 0  # wire bytes of the current command so far (MIN_UPLOAD_RATE)
+        self._deflate: DeflateLayer | None = None  # after COMPRESS DEFLATE
 
     def close(self) -> None:
         if self.ctx.subscription is not None:
@@ -207,7 +219,10 @@ class _Session:
 
     # -- SessionIO ----------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
-        self.writer.write(data)
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+        if data:
+            self.writer.write(data)
         transport = self.writer.transport
         if transport.get_write_buffer_size() > DRAIN_ABOVE:
             await self.writer.drain()
@@ -239,13 +254,54 @@ class _Session:
         most = self.conn.max_line_length + self.conn.max_literal_size
         return self._deadline + min(self._received, most) / MIN_UPLOAD_RATE - now
 
+    # -- writing ----------------------------------------------------------------------------
+    def _end_batch(self) -> None:
+        """RFC 4978 §4: sync-flush the deflater so the client can read what we wrote."""
+        if self._deflate is not None and (tail := self._deflate.flush()):
+            self.writer.write(tail)
+
+    async def _flush(self) -> None:
+        self._end_batch()
+        await self.writer.drain()
+
     # -- reading ----------------------------------------------------------------------------
     async def _receive(self) -> None:
         """Read one chunk into the connection, or raise _Closed (after saying BYE)."""
-        data = await self._read()
-        if data is None:  # between commands only shutdown wakes a session
-            await self._bye_and_close()
-        self._feed(data)
+        if self._deflate is not None and self._deflate.has_pending:
+            await self._inflate()  # more of what we already read, without the socket
+            return
+        # RFC 5465 §4: under NOTIFY, news goes out between commands too (never inside
+        # one: a partly received command is still in the connection's buffer).
+        is_between = self.ctx.notify is not None and self.conn.buffered_size == 0
+        if is_between and self._has_news():
+            await self._send_news()
+            return
+        data = await (self._read_or_news() if is_between else self._read())
+        if data is None:  # woken: news under NOTIFY, else only shutdown
+            if not is_between or self.runtime.shutting_down.is_set():
+                await self._bye_and_close()
+            await self._send_news()
+            return
+        await self._feed(data)
+
+    def _has_news(self) -> bool:
+        subscription = self.ctx.subscription
+        return subscription is not None and not subscription.queue.empty()
+
+    async def _send_news(self) -> None:
+        await self._send_updates(may_expunge=False, is_between_commands=True)
+        await self._flush()
+
+    async def _read_or_news(self) -> bytes | None:
+        """`_read`, but a change queued for this session wakes it too (None)."""
+        subscription = self.ctx.subscription
+        if subscription is not None:
+            subscription.on_change = self.waker.on_change
+        self.waker.wants_changes = True
+        try:
+            return await self._read()
+        finally:
+            self.waker.wants_changes = False
 
     async def _read(self) -> bytes | None:
         """The next chunk, or None when woken; BYE and _Closed at shutdown or when the
@@ -253,17 +309,32 @@ class _Session:
         remaining = self._remaining()
         if self.runtime.shutting_down.is_set() or remaining <= 0:
             await self._bye_and_close()
+        self._end_batch()  # whatever we wrote must reach the client before we wait
         try:
             return await self.waker.read(self.reader, remaining)
         except TimeoutError:
             await self._bye_and_close()
             raise  # not reached: _bye_and_close raises _Closed
 
-    def _feed(self, data: bytes | None) -> None:
+    async def _feed(self, data: bytes | None) -> None:
         if not data:
             raise _Closed
-        self._received += len(data)
-        self.conn.receive_data(data)
+        self._received += len(data)  # wire bytes (module docstring)
+        if self._deflate is None:
+            self.conn.receive_data(data)
+            return
+        self._deflate.receive(data)
+        await self._inflate()
+
+    async def _inflate(self) -> None:
+        """One bounded chunk of the inflated stream into the parser; BYE on a bomb."""
+        assert self._deflate is not None
+        try:
+            self.conn.receive_data(self._deflate.inflate())
+        except CompressionError as error:
+            log.info("imap: closing a compressed connection: %s", error)
+            await self._send_bye(str(error))
+            raise _Closed from error
 
     async def _bye_and_close(self) -> None:
         if self.runtime.shutting_down.is_set():
@@ -275,8 +346,8 @@ class _Session:
 
     async def _send_bye(self, text: str) -> None:
         with contextlib.suppress(ConnectionError):
-            self.writer.write(render_untagged_status("BYE", text))
-            await self.writer.drain()
+            await self.write(render_untagged_status("BYE", text))
+            await self._flush()
 
     # -- main loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -290,15 +361,16 @@ class _Session:
         while self.ctx.state is not ConnectionState.LOGOUT:
             event = self.conn.next_event()
             if event is NeedData:
-                await self.writer.drain()
+                await self._flush()
                 await self._receive()
             elif isinstance(event, NeedContinuation):
                 await self.write(self.conn.send_continuation())
-                await self.writer.drain()
+                await self._flush()
             elif isinstance(event, Command):
                 await self._run_command(event)
             else:
                 await self._protocol_error(event)
+        await self._flush()  # LOGOUT's BYE and OK, deflated
 
     async def _protocol_error(self, event: object) -> None:
         if isinstance(event, SyntaxErrorEvent):
@@ -338,8 +410,34 @@ class _Session:
             await self._idle(command)
             return
         done = await self._call(command, spec)
-        await self._send_updates(may_expunge=spec.allows_expunge)
+        if ctx.state is not ConnectionState.LOGOUT:  # after BYE nothing untagged (§6.1.3)
+            await self._send_updates(may_expunge=spec.allows_expunge)
         await self._tagged(command.tag, done)
+        if isinstance(command, Compress) and done.status == "OK":
+            await self._start_deflate()
+        elif isinstance(command, Unauthenticate) and done.status == "OK":
+            # RFC 8437 §3: as after connect, the next login is due within the login timeout.
+            now = asyncio.get_running_loop().time()
+            self._login_deadline = now + self.server.preauth_timeout
+        elif done.status == "OK":
+            await publish_session_change(self.ctx, command)  # for NOTIFY (RFC 5465 §5.5)
+
+    def _note_tls_compression(self) -> None:
+        """RFC 4978 §3: COMPRESS gets NO [COMPRESSIONACTIVE] over a compressing TLS layer
+        (our contexts refuse TLS compression; this holds whatever a context allows)."""
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.compression() is not None:
+            self.ctx.is_compressed = True
+
+    async def _start_deflate(self) -> None:
+        """RFC 4978 §3: compression starts right after the tagged OK, both ways. Bytes
+        the client sent after the command line are already compressed."""
+        await self._flush()
+        self._deflate = DeflateLayer()
+        self.ctx.is_compressed = True
+        leftover = self.conn.take_buffered()
+        if leftover:
+            self._deflate.receive(leftover)
 
     async def _call(self, command: Command, spec: CommandSpec) -> Done:
         ctx = self.ctx
@@ -353,6 +451,7 @@ class _Session:
                 ctx.is_selected_stale = False
             if ctx.selected is not None and spec.needs_view_tables:
                 await ctx.selected.load_tables(self.runtime.store)
+            await ctx.announce_keywords()  # a new keyword's FLAGS before any FETCH shows it
             return await handle(ctx, command)
         except MailboxGone:
             await self._send_bye("the selected mailbox was deleted")
@@ -372,7 +471,8 @@ class _Session:
 
     # -- STARTTLS ----------------------------------------------------------------------------
     async def _starttls(self, command: StartTls) -> None:
-        if self.ctx.is_tls:
+        if self.ctx.is_tls or self._deflate is not None:
+            # RFC 4978 §4: TLS goes below compression, never above it.
             await self._tagged(command.tag, Done("TLS is already active", status="BAD"))
             return
         await self._tagged(command.tag, Done("begin TLS negotiation now"))
@@ -388,13 +488,14 @@ class _Session:
             log.info("imap: STARTTLS handshake failed: %s", error)
             raise _Closed from error
         self.ctx.is_tls = True
+        self._note_tls_compression()
 
     # -- IDLE --------------------------------------------------------------------------------
     async def _idle(self, command: Idle) -> None:
         """RFC 2177 / RFC 9051 §6.3.13: updates as they happen until the client says DONE."""
         await self._send_updates(may_expunge=True)
         await self.write(render_continuation("idling"))
-        await self.writer.drain()
+        await self._flush()
         self._restart_deadline()  # DONE is due within IMAP_IDLE_TIMEOUT, news or not
         self.conn.expect_line()
         while True:
@@ -413,17 +514,14 @@ class _Session:
 
     async def _idle_wait(self) -> None:
         """Wait for input, a change to report, shutdown or the autologout deadline."""
+        if self._deflate is not None and self._deflate.has_pending:
+            await self._inflate()  # DONE may already be in what we read
+            return
         subscription = self.ctx.subscription
         if subscription is None or subscription.queue.empty():
-            if subscription is not None:
-                subscription.on_change = self.waker.on_change
-            self.waker.wants_changes = True
-            try:
-                data = await self._read()
-            finally:
-                self.waker.wants_changes = False
+            data = await self._read_or_news()
             if data is not None:
-                self._feed(data)
+                await self._feed(data)
                 return
             if self.runtime.shutting_down.is_set():
                 await self._bye_and_close()
@@ -431,13 +529,18 @@ class _Session:
             self.ctx.note_changes()  # marks the view stale when its mailbox changed
             subscription.drain()  # what is left concerns no selected mailbox
         await self._send_updates(may_expunge=True)
-        await self.writer.drain()
+        await self._flush()
 
-    async def _send_updates(self, *, may_expunge: bool) -> None:
-        """Send pending mailbox updates; a deleted mailbox ends the session with BYE."""
+    async def _send_updates(self, *, may_expunge: bool, is_between_commands: bool = False
+                            ) -> None:  # fmt: skip
+        """Send pending mailbox updates and NOTIFY's news (between commands, only what
+        NOTIFY asked for); a deleted mailbox ends the session with BYE."""
         try:
             self.ctx.note_changes()
-            await self.ctx.send_updates(may_expunge=may_expunge)
+            if not is_between_commands:
+                await self.ctx.send_updates(may_expunge=may_expunge)
+            if self.ctx.notify is not None:
+                await send_notifications(self.ctx, is_between_commands=is_between_commands)
         except MailboxGone:
             await self._send_bye("the selected mailbox was deleted")
             raise _Closed from None

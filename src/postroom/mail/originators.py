@@ -122,6 +122,7 @@ class _Token:
     kind: str  # "atom", "quoted", "literal", one of <>@,;:. or "end"
     text: str  # quoted strings unquoted and unescaped
     spaced: bool  # whitespace or a comment came before it
+    comment: str | None = None  # the last comment right before it, unescaped
 
 
 def parse_addresses(text: str, max_addresses: int | None = MAX_ORIGINATOR_ADDRESSES
@@ -153,14 +154,15 @@ def _parse_full(text: str, max_addresses: int | None) -> ParsedAddresses:
 
 def _tokens(text: str) -> Iterator[_Token]:
     """RFC 5322 §3.2 lexical tokens; comments and whitespace only set `spaced`."""
-    pos, spaced = 0, False
+    pos, spaced, comment = 0, False, None
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
             raise _SyntaxProblem(_unexpected_character(text, pos))
         kind = match.lastgroup or ""
         if kind == "comment":
-            pos, spaced = _comment_end(text, pos), True
+            end = _comment_end(text, pos)
+            pos, spaced, comment = end, True, _comment_text(text[pos + 1 : end - 1])
             continue
         pos = match.end()
         if kind == "space":
@@ -169,9 +171,15 @@ def _tokens(text: str) -> Iterator[_Token]:
         value = match.group()
         if kind == "quoted":
             value = _QUOTED_PAIR.sub(r"\1", value[1:-1]) if "\\" in value else value[1:-1]
-        yield _Token(value if kind == "special" else kind, value, spaced)
-        spaced = False
-    yield _Token("end", "", spaced)
+        yield _Token(value if kind == "special" else kind, value, spaced, comment)
+        spaced, comment = False, None
+    yield _Token("end", "", spaced, comment)
+
+
+def _comment_text(inner: str) -> str | None:
+    """A comment's text as a display name: quoted-pairs undone, blanks collapsed."""
+    text = _BLANKS.sub(" ", _QUOTED_PAIR.sub(r"\1", inner)).strip()
+    return text or None
 
 
 def _unexpected_character(text: str, pos: int) -> str:
@@ -252,10 +260,14 @@ class _Parser:
             return self._angle_address(phrase)
         if following == ":" and not in_group:
             return self._group(phrase)
-        if following == "@":
-            return self._mailbox(None, None, phrase)
-        if phrase and following in (",", ";", "end"):
-            return self._mailbox(None, None, phrase)  # a bare local part: no domain
+        if following == "@" or (phrase and following in (",", ";", "end")):
+            # (a bare local part has no domain.) An addr-spec has no display name; the
+            # comment after it is, by old convention, the person's name: IMAP shows it
+            # as the ENVELOPE personal name, as Dovecot and Cyrus do.
+            mailbox = self._mailbox(None, None, phrase)
+            if self._next.comment is None:
+                return mailbox
+            return Mailbox(self._next.comment, None, mailbox.local_part, mailbox.domain)
         raise _SyntaxProblem(f"unexpected {_describe(self._next)}")
 
     def _phrase(self) -> list[_Token]:

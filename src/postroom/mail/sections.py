@@ -14,6 +14,7 @@ answers NO [UNKNOWN-CTE], RFC 3516 §4.3) and only for BINARY. Sans-IO.
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterator
 
 from postroom.errors import Refused
@@ -28,6 +29,9 @@ from postroom.mail.mimetree import MessageMeta, Part
 SEARCH_TEXT_LIMIT = 1_000_000  # characters of decoded text SEARCH looks at per message
 _IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 SPECIFIERS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "MIME", "TEXT"})
+# RFC 2045 §6.7 rule 3: whitespace at the end of an encoded line is padding a gateway may
+# have added; it is removed before decoding (possessive, so a long run costs linear time).
+_QP_TRAILING_SPACE = re.compile(rb"(?<![ \t])[ \t]++(?=\r?\n|\Z)")
 
 
 class UnknownTransferEncoding(Refused):
@@ -181,8 +185,15 @@ def decode_transfer(body: bytes, encoding: str) -> bytes:
     if encoding == "base64":
         return decode_base64(body)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(body)
+        return decode_quoted_printable(body)
     raise UnknownTransferEncoding(encoding)
+
+
+def decode_quoted_printable(body: bytes) -> bytes:
+    """RFC 2045 §6.7: trailing whitespace on a line is dropped, so `=` followed by
+    whitespace then a line break is a soft line break like `=` CRLF; the rest (=XX
+    octets, invalid `=` kept as they are) is binascii's."""
+    return binascii.a2b_qp(_QP_TRAILING_SPACE.sub(b"", body))
 
 
 def text_for_search(raw: bytes, meta: MessageMeta, limit: int = SEARCH_TEXT_LIMIT) -> str:

@@ -26,10 +26,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from postroom.store.greylist_api import GreylistStore
+from postroom.store.greylist_api import (  # noqa: F401  (rows re-exported)
+    GreylistClient,
+    GreylistEntry,
+    GreylistStore,
+    SpamThresholds,
+)
 from postroom.store.junk_api import JunkStore
 from postroom.store.metadata_api import MetadataStore
 from postroom.store.quota_api import QuotaStore
+from postroom.store.sieve_api import SieveStore
+from postroom.store.tls_api import TlsStore
 
 
 class SpecialUse(enum.StrEnum):
@@ -91,6 +98,10 @@ class Mailbox:
     highest_modseq: int
     special_use: SpecialUse | None
     is_subscribed: bool
+    # Never reused, not even by a mailbox re-created under the same name (migration 0010):
+    # what anything kept per mailbox in a process is keyed by, and RFC 8474 MAILBOXID.
+    # 'M' + 22 or more of [A-Za-z0-9_-]; "" only in test doubles that build rows by hand.
+    object_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +273,13 @@ class QueueEntry:
     last_error: str
     envid: str = ""
     notify: str = ""  # RFC 3461 NOTIFY value from RCPT, "" when absent
+    # Issue 17 (migration 0016): RFC 3461 ORCPT and RET, BODY (RFC 3030 "BINARYMIME" needs
+    # CHUNKING at the next hop), RFC 8689 REQUIRETLS, and whether the delay DSN went out.
+    orcpt: str = ""
+    ret: str = ""
+    body: str = ""
+    is_requiretls: bool = False
+    is_delay_notified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +361,12 @@ class Mailstore(Protocol):
         `message.blob_id` (from `BlobStore.new_id`); the store makes it durable before
         the row commits, in the same trip to its writer (issue 8)."""
         ...
+    async def append_messages(self, mailbox_id: int, messages: Sequence[NewMessage], *,
+                              bodies: Sequence[bytes | None] | None = None,
+                              ) -> list[MessageRow]:  # fmt: skip
+        """RFC 3502 MULTIAPPEND: the messages in order, in one transaction (all or none);
+        `bodies` as `append_message`'s `body`, one per message."""
+        ...
     async def list_messages(
         self, mailbox_id: int, *, changed_since: int = 0
     ) -> list[MessageRow]: ...
@@ -415,6 +439,9 @@ class QueueStore(Protocol):
         self, entry_id: int, next_attempt: dt.datetime, last_error: str
     ) -> None: ...
     async def finish_queue_entry(self, entry_id: int) -> None: ...
+    async def mark_delay_notified(self, entry_ids: Sequence[int]) -> None:
+        """Record that the sender was told these entries are delayed (sent once)."""
+        ...
     async def flush_queue(self, now: dt.datetime) -> int:
         """Make every entry not under a lease in force at `now` due at `now`; returns how
         many changed. Leased entries are being delivered: making them claimable again
@@ -477,7 +504,7 @@ class GuardStore(Protocol):
 
 
 class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
-            QuotaStore, GreylistStore, JunkStore, Protocol):
+            QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, Protocol):
     """Persistent state: every role, on one backend. All methods are coroutines and safe
     to call concurrently."""
 

@@ -61,12 +61,19 @@ from postroom.store.sql.directory import DirectorySql
 from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
 from postroom.store.sql.junk import JunkSql
-from postroom.store.sql.mailboxes import MailboxSql, Rename, raise_uidvalidity_counter
+from postroom.store.sql.mailboxes import (
+    MailboxSql,
+    Rename,
+    new_object_id,
+    raise_uidvalidity_counter,
+)
 from postroom.store.sql.messages import MessageSql
 from postroom.store.sql.metadata import MetadataSql
 from postroom.store.sql.queue import QueueSql
 from postroom.store.sql.quota import QuotaSql
 from postroom.store.sql.rows import Row
+from postroom.store.sql.sieve import SieveSql
+from postroom.store.sql.tls import TlsSql
 
 DIALECT = postgres_dialect(psycopg.errors.UniqueViolation)
 _MIGRATION_LOCK = 0x706F7374726F6F6D  # "postroom": pg_advisory_xact_lock key
@@ -195,7 +202,7 @@ class _PostgresInstall:
 
 
 class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
-                    MetadataSql, QuotaSql, GreylistSql, JunkSql):
+                    MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql):
     """`Store` on a PostgreSQL database shared by any number of nodes (module docstring).
     The SQL it shares with SQLite is in store/sql/.
 
@@ -326,6 +333,25 @@ class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             work.changed(account_id, mailbox_id, "append", modseq)
         return message_row
 
+    async def append_messages(self, mailbox_id: int, messages: Sequence[NewMessage], *,
+                              bodies: Sequence[bytes | None] | None = None,
+                              ) -> list[MessageRow]:  # fmt: skip
+        for message, body in zip(messages, bodies or (), strict=False):
+            if body is not None:
+                await self._blobs.put(body, blob_id=message.blob_id)
+        saved, rows = shared.utc_now(), []
+        async with self._tx() as work:  # RFC 3502: one transaction, all or none
+            for message in messages:
+                row = await work.fetch_one(shared.TAKE_UID, (mailbox_id,))
+                if row is None:
+                    raise NotFound(f"no mailbox with id {mailbox_id}")
+                account_id, uid, modseq = row
+                rows.append(shared.new_message_row(mailbox_id, message, saved, uid, modseq))
+                await work.fetch(shared.INSERT_MESSAGE,
+                                 shared.insert_params(DIALECT, rows[-1], message.meta))
+                work.changed(account_id, mailbox_id, "append", modseq)
+        return rows
+
     async def list_flag_columns(self, mailbox_id: int) -> FlagColumns:
         # An index-only scan of messages_flags (migration 0004).
         rows = await self._read("SELECT uid, modseq, flags FROM messages"
@@ -389,7 +415,7 @@ class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             " FROM due WHERE q.id = due.id"
             " RETURNING q.id, q.message_id, q.sender, q.recipient, q.domain, q.blob_id,"
             " q.size, q.created, due.next_attempt, q.attempts, q.last_error, q.envid,"
-            " q.notify",
+            " q.notify, q.orcpt, q.ret, q.body, q.requiretls, q.delay_notified",
             (aware(now), limit, aware(now) + lease, aware(now) + lease),
         )  # one statement in autocommit: the lock and the update commit together
         return sorted((shared.queue_from_row(row, DIALECT.read_time) for row in rows),
@@ -424,10 +450,11 @@ class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             row = await _fetch_one(
                 work.conn,
                 "INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highest_modseq,"
-                " special_use) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                " special_use, object_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (account_id, mailbox.name, mailbox.uidvalidity, mailbox.uidnext,
                  mailbox.highest_modseq,
-                 mailbox.special_use.value if mailbox.special_use else None),
+                 mailbox.special_use.value if mailbox.special_use else None,
+                 mailbox.object_id or new_object_id()),  # RFC 8474: MAILBOXID kept
             )  # fmt: skip
             await raise_uidvalidity_counter(work, DIALECT, mailbox.uidvalidity)
         return int(row[0])

@@ -94,6 +94,8 @@ from postroom.store.sql.rows import (
     read_install_state,
     utc_now,
 )
+from postroom.store.sql.sieve import SieveSql
+from postroom.store.sql.tls import TlsSql
 from postroom.store.sqlitebatch import BatchWriter
 from postroom.store.sqliteblobs import (
     BLOB_IN_USE_SQL,
@@ -101,7 +103,14 @@ from postroom.store.sqliteblobs import (
     SqliteBlobStore,
     is_inline,
 )
-from postroom.store.sqlitejobs import append_job, expunge_job, insert_inline_job, store_flags_job
+from postroom.store.sqlitejobs import (
+    append_job,
+    append_many_job,
+    expunge_job,
+    insert_inline_job,
+    store_flags_job,
+    write_blobs_now,
+)
 
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -253,7 +262,7 @@ _QUICK_CHECK_ERRORS = 3  # what the refusal quotes of quick_check's findings
 
 
 class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
-                  MetadataSql, QuotaSql, GreylistSql, JunkSql):
+                  MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql):
     """`Store` on one SQLite file; see the module docstring for the concurrency model.
     The SQL it shares with PostgreSQL is in store/sql/.
 
@@ -341,13 +350,25 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         # write says BEGIN IMMEDIATE itself (style-and-libs.md B, aiosqlite).
         db = await aiosqlite.connect(self._path, isolation_level=None)
         try:
-            await _fetch(db, f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            await _fetch(db, "PRAGMA synchronous = FULL")  # acknowledged mail survives power loss
-            await _fetch(db, "PRAGMA foreign_keys = ON")
+            for pragma in (f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}",
+                           "PRAGMA synchronous = FULL",  # acknowledged mail survives power loss
+                           "PRAGMA foreign_keys = ON"):  # fmt: skip
+                await self._opening_pragma(db, pragma)
         except BaseException:
             await db.close()
             raise
         return db
+
+    async def _opening_pragma(self, db: aiosqlite.Connection, pragma: str) -> None:
+        """Not through _fetch: damage found while opening (a schema spread over damaged
+        pages fails the first statement) is the one-line refusal, as quick_check's."""
+        try:
+            await db.execute_fetchall(pragma)
+        except sqlite3.DatabaseError as error:
+            if error.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_CORRUPT,
+                                                     sqlite3.SQLITE_NOTADB):
+                raise
+            raise StorageCorrupt(self._damaged(str(error))) from None
 
     async def close(self) -> None:
         await self._batch.close()  # writes already queued still get committed
@@ -433,6 +454,19 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         elif body is not None:
             prepare = partial(self._blobs.write_now, message.blob_id, body)
         job = partial(append_job, mailbox_id, message, utc_now(), inline_body)
+        return await self._batched(job, prepare=prepare)  # type: ignore[no-any-return]
+
+    async def append_messages(self, mailbox_id: int, messages: Sequence[NewMessage], *,
+                              bodies: Sequence[bytes | None] | None = None,
+                              ) -> list[MessageRow]:  # fmt: skip
+        # RFC 3502: one job, so one savepoint of the group commit: all or none.
+        bodies = list(bodies) if bodies is not None else [None] * len(messages)
+        inline = [body if body is not None and is_inline(message.blob_id) else None
+                  for message, body in zip(messages, bodies, strict=True)]  # fmt: skip
+        files = [(message.blob_id, body) for message, body in zip(messages, bodies, strict=True)
+                 if body is not None and not is_inline(message.blob_id)]  # fmt: skip
+        prepare = partial(write_blobs_now, self._blobs, files) if files else None
+        job = partial(append_many_job, mailbox_id, messages, utc_now(), inline)
         return await self._batched(job, prepare=prepare)  # type: ignore[no-any-return]
 
     async def list_flag_columns(self, mailbox_id: int) -> FlagColumns:

@@ -1,6 +1,6 @@
-"""The SQLite backend's group-commit jobs (store/sqlitebatch.py runs them): append,
-STORE and EXPUNGE as plain functions on the batch thread's sqlite3 connection, built from
-the statements shared in store/sql/.
+"""The SQLite backend's group-commit jobs (store/sqlitebatch.py runs them): append (one
+message, or several all-or-none for MULTIAPPEND), STORE and EXPUNGE as plain functions
+on the batch thread's sqlite3 connection, built from the statements shared in store/sql/.
 
 Each statement costs the batch thread a GIL round trip, so the jobs use as few as they
 can: the UID and MODSEQ come from the one UPDATE of the mailbox row (RETURNING), and a
@@ -13,8 +13,10 @@ import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from postroom.store.api import Expunged, FlagMode, MessageRow, NewMessage
+from postroom.store.blobs import FileBlobStore, fsync_dir
 from postroom.store.errors import NotFound
 from postroom.store.sql.dialect import SQLITE
 from postroom.store.sql.messages import expunge_statements, select_expunged
@@ -62,6 +64,25 @@ def append_job(mailbox_id: int, message: NewMessage, saved: dt.datetime,
     work.db.execute(INSERT_MESSAGE, insert_params(SQLITE, message_row, message.meta))
     work.changed(account_id, mailbox_id, "append", modseq)
     return message_row
+
+
+def append_many_job(mailbox_id: int, messages: Sequence[NewMessage], saved: dt.datetime,
+                    inline_bodies: Sequence[bytes | None], work: BatchWork
+                    ) -> list[MessageRow]:  # fmt: skip
+    """RFC 3502 MULTIAPPEND: every message or none. One job is one savepoint (or the whole
+    transaction), so a message that fails rolls back those before it."""
+    return [append_job(mailbox_id, message, saved, body, work)
+            for message, body in zip(messages, inline_bodies, strict=True)]
+
+
+def write_blobs_now(blobs: FileBlobStore, files: Sequence[tuple[str, bytes]]) -> Path:
+    """A batch's `prepare` for several bodies: each file written; every directory but
+    the one returned (the batch fsyncs that) fsynced here."""
+    directories = {blobs.write_now(blob_id, data) for blob_id, data in files}
+    last = directories.pop()
+    for directory in directories:
+        fsync_dir(directory)
+    return last
 
 
 def insert_inline_job(blob_id: str, data: bytes, work: BatchWork) -> None:

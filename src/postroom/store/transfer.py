@@ -119,11 +119,34 @@ async def _copy_account(run: _Transfer, address: str) -> None:
     # Subscriptions are kept by name and may name mailboxes that do not exist (§6.3.7).
     for name in await run.source.list_subscriptions(account.id):
         await run.target.set_subscribed(new_id, name, True)
+    await _copy_account_settings(run, account.id, new_id, account.address)
+
+
+async def _copy_account_settings(run: _Transfer, old_id: int, new_id: int,
+                                 address: str) -> None:  # fmt: skip
+    """Its quota (issue 17), server METADATA, and Sieve scripts with the active one
+    (issue 19)."""
+    setting = (await run.source.account_quota(old_id)).setting
+    if setting.storage is not None or setting.messages is not None:
+        await run.target.set_quota(address, setting.storage, setting.messages)
+    entries = await run.source.list_metadata(old_id, None)
+    if entries:
+        await run.target.set_metadata(new_id, None, [(e.name, e.value) for e in entries])
+    now = dt.datetime.now(dt.UTC)
+    for info in await run.source.list_sieve_scripts(old_id):
+        text = await run.source.get_sieve_script(old_id, info.name)
+        if text is not None:
+            await run.target.put_sieve_script(new_id, info.name, text, now)
+            if info.is_active:
+                await run.target.activate_sieve_script(new_id, info.name)
 
 
 async def _copy_mailbox(run: _Transfer, account_id: int, mailbox: Mailbox) -> None:
     new_id = await run.target.import_mailbox(account_id, mailbox)
     run.report.mailboxes += 1
+    entries = await run.source.list_metadata(mailbox.account_id, mailbox.id)
+    if entries:  # RFC 5464 annotations travel with their mailbox
+        await run.target.set_metadata(account_id, new_id, [(e.name, e.value) for e in entries])
     rows = await run.source.list_messages(mailbox.id)
     for start in range(0, len(rows), _BATCH):
         batch: list[tuple[MessageRow, str]] = []

@@ -118,7 +118,7 @@ VALID: list[tuple[bytes, Command]] = [
     (b"a UID SEARCH UNSEEN", Search("a", FlagKey("\\Seen", False), is_uid=True)),
     (
         b"a SEARCH CHARSET utf-8 FROM {3}\r\nbob",
-        Search("a", HeaderKey("From", "bob"), charset="UTF-8"),
+        Search("a", HeaderKey("From", "bob", True), charset="UTF-8"),
     ),
     (b"a SEARCH RETURN () ALL", Search("a", AllKey(), return_options=("ALL",))),
     (
@@ -190,8 +190,9 @@ def test_append_forms() -> None:
 def test_utf8_mailbox_names_when_enabled() -> None:
     line = 'a SELECT "Entwürfe"'.encode()
     assert parse_command(line, is_utf8=True) == Select("a", "Entwürfe")
-    with pytest.raises(ParseError):
-        parse_command(line, is_utf8=False)
+    # Issue 17: without UTF8=ACCEPT the 8-bit name is legal syntax naming no mailbox
+    # (answered NO [NONEXISTENT]), not a syntax error.
+    assert parse_command(line, is_utf8=False) == Select("a", "Entwürfe", is_name_usable=False)
 
 
 def test_password_not_in_repr() -> None:

@@ -199,7 +199,8 @@ def test_discard_buffered_after_starttls() -> None:
 def test_utf8_mode_switch() -> None:
     conn = ImapConnection()
     line = 'a SELECT "Entwürfe"\r\n'.encode()
-    assert isinstance(feed(conn, line)[0], SyntaxErrorEvent)
+    # Issue 17: legal syntax that names no mailbox until UTF8=ACCEPT (NO, not BAD).
+    assert feed(conn, line) == [Select("a", "Entwürfe", is_name_usable=False)]
     conn.enable_utf8()
     assert feed(conn, line) == [Select("a", "Entwürfe")]
 

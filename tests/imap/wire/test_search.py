@@ -51,11 +51,11 @@ SINGLE: list[tuple[bytes, SearchKey]] = [
     (b"OLD", FlagKey("\\Recent", False)),
     (b"KEYWORD $Forwarded", FlagKey("$Forwarded")),
     (b"UNKEYWORD $Junk", FlagKey("$Junk", False)),
-    (b"BCC x", HeaderKey("Bcc", "x")),
-    (b"CC x", HeaderKey("Cc", "x")),
-    (b'FROM "a b"', HeaderKey("From", "a b")),
+    (b"BCC x", HeaderKey("Bcc", "x", True)),
+    (b"CC x", HeaderKey("Cc", "x", True)),
+    (b'FROM "a b"', HeaderKey("From", "a b", True)),
     (b"SUBJECT {5}\r\nhello", HeaderKey("Subject", "hello")),
-    (b"TO x", HeaderKey("To", "x")),
+    (b"TO x", HeaderKey("To", "x", True)),
     (b'HEADER X-Spam ""', HeaderKey("X-Spam", "")),
     (b"BODY word", BodyKey("word")),
     (b"TEXT word", TextKey("word")),
@@ -94,8 +94,8 @@ def test_nesting_or_not_groups() -> None:
     assert tree == AndKey(
         (
             OrKey(
-                AndKey((HeaderKey("From", "bob"), NotKey(FlagKey("\\Seen")))),
-                OrKey(HeaderKey("To", "alice"), SequenceKey(SequenceSet(((1, 5),)))),
+                AndKey((HeaderKey("From", "bob", True), NotKey(FlagKey("\\Seen")))),
+                OrKey(HeaderKey("To", "alice", True), SequenceKey(SequenceSet(((1, 5),)))),
             ),
             FlagKey("\\Deleted", False),
         )

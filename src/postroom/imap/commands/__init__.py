@@ -23,10 +23,15 @@ from postroom.imap.commands import (
     expunge,
     fetch,
     mailboxes,
+    metadata,
     misc,
+    notify,
+    quota,
     search,
     select,
+    sort,
     store,
+    thread,
 )
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.spec import CommandSpec
@@ -35,6 +40,11 @@ from postroom.imap.wire.connection import ConnectionState
 
 FAMILIES: tuple[ModuleType, ...] = (
     misc, auth, select, mailboxes, append, expunge, search, fetch, store, copymove,
+    quota,
+    sort,
+    notify,
+    metadata,
+    thread,
 )  # fmt: skip
 # Capabilities of the protocol as a whole rather than of one command (RFC 9051 §7.2.2).
 PROTOCOL_CAPABILITIES = ("IMAP4rev2", "IMAP4rev1", "LITERAL+", "UTF8=ACCEPT")

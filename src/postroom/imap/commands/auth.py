@@ -1,10 +1,13 @@
-"""LOGIN and AUTHENTICATE (RFC 9051 §6.2.2-§6.2.3, RFC 4959 SASL-IR, RFC 4616 PLAIN), and
-the specs of the not-authenticated commands (STARTTLS's too: the session driver runs it,
-since it upgrades the socket).
+"""LOGIN and AUTHENTICATE (RFC 9051 §6.2.2-§6.2.3, RFC 4959 SASL-IR, RFC 4616 PLAIN),
+UNAUTHENTICATE (RFC 8437), and the specs of the not-authenticated commands (STARTTLS's
+too: the session driver runs it, since it upgrades the socket).
 
-Owns turning credentials into an authenticated session: the account service verifies
-the password (off the event loop), this module moves the connection to AUTHENTICATED and
-subscribes it to the account's change feed.
+Owns turning credentials into an authenticated session and back: the account service
+verifies the password (off the event loop, behind the ban guard, so a later LOGIN after
+UNAUTHENTICATE is judged like the first), this module moves the connection to
+AUTHENTICATED and subscribes it to the account's change feed; UNAUTHENTICATE drops the
+account, the selected mailbox, NOTIFY, ENABLEd extensions and the feed subscription.
+TLS and COMPRESS stay: they belong to the connection, not to the login (RFC 8437 §3).
 
 Invariants: neither command works before TLS (LOGINDISABLED, RFC 9051 §6.2.3 / §11.1);
 a failure never says whether the user or the password was wrong.
@@ -17,8 +20,8 @@ import logging
 
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
-from postroom.imap.commands.spec import NOT_AUTHENTICATED, CommandSpec
-from postroom.imap.wire.commands.auth import Authenticate, Login, StartTls
+from postroom.imap.commands.spec import AUTHENTICATED, NOT_AUTHENTICATED, CommandSpec
+from postroom.imap.wire.commands.auth import Authenticate, Login, StartTls, Unauthenticate
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.responses import Atom, render_continuation
 from postroom.sasl import Challenge, Credentials, SaslAborted, SaslExchange
@@ -72,6 +75,23 @@ async def handle_authenticate(ctx: Context, command: Authenticate) -> Done:
     return await _log_in(ctx, step)
 
 
+async def handle_unauthenticate(ctx: Context, command: Unauthenticate) -> Done:
+    """RFC 8437 §3: back to the not-authenticated state, as if freshly connected."""
+    if ctx.subscription is not None:
+        ctx.subscription.close()
+        ctx.subscription = None
+    ctx.selected = None
+    ctx.is_selected_stale = False
+    ctx.notify = None
+    ctx.result_contexts = None
+    ctx.enabled.clear()
+    ctx.conn.is_utf8 = False  # ENABLE UTF8=ACCEPT / IMAP4rev2 ended with the login
+    ctx.account = None
+    ctx.state = ConnectionState.NOT_AUTHENTICATED
+    # RFC 8437 §3: the capabilities change; say which hold now.
+    return Done("not authenticated any more", "CAPABILITY", tuple(_atoms(ctx.capabilities())))
+
+
 def _b64(data: bytes) -> str:
     # SaslExchange takes the wire form; the parser already decoded SASL-IR.
     return base64.b64encode(data).decode("ascii") if data else "="
@@ -83,4 +103,6 @@ SPECS = (
     CommandSpec(Authenticate, ("AUTHENTICATE",), handle_authenticate, NOT_AUTHENTICATED,
                 needs_view_tables=False, capabilities=("SASL-IR",)),
     CommandSpec(Login, ("LOGIN",), handle_login, NOT_AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Unauthenticate, ("UNAUTHENTICATE",), handle_unauthenticate, AUTHENTICATED,
+                needs_view_tables=False, capabilities=("UNAUTHENTICATE",)),
 )  # fmt: skip

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +26,9 @@ from postroom.imap.selected import (
     ExistsUpdate,
     ExpungeUpdate,
     FlagsUpdate,
+    KeywordsUpdate,
     SelectedMailbox,
+    render_mailbox_flags,
 )
 from postroom.imap.wire.connection import ConnectionState, ImapConnection
 from postroom.imap.wire.responses import (
@@ -35,16 +38,31 @@ from postroom.imap.wire.responses import (
     render_expunge,
     render_fetch,
     render_recent,
+    render_untagged_status,
     render_vanished,
 )
 from postroom.runtime import Runtime
-from postroom.store.api import Account
+from postroom.store.api import Account, Change
 from postroom.store.changes import Subscription
 
 
 class SessionIO(Protocol):
     async def write(self, data: bytes) -> None: ...
     async def read_line(self) -> bytes: ...
+
+
+class ChangeListener(Protocol):
+    """Hears every change-feed event the session drains (NOTIFY, imap/commands/notify.py);
+    `is_overflow`: the subscription's queue was full, so events were lost."""
+
+    def note(self, changes: Sequence[Change], is_overflow: bool) -> None: ...
+
+
+class ResultUpdates(Protocol):
+    """Live SEARCH/SORT results (RFC 5267 §4), told of each batch of updates."""
+
+    async def send_removals(self, ctx: Context) -> None: ...
+    async def send(self, ctx: Context) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +90,11 @@ class Context:
     subscription: Subscription | None = None
     # Set when the change feed reported something about the selected mailbox.
     is_selected_stale: bool = False
+    pending_output: bytes = b""  # untagged lines `write` sends first (enable_condstore)
+    is_compressed: bool = False  # COMPRESS=DEFLATE is on (RFC 4978), set by the session
+    notify: ChangeListener | None = None  # NOTIFY SET in force (RFC 5465)
+    # RFC 5267 UPDATE contexts of SEARCH/SORT (imap/commands/resultcontext.py).
+    result_contexts: ResultUpdates | None = None
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -97,7 +120,11 @@ class Context:
         return "QRESYNC" in self.enabled
 
     def enable_condstore(self) -> None:
-        """A CONDSTORE-enabling command was used (RFC 7162 §3.1)."""
+        """A CONDSTORE-enabling command was used (RFC 7162 §3.1). The first one in a
+        selected mailbox also reports `OK [HIGHESTMODSEQ n]`, ahead of its own output."""
+        if "CONDSTORE" not in self.enabled and self.selected is not None:
+            self.pending_output += render_untagged_status(
+                "OK", "highest mod-sequence", "HIGHESTMODSEQ", (self.selected.baseline,))
         self.enabled.add("CONDSTORE")
 
     @property
@@ -133,7 +160,17 @@ class Context:
 
     # -- output -----------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
-        await self.io.write(data)
+        if self.pending_output:  # untagged lines due before anything else is written
+            data, self.pending_output = self.pending_output + data, b""
+        if data:
+            await self.io.write(data)
+
+    async def announce_keywords(self) -> None:
+        """Send FLAGS and PERMANENTFLAGS again when the selected view holds a keyword the
+        client was not told of, before any FETCH can show it (issue 17)."""
+        update = None if self.selected is None else self.selected.take_keywords_update()
+        if update is not None:
+            await self.write(render_mailbox_flags(update))
 
     async def send_updates(self, *, may_expunge: bool) -> None:
         """Refresh the selected view when it may be stale and send what changed."""
@@ -144,6 +181,8 @@ class Context:
             await view.refresh(self.runtime.store)
             self.is_selected_stale = False  # only once the refresh worked
         is_rev1 = not self.is_rev2
+        if self.result_contexts is not None and may_expunge:
+            await self.result_contexts.send_removals(self)  # RFC 5267 §4.3.4: before EXPUNGE
         chunks: list[bytes] = []
         updates = view.take_updates(may_expunge=may_expunge, is_rev1=is_rev1)
         vanished = [u.uid for u in updates if isinstance(u, ExpungeUpdate)]
@@ -163,16 +202,26 @@ class Context:
                 if self.is_condstore:
                     items.append(("MODSEQ", [update.modseq]))
                 chunks.append(render_fetch(update.seq, items))
-        if chunks:
+            elif isinstance(update, KeywordsUpdate):
+                chunks.append(render_mailbox_flags(update))
+        if chunks or self.pending_output:
             await self.write(b"".join(chunks))
+        if self.result_contexts is not None and may_expunge:
+            await self.result_contexts.send(self)  # RFC 5267 §4.3: after EXPUNGE/EXISTS
 
     def note_changes(self) -> None:
-        """Drain the change feed; mark the selected view stale if its mailbox changed."""
-        if self.subscription is None or self.selected is None:
+        """Drain the change feed; mark the selected view stale if its mailbox changed;
+        tell NOTIFY (if in force) about every change."""
+        if self.subscription is None or (self.selected is None and self.notify is None):
+            return
+        changes = self.subscription.drain()
+        is_overflow = len(changes) >= self.subscription.queue.maxsize - 1
+        if self.notify is not None and changes:
+            self.notify.note(changes, is_overflow)
+        if self.selected is None:
             return
         mailbox_id = self.selected.mailbox_id
-        changes = self.subscription.drain()
-        if len(changes) >= self.subscription.queue.maxsize - 1:
+        if is_overflow:
             # A full queue drops events, possibly ours: re-read to be sure.
             self.is_selected_stale = True
         view = self.selected

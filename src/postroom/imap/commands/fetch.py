@@ -1,5 +1,5 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 7162 CHANGEDSINCE,
-MODSEQ and VANISHED).
+MODSEQ and VANISHED; RFC 8970 PREVIEW; RFC 8514 SAVEDATE).
 
 Owns turning fetch attributes into FETCH responses, one message at a time, streamed. Which
 of the three read paths a command takes (view and rows / top-level headers / metadata and
@@ -36,6 +36,7 @@ from typing import IO
 from postroom.errors import BadSyntax
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.fetchplan import ROW_ONLY, FetchPlan, ReadPath, Wanted
+from postroom.imap.commands.objectid import email_id
 from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox, uids_within
 from postroom.imap.wire.commands.fetch import Fetch
@@ -56,6 +57,7 @@ from postroom.imap.wire.responses import (
 from postroom.mail.bodystructure import body_structure
 from postroom.mail.headers import find_body_start
 from postroom.mail.mimetree import MessageMeta, parse_message
+from postroom.mail.preview import message_preview, preview_bytes_needed
 from postroom.mail.sections import (
     ParsedHeader,
     binary_size,
@@ -144,6 +146,13 @@ class _Message:
                 self._meta = await asyncio.to_thread(parse_message, await self.raw())
         return self._meta
 
+    async def raw_prefix(self, size: int) -> bytes:
+        """The first `size` octets, without keeping them as the message (PREVIEW reads
+        one text part, not the attachments after it)."""
+        if self._raw is not None:
+            return self._raw[:size]
+        return await self.ctx.runtime.blobs.read(self.row.blob_id, limit=size) if size else b""
+
     async def raw(self, *, header_only: bool = False) -> bytes:
         if self._raw is None:
             limit = None
@@ -195,6 +204,10 @@ def _row_item(ctx: Context, view: SelectedMailbox, uid: int, name: str) -> Value
         return row.internal_date
     if name == "RFC822.SIZE":
         return row.size
+    if name == "EMAILID":  # RFC 8474 §5.1
+        return [Atom(email_id(row.blob_id))]
+    if name == "THREADID":  # RFC 8474 §5.2: no thread ids are kept, so NIL
+        return None
     return row.saved_date  # SAVEDATE (RFC 8514)
 
 
@@ -206,6 +219,9 @@ async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
     if name in ("BODY", "BODYSTRUCTURE"):
         return render_body(body_structure(await msg.meta(), name == "BODYSTRUCTURE"),
                            is_utf8=msg.ctx.is_utf8)  # fmt: skip
+    if name == "PREVIEW":  # RFC 8970: computed on demand from the first text part
+        meta = await msg.meta()
+        return message_preview(await msg.raw_prefix(preview_bytes_needed(meta)), meta)
     if name == "RFC822":
         return await msg.raw()
     if name in ("RFC822.HEADER", "RFC822.TEXT"):
@@ -214,7 +230,7 @@ async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
         if name == "RFC822.HEADER":
             return raw[: meta.root.body_start]
         return raw[meta.root.body_start :]
-    return None  # EMAILID / THREADID: not advertised (RFC 8474), answered NIL
+    raise TypeError(f"unhandled fetch item {name}")
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -235,6 +251,10 @@ async def handle_fetch(ctx: Context, command: Fetch) -> Done:
     uids = view.resolve(command.sequence_set, is_uid=command.is_uid)
     if command.changed_since is not None:
         uids = [uid for uid in uids if view.modseqs[uid] > command.changed_since]
+    if command.partial is not None:
+        # RFC 9394 §3.3: only these positions among the messages selected so far (after
+        # CHANGEDSINCE, §3.4), counted from the lowest UID or, negative, the highest.
+        uids = list(command.partial.pick(uids))
     plan = FetchPlan.of(command)
     if plan.is_condstore_enabling:
         ctx.enable_condstore()  # RFC 7162 §3.1: CONDSTORE-enabling
@@ -390,5 +410,6 @@ async def _fetch_message(ctx: Context, view: SelectedMailbox, uid: int, plan: Fe
 
 SPECS = (
     CommandSpec(Fetch, ("FETCH", "UID FETCH"), handle_fetch, SELECTED,
-                allows_expunge=False, capabilities=("BINARY",)),
+                allows_expunge=False,
+                capabilities=("BINARY", "PREVIEW", "SAVEDATE", "OBJECTID")),
 )  # fmt: skip

@@ -32,7 +32,8 @@ from postroom.imap.wire.fetch import (
 )
 from postroom.mail.sections import field_names
 
-ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE"})
+ROW_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "SAVEDATE",
+                      "EMAILID", "THREADID"})  # fmt: skip
 VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})  # kept for every message: no row read
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 Wanted = frozenset[str] | None  # HEADER.FIELDS[.NOT] names, lower-cased; None otherwise
@@ -51,6 +52,8 @@ def needs_meta(attribute: FetchAttribute) -> bool:
 def needs_blob(attribute: FetchAttribute) -> bool:
     if isinstance(attribute, BodySection | BinarySection | BinarySize):
         return True
+    if isinstance(attribute, SimpleAttribute) and attribute.name == "PREVIEW":
+        return True  # RFC 8970: read from the body of the first text part
     return isinstance(attribute, SimpleAttribute) and attribute.name.startswith("RFC822") and (
         attribute.name != "RFC822.SIZE"
     )

@@ -5,8 +5,8 @@ MAX_KEYWORD_LENGTH bytes, a message carrying more than MAX_KEYWORD_BYTES_PER_MES
 keywords, a mailbox whose distinct keywords would pass MAX_KEYWORDS_PER_MAILBOX (all
 NO [LIMIT], RFC 5530 §3), a mailbox that would pass
 MAX_MESSAGES_PER_MAILBOX (NO [LIMIT]) and an account that would pass
-POSTFIX_MAILBOX_SIZE_LIMIT (NO [OVERQUOTA], RFC 9208 §4.3). The last two decide from the
-store's trigger-kept counters (`delivery.local.limit_reached`).
+POSTFIX_MAILBOX_SIZE_LIMIT or its own quota (NO [OVERQUOTA], RFC 9208 §4.3, issue 17).
+The last two decide from the store's trigger-kept counters (`delivery.local.room_in`).
 
 Invariants:
 - The keywords a mailbox uses are read from the store (`Store.mailbox_keywords`, one
@@ -27,8 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from postroom.config import Config
-from postroom.delivery.local import Full, limit_reached
+from postroom.delivery.local import Full, Room, room_in
 from postroom.errors import Refused
+from postroom.imap.recent import mailbox_key
 from postroom.imap.selected import SelectedMailbox
 from postroom.store.api import Mailbox, Store
 
@@ -48,7 +49,7 @@ class _Seen:
     modseq: int  # the HIGHESTMODSEQ `keywords` is exact at; 0: a superset, not exact
 
 
-_seen: weakref.WeakKeyDictionary[Store, OrderedDict[int, _Seen]] = weakref.WeakKeyDictionary()
+_seen: weakref.WeakKeyDictionary[Store, OrderedDict[str, _Seen]] = weakref.WeakKeyDictionary()
 
 
 def keywords(flags: Iterable[str]) -> frozenset[str]:
@@ -82,7 +83,7 @@ async def check_keywords(store: Store, config: Config, mailbox: Mailbox,
     if not adding:
         return
     kept = _seen.setdefault(store, OrderedDict())
-    seen = kept.get(mailbox.id)
+    seen = kept.get(mailbox_key(mailbox))  # never reused, unlike ids (issue 17)
     if seen is not None and adding <= seen.keywords:
         return
     if seen is None or seen.modseq != mailbox.highest_modseq:
@@ -90,29 +91,33 @@ async def check_keywords(store: Store, config: Config, mailbox: Mailbox,
     total = seen.keywords | adding
     limit = config.max_keywords_per_mailbox
     if len(total) > limit:
-        _keep(kept, mailbox.id, seen)
+        _keep(kept, mailbox_key(mailbox), seen)
         raise Refused(f"mailbox {mailbox.name} would use more than {limit} keywords",
                       code="LIMIT")  # fmt: skip
-    _keep(kept, mailbox.id, _Seen(total, 0))  # our write may yet fail: not exact
+    _keep(kept, mailbox_key(mailbox), _Seen(total, 0))  # our write may yet fail: not exact
 
 
-def _keep(kept: OrderedDict[int, _Seen], mailbox_id: int, seen: _Seen) -> None:
-    kept[mailbox_id] = seen
-    kept.move_to_end(mailbox_id)
+def _keep(kept: OrderedDict[str, _Seen], key: str, seen: _Seen) -> None:
+    kept[key] = seen
+    kept.move_to_end(key)
     while len(kept) > _MAILBOXES_KEPT:
         kept.popitem(last=False)
 
 
 async def check_room(store: Store, config: Config, mailbox: Mailbox, *, messages: int,
-                     size: int, adds_size: bool = True) -> None:  # fmt: skip
-    """NO [LIMIT] / NO [OVERQUOTA] when the messages would not fit (module doc)."""
-    full = await limit_reached(store, config, mailbox.id, messages=messages, size=size,
-                               adds_size=adds_size)  # fmt: skip
+                     size: int, adds_size: bool = True) -> Room:  # fmt: skip
+    """NO [LIMIT] / NO [OVERQUOTA] when the messages would not fit (module doc); else
+    the room read, for the quota warning once they are stored."""
+    room = await room_in(store, config, mailbox.id)
+    full = room.full_for(messages=messages, size=size, adds_to_account=adds_size)
     if full is Full.MESSAGES:
         raise Refused(f"mailbox {mailbox.name} holds {config.max_messages_per_mailbox}"
-                      " messages at most", code=full.value)  # fmt: skip
+                      " messages at most", code=full.imap_code)  # fmt: skip
     if full is Full.ACCOUNT_SIZE:
-        raise Refused("account storage limit reached", code=full.value)
+        raise Refused("account storage limit reached", code=full.imap_code)
+    if full is Full.QUOTA:
+        raise Refused("Quota exceeded (mailbox for user is full)", code=full.imap_code)
+    return room
 
 
 async def check_copied_keywords(store: Store, config: Config, view: SelectedMailbox,

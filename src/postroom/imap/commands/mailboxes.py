@@ -6,9 +6,16 @@ pattern matching (`*` crosses levels, `%` does not; imap/wire/patterns.py), the
 attributes a LIST line carries, STATUS items, and the limits of issue 25.
 
 Invariants:
-- Every LIST line carries \\HasChildren or \\HasNoChildren and the special-use attribute
-  (clients such as Thunderbird read them from plain LIST too); \\Subscribed only when
-  asked for (RETURN (SUBSCRIBED) or the SUBSCRIBED selection option).
+- Every LIST line of a mailbox or parent carries \\HasChildren or \\HasNoChildren and the
+  special-use attribute (clients such as Thunderbird read them from plain LIST too);
+  \\Subscribed only when asked for (RETURN (SUBSCRIBED) or the SUBSCRIBED selection
+  option). A subscribed name with no mailbox and nothing below is `(\\Subscribed
+  \\NonExistent)` (RFC 5258 §5 example 1).
+- RECURSIVEMATCH: CHILDINFO only for a name with a subscribed descendant that the
+  patterns do not match (RFC 5258 §3.5, §5 example 9). LSUB with `%` lists unsubscribed
+  levels above subscribed names as \\Noselect (RFC 3501 §6.3.9).
+- In-process state per mailbox (\\Recent claims) is keyed by `Mailbox.object_id`, which
+  is never reused; DELETE drops the mailbox's claims. EXAMINE claims none.
 - A parent that exists only as part of a deeper name is listed \\NonExistent \\Noselect
   when a `%` pattern stops at its level (RFC 9051 §6.3.9, RFC 5258 §3).
 - DELETE refuses a mailbox with children (NO [HASCHILDREN], RFC 9051 §7.1): postroom
@@ -36,7 +43,7 @@ from postroom.accounts.mailboxlimits import MailboxLimits, name_problem
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.spec import AUTHENTICATED, CommandSpec
-from postroom.imap.selected import count_unclaimed
+from postroom.imap.recent import count_unclaimed, forget_mailbox, mailbox_key
 from postroom.imap.wire.commands.mailboxes import (
     Create,
     Delete,
@@ -49,7 +56,7 @@ from postroom.imap.wire.commands.mailboxes import (
 )
 from postroom.imap.wire.connection import ConnectionState
 from postroom.imap.wire.patterns import MailboxPattern, pattern_problem
-from postroom.imap.wire.responses import Value, render_list, render_status
+from postroom.imap.wire.responses import Atom, Value, render_list, render_status
 from postroom.store.api import Mailbox, SpecialUse
 from postroom.store.errors import AlreadyExists
 
@@ -81,6 +88,12 @@ def _check_room(ctx: Context, present: int, adding: int) -> None:
     if adding and present + adding > limit:
         raise Refused(f"at most {limit} mailboxes per account (MAX_MAILBOXES_PER_ACCOUNT)",
                       code="LIMIT")  # fmt: skip
+
+
+def _require_usable(is_usable: bool, code: str = "NONEXISTENT") -> None:
+    """A name no mailbox can have (wire/commands/mailboxes.py) names none: NO, not BAD."""
+    if not is_usable:
+        raise Refused("no mailbox by that name", code=code)
 
 
 async def _existing(ctx: Context, name: str) -> Mailbox:
@@ -116,6 +129,7 @@ async def _names(ctx: Context) -> set[str]:
 
 
 async def handle_create(ctx: Context, command: Create) -> Done:
+    _require_usable(command.is_name_usable, "CANNOT")
     name = _clean_name(command.mailbox)
     use = _special_use(command.special_use)
     if name == "INBOX":
@@ -127,16 +141,19 @@ async def handle_create(ctx: Context, command: Create) -> Done:
     parents = _missing_parents(name, present)
     _check_room(ctx, len(present), len(parents) + 1)
     await _create_parents(ctx, parents)
-    await ctx.runtime.store.create_mailbox(ctx.account_id, name, use)
-    return Done("CREATE completed")
+    created = await ctx.runtime.store.create_mailbox(ctx.account_id, name, use)
+    # RFC 8474 §4.1: the new mailbox's MAILBOXID in the tagged OK.
+    return Done("CREATE completed", "MAILBOXID", ([Atom(created.object_id)],))
 
 
 async def handle_delete(ctx: Context, command: Delete) -> Done:
+    _require_usable(command.is_name_usable)
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
     names = await _names(ctx)
     if any(name.startswith(mailbox.name + SEPARATOR) for name in names):
         raise Refused("delete the mailboxes inside it first", code="HASCHILDREN")
     await ctx.runtime.store.delete_mailbox(mailbox.id)
+    forget_mailbox(ctx.runtime.store, mailbox)
     if ctx.selected is not None and ctx.selected.mailbox_id == mailbox.id:
         ctx.selected = None
         ctx.state = ConnectionState.AUTHENTICATED
@@ -152,6 +169,8 @@ def _check_moved_children(ctx: Context, old: str, new: str, present: Iterable[st
 
 
 async def handle_rename(ctx: Context, command: Rename) -> Done:
+    _require_usable(command.is_name_usable)
+    _require_usable(command.is_new_name_usable, "CANNOT")
     mailbox = await _existing(ctx, _clean_name(command.mailbox))
     new_name = _clean_name(command.new_name)
     present = await _names(ctx)
@@ -170,6 +189,7 @@ async def handle_rename(ctx: Context, command: Rename) -> Done:
 
 async def handle_subscribe(ctx: Context, command: Subscribe | Unsubscribe) -> Done:
     is_subscribe = isinstance(command, Subscribe)
+    _require_usable(command.is_name_usable, "CANNOT" if is_subscribe else "NONEXISTENT")
     name = _clean_name(command.mailbox)
     store = ctx.runtime.store
     if is_subscribe:
@@ -235,19 +255,34 @@ class _Listing:
         self.subscribed = set(subscribed)
         self.parents = _parents(self.mailboxes)
         self.subscribed_parents = _parents(self.subscribed)
+        self.childinfo: set[str] = set()  # see `find_childinfo`
 
     def has_children(self, name: str) -> bool:
         return name in self.parents
 
+    def find_childinfo(self, patterns: list[MailboxPattern]) -> None:
+        """RFC 5258 §3.5, §5 example 9 (RECURSIVEMATCH): a name gets CHILDINFO, and is
+        listed even when not subscribed itself, when a subscribed descendant would not be
+        listed on its own because it does not match the patterns. A parent whose
+        subscribed descendants all match is left out: they appear themselves."""
+        self.childinfo = _parents(name for name in self.subscribed
+                                  if not _matches(patterns, name))  # fmt: skip
+
 
 def _attributes(listing: _Listing, name: str, command: List) -> list[str]:
     box = listing.mailboxes.get(name)
+    wants_subscribed = "SUBSCRIBED" in command.return_options | command.selection
+    is_subscribed = wants_subscribed and name in listing.subscribed
+    if box is None and not listing.has_children(name):
+        # Only a name: subscribed after its mailbox was deleted, or a CHILDINFO parent.
+        # RFC 5258 §3.4, §5 example 1: `(\Subscribed \NonExistent)`; \NonExistent
+        # implies \Noselect and, with nothing below, says all there is.
+        return ["\\Subscribed", "\\NonExistent"] if is_subscribed else ["\\NonExistent"]
     attributes: list[str] = []
     if box is None:
         attributes += ["\\NonExistent", "\\Noselect"]
     attributes.append("\\HasChildren" if listing.has_children(name) else "\\HasNoChildren")
-    wants_subscribed = "SUBSCRIBED" in command.return_options | command.selection
-    if wants_subscribed and name in listing.subscribed:
+    if is_subscribed:
         attributes.append("\\Subscribed")
     if box is not None and box.special_use is not None:
         attributes.append(box.special_use.value)
@@ -264,7 +299,7 @@ def _candidates(listing: _Listing, command: List) -> list[str]:
     if "SUBSCRIBED" in command.selection:
         names = set(listing.subscribed)
         if "RECURSIVEMATCH" in command.selection:
-            names |= listing.subscribed_parents
+            names |= listing.childinfo
     else:
         names = set(listing.mailboxes) | listing.parents
     return _list_order(names)
@@ -274,9 +309,12 @@ def _is_selected_by(listing: _Listing, name: str, command: List) -> bool:
     box = listing.mailboxes.get(name)
     if "SPECIAL-USE" in command.selection and (box is None or box.special_use is None):
         return False
-    if "SUBSCRIBED" in command.selection and name not in listing.subscribed:
-        # Only with RECURSIVEMATCH: a parent of a subscribed name (RFC 5258 §3.5).
-        return "RECURSIVEMATCH" in command.selection
+    if "SUBSCRIBED" in command.selection:
+        # RFC 5258 §3.1: every subscribed name, existing or not; other names only with
+        # RECURSIVEMATCH, as a parent with CHILDINFO (§3.5).
+        if name in listing.subscribed:
+            return True
+        return "RECURSIVEMATCH" in command.selection and name in listing.childinfo
     return box is not None or name in listing.parents
 
 
@@ -294,12 +332,15 @@ async def handle_list(ctx: Context, command: List) -> Done:
     patterns = compile_patterns(ctx, command.reference, command.patterns)
     percent = _percent_patterns(command)
     listing = await _read_listing(ctx)
+    if "RECURSIVEMATCH" in command.selection:
+        listing.find_childinfo(patterns)
     for count, name in enumerate(_candidates(listing, command), 1):
         if count % LIST_BATCH == 0:
             await asyncio.sleep(0)  # a long listing must not starve other sessions
         if not _matches(patterns, name) or not _is_selected_by(listing, name, command):
             continue
-        is_placeholder = name not in listing.mailboxes and name not in listing.subscribed
+        is_placeholder = not (name in listing.mailboxes or name in listing.subscribed
+                              or name in listing.childinfo)  # fmt: skip
         if is_placeholder and not _matches(percent, name):
             continue
         await _list_one(ctx, listing, name, command)
@@ -308,7 +349,7 @@ async def handle_list(ctx: Context, command: List) -> Done:
 
 async def _list_one(ctx: Context, listing: _Listing, name: str, command: List) -> None:
     extended: list[tuple[str, Value]] = []
-    if "RECURSIVEMATCH" in command.selection and name in listing.subscribed_parents:
+    if "RECURSIVEMATCH" in command.selection and name in listing.childinfo:
         extended.append(("CHILDINFO", ["SUBSCRIBED"]))  # RFC 5258 §3.5
     attributes = _attributes(listing, name, command)
     await ctx.write(render_list(attributes, SEPARATOR, name, extended, is_utf8=ctx.is_utf8))
@@ -319,14 +360,20 @@ async def _list_one(ctx: Context, listing: _Listing, name: str, command: List) -
 
 
 async def handle_lsub(ctx: Context, command: Lsub) -> Done:
-    """IMAP4rev1 LSUB (RFC 3501 §6.3.9): subscribed names matching the pattern."""
+    """IMAP4rev1 LSUB (RFC 3501 §6.3.9): subscribed names matching the pattern; with `%`,
+    also each unsubscribed level above a subscribed name that the pattern stops at, as
+    \\Noselect (there it means "not subscribed, but something below is")."""
     pattern = compile_patterns(ctx, command.reference, (command.pattern,))[0]
     listing = await _read_listing(ctx)
-    for count, name in enumerate(_list_order(listing.subscribed), 1):
+    names = set(listing.subscribed)
+    if "%" in command.pattern:
+        names |= listing.subscribed_parents
+    for count, name in enumerate(_list_order(names), 1):
         if count % LIST_BATCH == 0:
             await asyncio.sleep(0)  # must not starve other sessions
         if pattern.matches(name):
-            attributes = [] if name in listing.mailboxes else ["\\Noselect"]
+            is_selectable = name in listing.subscribed and name in listing.mailboxes
+            attributes = [] if is_selectable else ["\\Noselect"]
             await ctx.write(render_list(attributes, SEPARATOR, name, command="LSUB",
                                         is_utf8=ctx.is_utf8))  # fmt: skip
     return Done("LSUB completed")
@@ -334,25 +381,46 @@ async def handle_lsub(ctx: Context, command: Lsub) -> Done:
 
 # -- STATUS ----------------------------------------------------------------------------------
 async def _status_items(ctx: Context, box: Mailbox, wanted: tuple[str, ...]
-                        ) -> list[tuple[str, int]]:  # fmt: skip
+                        ) -> list[tuple[str, Value]]:  # fmt: skip
     store = ctx.runtime.store
     box = await store.get_mailbox_by_id(box.id) or box
     counts = await store.mailbox_counts(box.id)
     rows = None
-    if {"DELETED", "RECENT"} & set(wanted):
+    if "DELETED-STORAGE" in wanted:
         rows = await store.list_messages(box.id)
-    values: dict[str, int] = {
+    values: dict[str, Value] = {
         "MESSAGES": counts.messages, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-        "UNSEEN": counts.unseen, "SIZE": counts.size, "HIGHESTMODSEQ": box.highest_modseq,
+        "UNSEEN": counts.unseen, "HIGHESTMODSEQ": box.highest_modseq,
         "APPENDLIMIT": ctx.runtime.config.message_size_limit,
     }  # fmt: skip
+    if "MAILBOXID" in wanted and box.object_id:  # RFC 8474 §4.2
+        values["MAILBOXID"] = [Atom(box.object_id)]
+    if "SIZE" in wanted:  # RFC 8438 §3: the mailbox's octets, from the counters (0008)
+        values["SIZE"] = (await store.mailbox_usage(box.id)).mailbox_size
+    if {"DELETED", "RECENT"} & set(wanted):
+        columns = await store.list_flag_columns(box.id)
+        # RFC 9051 §6.3.11 DELETED: the messages with \\Deleted.
+        values["DELETED"] = sum(1 for flags in columns.flags if "\\Deleted" in flags)
+        values["RECENT"] = _count_recent(ctx, box, columns.uids)
     if rows is not None:
-        values["DELETED"] = sum(1 for row in rows if "\\Deleted" in row.flags)
-        values["RECENT"] = count_unclaimed(store, box.id, (row.uid for row in rows))
+        # RFC 9208 §4.2.4: what EXPUNGE would free, in the STORAGE unit (1024 octets).
+        freed = sum(row.size for row in rows if "\\Deleted" in row.flags)
+        values["DELETED-STORAGE"] = -(-freed // 1024)
     return [(item, values[item]) for item in wanted if item in values]
 
 
+def _count_recent(ctx: Context, box: Mailbox, uids: list[int]) -> int:
+    """STATUS RECENT as SELECT would say it: the messages no session has claimed yet;
+    for the mailbox this session has selected, those it holds as \\Recent too."""
+    view = ctx.selected
+    unclaimed = count_unclaimed(ctx.runtime.store, box, uids)
+    if view is None or mailbox_key(view.mailbox) != mailbox_key(box) or view.is_read_only:
+        return unclaimed
+    return unclaimed + sum(1 for uid in view.recent if view.contains(uid))
+
+
 async def handle_status(ctx: Context, command: Status) -> Done:
+    _require_usable(command.is_name_usable)
     name = _clean_name(command.mailbox)
     box = await _existing(ctx, name)
     if "RECENT" in command.items and ctx.is_rev2:
@@ -376,5 +444,6 @@ SPECS = (
     CommandSpec(List, ("LIST",), handle_list, AUTHENTICATED, needs_view_tables=False,
                 capabilities=("CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS")),
     CommandSpec(Lsub, ("LSUB",), handle_lsub, AUTHENTICATED, needs_view_tables=False),
-    CommandSpec(Status, ("STATUS",), handle_status, AUTHENTICATED, needs_view_tables=False),
+    CommandSpec(Status, ("STATUS",), handle_status, AUTHENTICATED, needs_view_tables=False,
+                capabilities=("STATUS=SIZE",)),  # RFC 8438
 )  # fmt: skip

@@ -1,15 +1,18 @@
-"""CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE (RFC 9051 §6.1, §6.3.1,
-§6.3.10, §6.3.13, §6.4.1; RFC 2971 ID; RFC 5161 ENABLE; RFC 2342 NAMESPACE; RFC 2177 IDLE).
+"""CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE COMPRESS (RFC 9051 §6.1, §6.3.1,
+§6.3.10, §6.3.13, §6.4.1; RFC 2971 ID; RFC 5161 ENABLE; RFC 2342 NAMESPACE; RFC 2177 IDLE;
+RFC 4978 COMPRESS).
 
 Owns the commands that read or change session settings only, and their specs. NOOP and
 CHECK exist to let pending mailbox updates through, which the session does after every
 command anyway; they just force a re-read of the store first. IDLE's spec is here, but
 the session driver runs it (it waits on the socket and the change feed at once).
+COMPRESS is judged here; the session switches its transport after the tagged OK.
 """
 
 from __future__ import annotations
 
 from postroom import __version__
+from postroom.errors import BadSyntax, Refused
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.spec import (
     ANY_STATE,
@@ -20,6 +23,7 @@ from postroom.imap.commands.spec import (
 from postroom.imap.wire.commands.misc import (
     Capability,
     Check,
+    Compress,
     Enable,
     Id,
     Idle,
@@ -54,6 +58,9 @@ async def handle_noop(ctx: Context, command: Noop | Check) -> Done:
 
 
 async def handle_logout(ctx: Context, command: Logout) -> Done:
+    # RFC 9051 §6.1.3: BYE is the last untagged response; what is pending goes first.
+    ctx.note_changes()
+    await ctx.send_updates(may_expunge=True)
     await ctx.write(render_untagged_status("BYE", "postroom logging out"))
     ctx.state = ConnectionState.LOGOUT
     return Done("LOGOUT completed")
@@ -82,6 +89,16 @@ async def handle_enable(ctx: Context, command: Enable) -> Done:
     return Done("ENABLE completed")
 
 
+async def handle_compress(ctx: Context, command: Compress) -> Done:
+    """RFC 4978 §3: DEFLATE only, once per connection; the session starts deflating in
+    both directions right after this OK."""
+    if command.algorithm != "DEFLATE":
+        raise BadSyntax(f"unknown compression algorithm {command.algorithm}")
+    if ctx.is_compressed:
+        raise Refused("DEFLATE is already active", code="COMPRESSIONACTIVE")
+    return Done("DEFLATE active")
+
+
 async def handle_namespace(ctx: Context, command: Namespace) -> Done:
     # One personal namespace, no prefix (RFC 9051 §6.3.10).
     await ctx.write(render_namespace([("", SEPARATOR)], is_utf8=ctx.is_utf8))
@@ -101,6 +118,9 @@ SPECS = (
                 capabilities=("ENABLE",)),
     CommandSpec(Namespace, ("NAMESPACE",), handle_namespace, AUTHENTICATED,
                 needs_view_tables=False, capabilities=("NAMESPACE",)),
+    # RFC 4978 §3: after login (and so after TLS, which login requires here).
+    CommandSpec(Compress, ("COMPRESS",), handle_compress, AUTHENTICATED,
+                needs_view_tables=False, capabilities=("COMPRESS=DEFLATE",)),
     CommandSpec(Check, ("CHECK",), handle_noop, SELECTED, needs_view_tables=False),
     # RFC 2177 / RFC 9051 §6.3.13: the session runs IDLE, waiting on the socket and the
     # change feed at once.

@@ -12,6 +12,10 @@ Invariants:
   (or with a meta version this code does not read) is parsed, with the same result.
 - Text matching is case-insensitive substring matching on decoded text: RFC 2047 words
   in headers, transfer encodings and charsets in bodies (RFC 9051 §6.4.4).
+  BCC/CC/FROM/TO match the field's addresses as parsed (`rendered_addresses`), so a
+  comment inside an address is no part of it (issue 17).
+- The answer (ESEARCH items, SAVE, MODSEQ, PARTIAL) is esearch.py's; RETURN (UPDATE)
+  keeps the result live through resultcontext.py (RFC 5267 CONTEXT=SEARCH).
 - SENT* dates use the Date: header's own date; BEFORE/ON/SINCE the internal date's own
   date, both disregarding time and timezone (RFC 9051 §6.4.4).
 - Loaded content is kept by blob id in a bounded, process-wide cache (`CONTENT_CACHE`):
@@ -40,6 +44,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from postroom.imap.commands.context import Context, Done
+from postroom.imap.commands.esearch import Answer, esearch_items, refuse_program, saved_result
+from postroom.imap.commands.objectid import email_id
+from postroom.imap.commands.resultcontext import keep_updating, refuse_tag_reuse
 from postroom.imap.commands.searchplan import (
     RECENT,
     FlagSet,
@@ -52,10 +59,8 @@ from postroom.imap.commands.searchplan import (
 from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox
 from postroom.imap.wire.commands.search import Search
-from postroom.imap.wire.grammar import SequenceSet
-from postroom.imap.wire.responses import render_esearch, render_search
+from postroom.imap.wire.responses import render_search
 from postroom.imap.wire.search import (
-    UTF8_CHARSETS,
     AllKey,
     AndKey,
     DateField,
@@ -63,11 +68,12 @@ from postroom.imap.wire.search import (
     DateOp,
     ModSeqKey,
     NotKey,
+    ObjectIdKey,
     OrKey,
     SearchKey,
     SizeKey,
     WithinKey,
-    count_keys,
+    render_esearch_data,
 )
 from postroom.mail.headers import (
     decode_words,
@@ -77,6 +83,7 @@ from postroom.mail.headers import (
     unfold,
 )
 from postroom.mail.mimetree import MessageMeta, parse_message
+from postroom.mail.originators import Group, Mailbox, Unparsable, parse_addresses
 from postroom.mail.sections import text_for_search
 from postroom.store.api import MessageRow, Store
 from postroom.store.blobs import BlobOpener
@@ -102,6 +109,7 @@ class _Content:
     _folded_header: str | None = None
     _fields: dict[str, list[bytes]] | None = None
     _folded_values: dict[str, tuple[str, ...]] | None = None
+    _folded_addresses: dict[str, tuple[str, ...]] | None = None
     _sent: Any = _UNSET
 
     def folded_body(self) -> str:
@@ -128,6 +136,18 @@ class _Content:
             values = tuple(decode_words(unfold(raw)).casefold()
                            for raw in self._raw_fields().get(name, ()))  # fmt: skip
             self._folded_values[name] = values
+        return values
+
+    def folded_addresses(self, name: str) -> tuple[str, ...]:
+        """The fields called `name` (lower-cased) as their addresses read
+        (`rendered_addresses`), case-folded, once per name."""
+        if self._folded_addresses is None:
+            self._folded_addresses = {}
+        values = self._folded_addresses.get(name)
+        if values is None:
+            values = tuple(rendered_addresses(unfold(raw)).casefold()
+                           for raw in self._raw_fields().get(name, ()))  # fmt: skip
+            self._folded_addresses[name] = values
         return values
 
     def sent_date(self) -> dt.date | None:
@@ -232,6 +252,10 @@ class _Evaluator:
             return age >= key.seconds if key.is_older else age < key.seconds
         if isinstance(key, DateKey) and key.field is DateField.INTERNAL:
             return _compare_date(row.internal_date.date(), key)
+        if isinstance(key, ObjectIdKey):  # RFC 8474 §6: THREADID is NIL here, never equal
+            return not key.is_thread and key.value == email_id(row.blob_id)
+        if isinstance(key, DateKey) and key.field is DateField.SAVED:  # RFC 8514 §3
+            return row.saved_date is not None and _compare_date(row.saved_date.date(), key)
         return self._content_leaf(key, content)
 
     def _has_flag(self, row: MessageRow, upper: str) -> bool:
@@ -251,7 +275,9 @@ class _Evaluator:
         if isinstance(key, HeaderTest):
             if not key.folded:
                 return content.has_field(key.name)
-            return any(key.folded in value for value in content.folded_values(key.name))
+            values = (content.folded_addresses(key.name) if key.is_address
+                      else content.folded_values(key.name))  # fmt: skip
+            return any(key.folded in value for value in values)
         if isinstance(key, DateKey):
             sent = content.sent_date()
             return sent is not None and _compare_date(sent, key)
@@ -262,6 +288,31 @@ class _Evaluator:
                 return True
             return key.is_header_too and key.folded in content.folded_header()
         raise TypeError(f"unknown search key {key!r}")
+
+
+def rendered_addresses(value: str) -> str:
+    """An address field as FROM/TO/CC/BCC match it: each mailbox as `Name <local@domain>`
+    (or `local@domain`), names RFC 2047-decoded, as `originators.parse_addresses` reads
+    them, so comments and folding inside an address are no part of it
+    (`<user (c)@ (c) example.org>` is `user@example.org`). A field that does not parse
+    is matched as written, decoded."""
+    parsed = parse_addresses(value, max_addresses=None)
+    if isinstance(parsed, Unparsable):
+        return decode_words(value)
+    rendered: list[str] = []
+    for entry in parsed.entries:
+        if isinstance(entry, Group):
+            rendered.append(decode_words(entry.display_name) + ":")
+            rendered.extend(_rendered_mailbox(member) for member in entry.members)
+        else:
+            rendered.append(_rendered_mailbox(entry))
+    return ", ".join(rendered)
+
+
+def _rendered_mailbox(mailbox: Mailbox) -> str:
+    if mailbox.display_name:
+        return f"{decode_words(mailbox.display_name)} <{mailbox.address}>"
+    return mailbox.address
 
 
 def _compare_date(day: dt.date, key: DateKey) -> bool:
@@ -433,55 +484,44 @@ async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey, *,
 
 
 # -- the command --------------------------------------------------------------------------------
+def has_modseq_key(criteria: SearchKey) -> bool:
+    return any(isinstance(node, ModSeqKey) for node in _walk(criteria))
+
+
 async def handle_search(ctx: Context, command: Search) -> Done:
     view = ctx.require_selected()
     name = f"{'UID ' if command.is_uid else ''}SEARCH"
-    if command.charset is not None and command.charset not in UTF8_CHARSETS:
-        # RFC 9051 §6.4.4: NO [BADCHARSET (supported charsets)].
-        return Done("unsupported charset", "BADCHARSET", (["UTF-8", "US-ASCII"],), status="NO")
-    limit = ctx.runtime.config.max_search_keys
-    if count_keys(command.criteria) > limit:
-        # RFC 9051 §7.1: LIMIT is a well-formed request over an implementation limit (NO);
-        # BAD would tell the client its syntax was wrong.
-        return Done(f"more than {limit} search keys", "LIMIT", status="NO")
+    refusal = refuse_program(ctx, command.charset, command.criteria)
+    if refusal is not None:
+        return refusal
+    if command.return_options is not None and "UPDATE" in command.return_options:
+        refuse_tag_reuse(ctx, view, command.tag)
     uids = await evaluate(ctx, view, key=command.criteria)
-    modseq = None
-    if any(isinstance(node, ModSeqKey) for node in _walk(command.criteria)):
-        # RFC 7162 §3.1.5: the highest mod-sequence of the matching messages.
-        ctx.enable_condstore()
-        modseq = max((view.modseqs[uid] for uid in uids), default=None)
+    has_modseq = has_modseq_key(command.criteria)
+    if has_modseq:
+        ctx.enable_condstore()  # RFC 7162 §3.1
     options = command.return_options
-    if options is not None and "SAVE" in options:
-        view.saved = _saved_result(uids, options)
-    numbers = uids if command.is_uid else [view.seq_of(uid) for uid in uids]
     if options is None and not ctx.is_rev2:
+        numbers = uids if command.is_uid else [view.seq_of(uid) for uid in uids]
+        # RFC 7162 §3.1.5: the highest mod-sequence of the matching messages.
+        modseq = max((view.modseqs[uid] for uid in uids), default=None) if has_modseq else None
         await ctx.write(render_search(numbers, modseq=modseq))  # IMAP4rev1 answer
         return Done(f"{name} completed")
-    wanted = set(options or ("ALL",))
-    if wanted != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone gets no ESEARCH
-        await ctx.write(render_esearch(
-            command.tag, is_uid=command.is_uid,
-            minimum=min(numbers) if numbers and "MIN" in wanted else None,
-            maximum=max(numbers) if numbers and "MAX" in wanted else None,
-            all_values=SequenceSet.from_values(numbers) if "ALL" in wanted else None,
-            count=len(numbers) if "COUNT" in wanted else None,
-            modseq=modseq,
-        ))  # fmt: skip
+    answer = Answer.of(view, uids, is_uid=command.is_uid, options=options or ("ALL",),
+                       partial=command.partial)  # fmt: skip
+    if "SAVE" in answer.options:
+        view.saved = saved_result(answer)
+    if answer.options != {"SAVE"}:  # RFC 5182 §2.1: SAVE alone gets no ESEARCH
+        items = esearch_items(answer, view.modseqs if has_modseq else None)
+        await ctx.write(render_esearch_data(command.tag, is_uid=command.is_uid, items=items))
+    if "UPDATE" in answer.options:
+        await keep_updating(ctx, view, command.tag, command.is_uid, uids,
+                            lambda ctx: evaluate(ctx, view, key=command.criteria))
     return Done(f"{name} completed")
-
-
-def _saved_result(uids: list[int], options: tuple[str, ...]) -> tuple[int, ...]:
-    """RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT, save only those."""
-    wanted = set(options)
-    if uids and not wanted & {"ALL", "COUNT"} and wanted & {"MIN", "MAX"}:
-        picked = {uids[0]} if "MIN" in wanted else set()
-        if "MAX" in wanted:
-            picked.add(uids[-1])
-        return tuple(sorted(picked))
-    return tuple(uids)
 
 
 SPECS = (
     CommandSpec(Search, ("SEARCH", "UID SEARCH"), handle_search, SELECTED,
-                allows_expunge=False, capabilities=("ESEARCH", "SEARCHRES", "WITHIN")),
+                allows_expunge=False,
+                capabilities=("ESEARCH", "SEARCHRES", "WITHIN", "CONTEXT=SEARCH", "PARTIAL")),
 )  # fmt: skip

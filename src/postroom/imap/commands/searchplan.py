@@ -16,7 +16,6 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from postroom.errors import BadSyntax
 from postroom.imap.selected import SelectedMailbox
 from postroom.imap.wire.grammar import SequenceSet
 from postroom.imap.wire.search import (
@@ -84,6 +83,7 @@ class FlagSet(SearchKey):
 class HeaderTest(SearchKey):
     name: str  # lower-cased
     folded: str  # the wanted text, case-folded; "" = the field is present
+    is_address: bool = False  # BCC/CC/FROM/TO: tested against the parsed addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +99,8 @@ def prepare(view: SelectedMailbox, key: SearchKey, *, normalise: bool = True) ->
     """The program evaluation runs: leaves resolved against the view; with `normalise`
     also without repetition (`normalise_criteria`, before and after resolving, so
     `FROM bob FROM BOB` is one key) and with the UID sets of each AND intersected into
-    one and its flag keys into one `FlagSet`. Raises BadSyntax for a message number
-    beyond the mailbox (RFC 9051 §6.4.4)."""
+    one and its flag keys into one `FlagSet`. A message number beyond the mailbox
+    matches nothing (issue 17, as Dovecot)."""
     if not normalise:
         return _prepare_leaves(view, key)
     prepared = normalise_criteria(_prepare_leaves(view, normalise_criteria(key)))
@@ -119,7 +119,7 @@ def _prepare_leaves(view: SelectedMailbox, key: SearchKey) -> SearchKey:
     if isinstance(key, SequenceKey | UidKey):
         return _set_spans(view, key.sequence_set, is_uid=isinstance(key, UidKey))
     if isinstance(key, HeaderKey):
-        return HeaderTest(key.field.lower(), key.value.casefold())
+        return HeaderTest(key.field.lower(), key.value.casefold(), key.is_address)
     if isinstance(key, BodyKey | TextKey):
         return TextTest(key.text.casefold(), isinstance(key, TextKey))
     return key
@@ -133,15 +133,12 @@ def _set_spans(view: SelectedMailbox, sequence_set: SequenceSet, *, is_uid: bool
     uids = view.uids
     if is_uid:
         return Spans.of(sequence_set.resolve(uids[-1]) if uids else ())
-    if not uids:
-        if sequence_set.uses_star:
-            return Spans.of(())
-        raise BadSyntax("invalid message sequence number: the mailbox is empty")
+    # Numbers past the mailbox's size match nothing (issue 17): clients search ranges
+    # they knew before an expunge, and Dovecot answers OK with an empty result.
     spans = []
-    for low, high in sequence_set.resolve(len(uids)):
-        if high > len(uids):
-            raise BadSyntax(f"invalid message sequence number {high}")
-        spans.append((uids[low - 1], uids[high - 1]))  # consecutive numbers: one UID span
+    for low, high in sequence_set.resolve(len(uids)) if uids else ():
+        if low <= len(uids):
+            spans.append((uids[low - 1], uids[min(high, len(uids)) - 1]))  # one UID span
     return Spans.of(spans)
 
 

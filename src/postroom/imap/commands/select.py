@@ -22,26 +22,24 @@ from postroom.imap.commands.mailboxes import SEPARATOR
 from postroom.imap.commands.spec import AUTHENTICATED, SELECTED, CommandSpec
 from postroom.imap.selected import (
     SelectedMailbox,
+    mailbox_flags,
     read_summary,
+    render_mailbox_flags,
     selected_from_summary,
     uids_within,
 )
 from postroom.imap.wire.commands.select import Close, Examine, QResync, Select, Unselect
 from postroom.imap.wire.connection import ConnectionState
-from postroom.imap.wire.grammar import SYSTEM_FLAGS
 from postroom.imap.wire.responses import (
     Atom,
     render_exists,
     render_fetch,
-    render_flags,
     render_list,
     render_recent,
     render_untagged_status,
     render_vanished,
 )
 from postroom.store.api import SelectSummary
-
-_STORABLE = tuple(flag for flag in SYSTEM_FLAGS if flag != "\\Recent")
 
 
 def _deselect(ctx: Context) -> None:
@@ -52,21 +50,26 @@ def _deselect(ctx: Context) -> None:
 
 async def handle_select(ctx: Context, command: Select | Examine) -> Done:
     is_read_only = isinstance(command, Examine)
-    if command.condstore:
-        ctx.enable_condstore()  # RFC 7162 §3.1.8
     if command.qresync is not None and not ctx.is_qresync:
         raise BadSyntax("QRESYNC parameter without ENABLE QRESYNC")  # RFC 7162 §3.2.5
     if ctx.selected is not None:
         _deselect(ctx)
         await ctx.write(render_untagged_status("OK", "previous mailbox closed", "CLOSED"))
+    if command.condstore:
+        # RFC 7162 §3.1.8; after the deselect: SELECT reports HIGHESTMODSEQ itself, the
+        # previous mailbox's is no longer of interest.
+        ctx.enable_condstore()
     if ctx.subscription is not None:
         ctx.subscription.drain()  # everything before this point is in what we read now
+    if not command.is_name_usable:  # legal syntax naming no mailbox (issue 17): NO
+        raise Refused("no mailbox by that name", code="NONEXISTENT")
     mailbox = await ctx.runtime.store.get_mailbox(ctx.account_id, command.mailbox)
     if mailbox is None:
         raise Refused(f"no mailbox {command.mailbox}", code="NONEXISTENT")
     summary = await read_summary(ctx.runtime.store, mailbox.id)
-    view = selected_from_summary(ctx.runtime.store, mailbox, summary,
-                                 is_read_only=is_read_only)  # fmt: skip
+    view = selected_from_summary(
+        ctx.runtime.store, mailbox, summary, is_read_only=is_read_only,
+        keyword_limit=ctx.runtime.config.max_keywords_per_mailbox)  # fmt: skip
     await ctx.write(_select_responses(ctx, view, summary))
     if command.qresync is not None and command.qresync.uidvalidity == view.uidvalidity:
         await view.load_tables(ctx.runtime.store)
@@ -78,21 +81,13 @@ async def handle_select(ctx: Context, command: Select | Examine) -> Done:
 
 
 def _select_responses(ctx: Context, view: SelectedMailbox, summary: SelectSummary) -> bytes:
-    # Few distinct flag sets, however many messages: the store groups them.
-    keywords = sorted({flag for flags in summary.flag_sets for flag in flags
-                       if not flag.startswith("\\")})  # fmt: skip
-    flags = [*_STORABLE, *keywords]
-    # RFC 9051 §7.1: `\*` says new keywords may be created; not once the mailbox uses
-    # MAX_KEYWORDS_PER_MAILBOX of them (issue 25: a STORE of another is NO [LIMIT]).
-    may_create = len(keywords) < ctx.runtime.config.max_keywords_per_mailbox
-    permanent = [] if view.is_read_only else [*flags, *(["\\*"] if may_create else [])]
-    out = [
-        render_flags(flags),
-        render_untagged_status("OK", "flags allowed", "PERMANENTFLAGS",
-                               ([Atom(flag) for flag in permanent],)),
-        render_exists(view.count),
-    ]
+    # Few distinct flag sets, however many messages: the store groups them; the view
+    # holds their keywords as shown, and announces a keyword it meets later (issue 17).
+    flags = mailbox_flags(view.keywords_shown, is_read_only=view.is_read_only,
+                          keyword_limit=view.keyword_limit)  # fmt: skip
+    out = [render_mailbox_flags(flags), render_exists(view.count)]
     if not ctx.is_rev2:
+        # RFC 3501 §6.3.2: EXAMINE reports the recent messages too, without claiming them.
         out.append(render_recent(len(view.recent)))
         # RFC 3501 §6.3.1: the sequence number of the first message without \Seen.
         first_unseen = view.seq_of(summary.first_unseen) if summary.first_unseen else 0
@@ -105,6 +100,9 @@ def _select_responses(ctx: Context, view: SelectedMailbox, summary: SelectSummar
         render_untagged_status("OK", "highest mod-sequence", "HIGHESTMODSEQ",
                                (view.baseline,)),
     ]
+    if view.mailbox.object_id:  # RFC 8474 §4.2
+        out.append(render_untagged_status("OK", "mailbox id", "MAILBOXID",
+                                          ([Atom(view.mailbox.object_id)],)))
     if ctx.is_rev2:  # RFC 9051 §6.3.2: the LIST response for the mailbox is required
         out.append(render_list([], SEPARATOR, view.mailbox.name, is_utf8=ctx.is_utf8))
     return b"".join(out)

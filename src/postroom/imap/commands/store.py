@@ -3,8 +3,10 @@
 Owns applying flag changes to the selected mailbox and reporting them: an untagged FETCH
 (FLAGS) per addressed message unless .SILENT, with UID for UID STORE.
 
-Invariants: \\Recent cannot be stored (RFC 3501 §2.3.2) and is dropped from the list;
-a read-only mailbox refuses STORE; messages whose EXPUNGE is still pending are skipped;
+Invariants: a keyword new to the mailbox is announced with `* FLAGS` and
+`* OK [PERMANENTFLAGS]` before the FETCH that shows it (issue 17); \\Recent cannot be
+stored (RFC 3501 §2.3.2) and is dropped from the list; a read-only mailbox refuses STORE;
+messages whose EXPUNGE is still pending are skipped;
 a keyword longer than MAX_KEYWORD_LENGTH, or one that would take the mailbox past
 MAX_KEYWORDS_PER_MAILBOX distinct keywords, or more than MAX_KEYWORD_BYTES_PER_MESSAGE
 of keywords on one message, is refused with NO [LIMIT] before anything changes (issue
@@ -57,6 +59,7 @@ async def handle_store(ctx: Context, command: Store) -> Done:
         unchanged_since=command.unchanged_since,
     )
     view.note_stored(changed)
+    await ctx.announce_keywords()  # a keyword new to the mailbox: FLAGS before the FETCHes
     modified: list[int] = []
     if command.unchanged_since is not None:
         # RFC 7162 §3.1.3: messages changed after UNCHANGEDSINCE are reported MODIFIED.

@@ -180,6 +180,13 @@ class ImapConnection:
         """RFC 9051 §5.1 / RFC 6855 §3: mailbox names are UTF-8 from now on."""
         self.is_utf8 = True
 
+    def take_buffered(self) -> bytes:
+        """Remove and return everything received but not yet parsed: after COMPRESS
+        (RFC 4978 §3) those bytes belong to the compressed stream, not to this parser."""
+        data = bytes(self._buf[self._start :])
+        self.discard_buffered()
+        return data
+
     def discard_buffered(self) -> int:
         """Drop everything received but not yet parsed (RFC 9051 §6.2.1: bytes pipelined
         after STARTTLS must not be executed). Returns the number of bytes dropped."""

@@ -1,4 +1,5 @@
-"""FETCH attribute grammar (RFC 9051 §6.4.5, RFC 3501 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ).
+"""FETCH attribute grammar (RFC 9051 §6.4.5, RFC 3501 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ,
+RFC 8970 PREVIEW, RFC 8514 SAVEDATE).
 
 Owns: the `FetchAttribute` node types, `Section`, `Partial` and
 `parse_fetch_attributes(lx)` (one attribute, a macro, or a parenthesised list).
@@ -24,6 +25,7 @@ SIMPLE_ATTRIBUTES = frozenset(
     {
         "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY", "BODYSTRUCTURE", "UID",
         "MODSEQ", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "EMAILID", "THREADID", "SAVEDATE",
+        "PREVIEW",
     }
 )
 _MACROS = {
@@ -174,6 +176,15 @@ def _read_section(lx: Lexer) -> Section:
     return Section(part, text, fields)
 
 
+def parse_section_spec(text: str) -> Section:
+    """A section-spec without its brackets ("1.2", "HEADER", "1.MIME"), as IMAP URLs
+    carry it (RFC 5092 §6 isection); ParseError when it is not one."""
+    lx = Lexer(b"[" + text.encode("utf-8") + b"]")
+    section = _read_section(lx)
+    lx.expect_end()
+    return section
+
+
 def _read_binary_part(lx: Lexer) -> tuple[int, ...]:
     lx.expect(b"[")
     part = _read_part(lx)
@@ -201,6 +212,21 @@ def _read_name(lx: Lexer) -> str:
     return lx.buf[start : lx.pos].decode("ascii").upper()
 
 
+def _skip_preview_modifiers(lx: Lexer) -> None:
+    """RFC 8970 §4: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod =
+    "LAZY". LAZY lets the server answer NIL when a preview is costly; ours is computed on
+    demand, so it changes nothing. A "(" not starting "LAZY" belongs to the FETCH
+    modifiers (CHANGEDSINCE…) and is left alone."""
+    start = lx.pos
+    if not lx.skip(b" (") or not lx.skip_word(b"LAZY"):
+        lx.pos = start
+        return
+    while lx.skip(b" "):
+        if not lx.skip_word(b"LAZY"):
+            raise ParseError("unknown PREVIEW modifier")
+    lx.expect(b")")
+
+
 def parse_fetch_attribute(lx: Lexer) -> FetchAttribute:
     name = _read_name(lx)
     has_section = lx.peek() == 0x5B
@@ -212,6 +238,9 @@ def parse_fetch_attribute(lx: Lexer) -> FetchAttribute:
         return BinarySection(part, _read_partial(lx), is_peek=name == "BINARY.PEEK")
     if name == "BINARY.SIZE" and has_section:
         return BinarySize(_read_binary_part(lx))
+    if name == "PREVIEW" and not has_section:
+        _skip_preview_modifiers(lx)
+        return SimpleAttribute(name)
     if name in SIMPLE_ATTRIBUTES and not has_section:
         return SimpleAttribute(name)
     raise ParseError(f"unknown fetch attribute {name}")

@@ -305,12 +305,13 @@ def render_list(
 
 
 def render_status(
-    mailbox: str, items: Sequence[tuple[str, int]], *, is_utf8: bool = False
+    mailbox: str, items: Sequence[tuple[str, Value]], *, is_utf8: bool = False
 ) -> bytes:
-    """`* STATUS name (MESSAGES 3 UIDNEXT 9)` (RFC 9051 §7.3.3)."""
+    """`* STATUS name (MESSAGES 3 UIDNEXT 9)` (RFC 9051 §7.3.3); a value may be a list
+    (RFC 8474 `MAILBOXID (id)`)."""
     flat: list[Value] = []
-    for name, number in items:
-        flat.extend((Atom(name), number))
+    for name, value in items:
+        flat.extend((Atom(name), value))
     return render_untagged(
         Atom("STATUS"), mailbox_value(mailbox, is_utf8=is_utf8), flat, is_utf8=is_utf8
     )

@@ -1,6 +1,8 @@
 """Mailboxes and subscriptions (`Mailstore`'s first half) and the importers' UID spaces
 (`Importer`).
 
+Every mailbox gets a random `object_id` when created (`new_object_id`), never another
+mailbox's: in-process state per mailbox is keyed by it, since SQLite reuses ids.
 UIDVALIDITY comes from one global counter seeded from the clock, so a name never gets a
 UIDVALIDITY it had before (RFC 9051 §2.3.1.1), even after the database is re-created;
 an imported UIDVALIDITY moves the counter past it. Names are case-sensitive but INBOX
@@ -10,6 +12,7 @@ an imported UIDVALIDITY moves the counter past it. Names are case-sensitive but 
 from __future__ import annotations
 
 import abc
+import secrets
 import time
 from dataclasses import replace
 
@@ -26,6 +29,7 @@ from postroom.store.api import (
 from postroom.store.errors import AlreadyExists, NotFound
 from postroom.store.sql.base import SqlBackend, Tx
 from postroom.store.sql.dialect import Dialect, aware
+from postroom.store.sql.metadata import COPY_MAILBOX_METADATA
 from postroom.store.sql.rows import (
     INBOX,
     INSERT_MESSAGE,
@@ -74,13 +78,19 @@ async def insert_mailbox(tx: Tx, dialect: Dialect, account_id: int, name: str,
     if not await tx.fetch("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
         raise NotFound(f"no account with id {account_id}")
     row = await tx.fetch_one(
-        "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)"
-        " VALUES (?, ?, ?, ?) RETURNING id",
+        "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use, object_id)"
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
         (account_id, name, await next_uidvalidity(tx, dialect),
-         special_use.value if special_use else None),
+         special_use.value if special_use else None, new_object_id()),
     )  # fmt: skip
     tx.changed(account_id, row[0], "mailbox")
     return int(row[0])
+
+
+def new_object_id() -> str:
+    """A mailbox's never-reused identity (migration 0010, RFC 8474 MAILBOXID): 'M' and 128
+    random bits in the URL-safe base64 alphabet, which is RFC 8474's objectid alphabet."""
+    return "M" + secrets.token_urlsafe(16)
 
 
 async def subscribe(tx: Tx, account_id: int, name: str, subscribed: bool) -> None:
@@ -174,6 +184,7 @@ class MailboxSql(SqlBackend):
     async def _rename_inbox(self, tx: Tx, inbox: Mailbox, new_name: str) -> None:
         """RFC 9051 §6.3.9: messages move to a new mailbox; INBOX stays, empty."""
         new_id = await insert_mailbox(tx, self.dialect, inbox.account_id, new_name, None)
+        await tx.fetch(COPY_MAILBOX_METADATA, (new_id, inbox.id))  # RFC 5464 entries too
         # The moved messages keep their UIDs, so the new mailbox continues INBOX's counters
         # (under its own fresh UIDVALIDITY); INBOX sees them expunged.
         modseq = inbox.highest_modseq + 1

@@ -47,11 +47,12 @@ UPDATE_FLAGS = "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? A
 MAILBOX_SELECT = (
     "SELECT b.id, b.account_id, b.name, b.uidvalidity, b.uidnext, b.highest_modseq,"
     " b.special_use, EXISTS (SELECT 1 FROM subscriptions s"
-    " WHERE s.account_id = b.account_id AND s.name = b.name) FROM mailboxes b"
+    " WHERE s.account_id = b.account_id AND s.name = b.name), b.object_id FROM mailboxes b"
 )
 SELECT_QUEUE = (
     "SELECT id, message_id, sender, recipient, domain, blob_id, size, created, next_attempt,"
-    " attempts, last_error, envid, notify FROM queue"
+    " attempts, last_error, envid, notify, orcpt, ret, body, requiretls, delay_notified"
+    " FROM queue"
 )
 SELECT_BANS = "SELECT address, created, expires, failures, reason FROM bans"
 # What the install check (store/migrate.py) asks: is there mail a blank database would hide?
@@ -125,13 +126,15 @@ def flag_updates(rows: list[Row], flags: frozenset[str], mode: FlagMode,
 
 def mailbox_from_row(row: Row) -> Mailbox:
     special_use = SpecialUse(row[6]) if row[6] else None
-    return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], special_use, bool(row[7]))
+    return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], special_use, bool(row[7]),
+                   row[8])
 
 
 def queue_from_row(row: Row, read_time: ReadTime) -> QueueEntry:
     return QueueEntry(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6],
         read_time(row[7]), read_time(row[8]), row[9], row[10], row[11], row[12],
+        row[13], row[14], row[15], bool(row[16]), bool(row[17]),
     )  # fmt: skip
 
 

@@ -32,10 +32,15 @@ from postroom.imap.wire.commands import (
     expunge,
     fetch,
     mailboxes,
+    metadata,
     misc,
+    notify,
+    quota,
     search,
     select,
+    sort,
     store,
+    thread,
 )
 from postroom.imap.wire.commands.base import Command, ParseContext, Parser
 from postroom.imap.wire.grammar import parse_tag
@@ -43,6 +48,11 @@ from postroom.imap.wire.lexer import Lexer, ParseError
 
 FAMILIES: tuple[ModuleType, ...] = (
     misc, auth, select, mailboxes, append, expunge, search, fetch, store, copymove,
+    quota,
+    sort,
+    notify,
+    metadata,
+    thread,
 )  # fmt: skip
 
 

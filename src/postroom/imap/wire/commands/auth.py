@@ -1,5 +1,5 @@
-"""STARTTLS LOGIN AUTHENTICATE: command dataclasses and parsers (RFC 9051 §6.2;
-RFC 4959 SASL-IR).
+"""STARTTLS LOGIN AUTHENTICATE UNAUTHENTICATE: command dataclasses and parsers
+(RFC 9051 §6.2; RFC 4959 SASL-IR; RFC 8437 UNAUTHENTICATE).
 
 Owns the not-authenticated commands' syntax; handlers are `imap/commands/auth.py`
 (STARTTLS is run by the session driver, which owns the socket).
@@ -26,6 +26,11 @@ class Authenticate(Command):
 
     mechanism: str
     initial_response: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Unauthenticate(Command):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,4 +68,5 @@ PARSERS: dict[str, Parser] = {
     "STARTTLS": no_args(StartTls),
     "AUTHENTICATE": parse_authenticate,
     "LOGIN": parse_login,
+    "UNAUTHENTICATE": no_args(Unauthenticate),
 }

@@ -1,5 +1,6 @@
-"""CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE: command dataclasses and parsers
-(RFC 9051 §6.1, §6.3.1, §6.3.10, §6.3.13, §6.4.1; RFC 2971 ID; RFC 5161 ENABLE).
+"""CAPABILITY NOOP CHECK LOGOUT ID ENABLE NAMESPACE IDLE COMPRESS: command dataclasses and
+parsers (RFC 9051 §6.1, §6.3.1, §6.3.10, §6.3.13, §6.4.1; RFC 2971 ID; RFC 5161 ENABLE;
+RFC 4978 COMPRESS).
 
 Owns the session-setting commands' syntax; their handlers are `imap/commands/misc.py`.
 """
@@ -48,6 +49,11 @@ class Enable(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Compress(Command):
+    algorithm: str  # upper-cased; RFC 4978 §3 defines DEFLATE only
+
+
+@dataclass(frozen=True, slots=True)
 class Id(Command):
     """RFC 2971: None for `ID NIL`, else (field, value-or-None) pairs."""
 
@@ -62,6 +68,12 @@ def parse_enable(ctx: ParseContext) -> Command:
     if not names:
         raise ParseError("ENABLE needs a capability")
     return Enable(ctx.tag, tuple(names))
+
+
+def parse_compress(ctx: ParseContext) -> Command:
+    # RFC 4978 §4: command-compress = "COMPRESS" SP algorithm; algorithm = atom
+    ctx.lx.expect_sp()
+    return Compress(ctx.tag, ctx.lx.read_atom().upper())
 
 
 def parse_id(ctx: ParseContext) -> Command:
@@ -91,4 +103,5 @@ PARSERS: dict[str, Parser] = {
     "IDLE": no_args(Idle),
     "ENABLE": parse_enable,
     "ID": parse_id,
+    "COMPRESS": parse_compress,
 }

@@ -16,6 +16,7 @@ from postroom.imap.wire.commands.base import (
     no_args,
     parse_params,
 )
+from postroom.imap.wire.commands.mailboxes import read_mailbox_name
 from postroom.imap.wire.grammar import SequenceSet, parse_sequence_set
 from postroom.imap.wire.lexer import MAX_NUMBER64, Lexer
 
@@ -36,6 +37,7 @@ class SelectBase(Command):
     mailbox: str
     condstore: bool = False  # RFC 7162 §3.1.8 (CONDSTORE) select parameter
     qresync: QResync | None = None
+    is_name_usable: bool = True  # False: legal syntax, no such name (wire/commands/mailboxes.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ def _parse_qresync(lx: Lexer) -> QResync:
 
 def _parse_select(cls: type[SelectBase]) -> Parser:
     def parse(ctx: ParseContext) -> Command:
-        mailbox = ctx.mailbox()
+        mailbox, is_usable = read_mailbox_name(ctx)
         condstore, qresync = False, None
         if ctx.lx.skip(b" "):
             known = {"CONDSTORE": None, "QRESYNC": _parse_qresync}
@@ -92,7 +94,7 @@ def _parse_select(cls: type[SelectBase]) -> Parser:
                 condstore = condstore or name == "CONDSTORE"
                 if isinstance(value, QResync):
                     qresync = value
-        return cls(ctx.tag, mailbox, condstore, qresync)
+        return cls(ctx.tag, mailbox, condstore, qresync, is_usable)
 
     return parse
 
