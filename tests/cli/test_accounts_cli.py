@@ -31,7 +31,9 @@ def test_email_lifecycle(env_file: Path) -> None:
     listing = postroom(env_file, "email", "list")
     assert listing.returncode == 0
     rows = [line.split("\t") for line in listing.stdout.splitlines()]
-    assert rows == [["admin@example.com", "0", "0 B"], ["bob@example.com", "0", "0 B"]]
+    # address, messages, size, quota (POSTFIX_MAILBOX_SIZE_LIMIT's 20 GB), its use
+    assert rows == [["admin@example.com", "0", "0 B", "18.6 GiB", "0%"],
+                    ["bob@example.com", "0", "0 B", "18.6 GiB", "0%"]]
     assert postroom(env_file, "email", "update", "bob@example.com", "new").returncode == 0
     refused = postroom(env_file, "email", "del", "bob@example.com", stdin="n\n")
     assert refused.returncode != 0

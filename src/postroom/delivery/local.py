@@ -7,31 +7,27 @@ returns, so a caller may acknowledge the message once every delivery has returne
 A named mailbox that does not exist (renamed or deleted by the user) falls back to INBOX,
 so a filter's choice never loses mail.
 
-Also owns the two storage limits every path that adds messages checks (issue 25):
-MAX_MESSAGES_PER_MAILBOX and POSTFIX_MAILBOX_SIZE_LIMIT (bytes per account over all its
-mailboxes, 0 = none). `limit_reached` decides from one `Store.mailbox_usage` read of the
-counters the database keeps by trigger; IMAP APPEND/COPY/MOVE and SMTP RCPT/DATA call
-it. The check comes before the write, not in its transaction: writers racing for the
-last room can overshoot a limit by what they add together, never without bound.
+Also the one place every path that adds messages checks the storage limits:
+MAX_MESSAGES_PER_MAILBOX and POSTFIX_MAILBOX_SIZE_LIMIT (issue 25) and the account's own
+quota (issue 17; what a setting means is accounts/quota.py's). `room_in` reads them in
+one `QuotaStore.quota_usage` query of the counters the database keeps by trigger;
+`limit_reached` decides from it; IMAP APPEND/COPY/MOVE and SMTP RCPT/DATA call them. The
+check comes before the write, not in its transaction: writers racing for the last room
+can overshoot a limit by what they add together, never without bound.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
+from postroom.accounts.quota import Full, QuotaPolicy, Room, read_room
 from postroom.config import Config
 from postroom.errors import TryLater
-from postroom.store.api import Mailbox, Mailstore, MessageRow, NewMessage
+from postroom.mail.dsn import DsnAction, DsnRecipient
+from postroom.store.api import Mailbox, Mailstore, MessageRow, NewMessage, Store
 
 INBOX = "INBOX"
-
-
-class Full(enum.Enum):
-    """Which limit an addition would break; the value is the IMAP response code."""
-
-    MESSAGES = "LIMIT"  # RFC 5530 §3: an implementation limit (messages per mailbox)
-    ACCOUNT_SIZE = "OVERQUOTA"  # RFC 9208 §4.3 / RFC 5530: the account's storage is used up
+__all__ = ["INBOX", "Full", "MailboxFull", "Room", "limit_reached", "room_in"]
 
 
 class MailboxFull(TryLater):
@@ -39,22 +35,21 @@ class MailboxFull(TryLater):
     retries once the owner has made room (RFC 3463 X.2.2 "mailbox full")."""
 
     def __init__(self, full: Full, mailbox: str) -> None:
-        what = "too many messages" if full is Full.MESSAGES else "account size limit"
-        super().__init__(f"mailbox {mailbox} full: {what}")
+        super().__init__(f"mailbox {mailbox} full: {full.value} limit")
         self.full = full
 
 
-async def limit_reached(store: Mailstore, config: Config, mailbox_id: int, *, messages: int,
+async def room_in(store: Store, config: Config, mailbox_id: int) -> Room:
+    """The room the mailbox and its account have, in one query (NotFound: no mailbox)."""
+    return await read_room(store, QuotaPolicy.from_config(config), mailbox_id)
+
+
+async def limit_reached(store: Store, config: Config, mailbox_id: int, *, messages: int,
                         size: int, adds_size: bool = True) -> Full | None:  # fmt: skip
     """Whether adding `messages` messages of `size` bytes in all to the mailbox would
-    break a limit. `adds_size` False: the bytes stay in the account (MOVE)."""
-    usage = await store.mailbox_usage(mailbox_id)
-    if usage.mailbox_messages + messages > config.max_messages_per_mailbox:
-        return Full.MESSAGES
-    limit = config.mailbox_size_limit
-    if adds_size and limit and usage.account_size + size > limit:
-        return Full.ACCOUNT_SIZE
-    return None
+    break a limit. `adds_size` False: they stay in the account (MOVE)."""
+    room = await room_in(store, config, mailbox_id)
+    return room.full_for(messages=messages, size=size, adds_to_account=adds_size)
 
 
 async def delivery_mailbox(store: Mailstore, account_id: int, mailbox: str = INBOX) -> Mailbox:
@@ -80,7 +75,7 @@ async def append_delivered(store: Mailstore, target: Mailbox, blob_id: str, size
 
 
 async def deliver_local(
-    store: Mailstore,
+    store: Store,
     account_id: int,
     blob_id: str,
     size: int,
@@ -101,3 +96,16 @@ async def deliver_local(
             raise MailboxFull(full, target.name)
     return await append_delivered(store, target, blob_id, size, meta, flags, internal_date,
                                   body)  # fmt: skip
+
+
+def delivered_notice(address: str, notify: tuple[str, ...], orcpt: str | None, *,
+                     local: int, remote: int) -> DsnRecipient | None:
+    """The success DSN line for an RCPT with NOTIFY=SUCCESS (RFC 3461 §4.1) once its
+    `local` copies are stored here: `delivered` into one mailbox (§5.2.3), `expanded` when
+    an alias took it to several (§5.2.7.3, RFC 3464 §2.3.3). None when no report was
+    asked for, or when it reached only remote addresses (the queue reports on those)."""
+    if "SUCCESS" not in notify or not local:
+        return None
+    action = DsnAction.DELIVERED if local + remote == 1 else DsnAction.EXPANDED
+    return DsnRecipient(address, action, "2.0.0", "", is_smtp_diagnostic=False,
+                        original_recipient=orcpt or "")
