@@ -392,7 +392,7 @@ async def test_relay_with_wrong_password_defers(
 def test_storage_failures_in_a_pass_are_one_line_bugs_keep_their_traceback(
         caplog: pytest.LogCaptureFixture) -> None:
     """A full disk must not log a traceback per queue pass or bounce (issue 25 §9)."""
-    from postroom.outbound.worker import _log_failure
+    from postroom.outbound.reports import log_failure as _log_failure
     from postroom.store.errors import StorageFull
 
     with caplog.at_level(logging.WARNING, logger="postroom"):

@@ -122,7 +122,7 @@ async def test_ehlo_on_port_25(accounts: Runtime, client_tls: ssl.SSLContext) ->
         _code, text = await client.command("EHLO client.example")
         keywords = text.split("\n")[1:]
         assert keywords == ["PIPELINING", f"SIZE {SIZE_LIMIT}", "STARTTLS", "ENHANCEDSTATUSCODES",
-                            "8BITMIME", "DSN", "SMTPUTF8"]
+                            "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING", "BINARYMIME"]
         assert (await client.command("AUTH PLAIN AGEAYg=="))[0] == 503  # no AUTH on 25
         assert (await client.command("STARTTLS"))[0] == 220
         await client.starttls(client_tls)

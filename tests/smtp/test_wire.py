@@ -98,7 +98,7 @@ def test_commands(line: bytes, expected: object) -> None:
     (b"MAIL FROM:<a@b.example>SIZE=1", BadKind.SYNTAX),
     (b"MAIL FROM:<a@b.example> SIZE=abc", BadKind.SYNTAX),
     (b"MAIL FROM:<a@b.example> SIZE=1 SIZE=2", BadKind.SYNTAX),
-    (b"MAIL FROM:<a@b.example> BODY=BINARYMIME", BadKind.SYNTAX),
+    (b"MAIL FROM:<a@b.example> BODY=BINARY", BadKind.SYNTAX),
     (b"MAIL FROM:<a@b.example> FOO=bar", BadKind.PARAMETER),
     (b"MAIL FROM:<a@-bad-.example>", BadKind.SYNTAX),
     (b"MAIL FROM:<a b@c.example>", BadKind.SYNTAX),

@@ -13,11 +13,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class MailParams:
     size: int | None = None  # RFC 1870
-    body: str | None = None  # RFC 6152: "7BIT" or "8BITMIME"
+    body: str | None = None  # RFC 6152: "7BIT" or "8BITMIME"; RFC 3030: "BINARYMIME"
     is_smtputf8: bool = False  # RFC 6531
     auth: str | None = None  # RFC 4954 §5, xtext-decoded; "" for AUTH=<>
     ret: str | None = None  # RFC 3461 §4.3: "FULL" or "HDRS"
     envid: str | None = None  # RFC 3461 §4.4: xtext, case kept
+    is_requiretls: bool = False  # RFC 8689 §2, §4: every hop must use verified TLS
+
+    @property
+    def is_binarymime(self) -> bool:
+        """RFC 3030 §3: the body may hold any octets; only BDAT can carry it."""
+        return self.body == "BINARYMIME"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,21 @@ an IP address: dialling it ourselves (OUTBOUND_SMTP_PORT, from OUTBOUND_BIND_ADD
 set), EHLO with our host name (HELO when EHLO is refused, RFC 5321 §4.1.1.1),
 opportunistic STARTTLS (RFC 3207) without certificate checks, AUTH to the relay host,
 and transactions that report one reply per recipient, pipelined (RFC 2920) when the
-server offers it. The wire grammar is in outbound/replyparse.py (sans-IO); this module moves
+server offers it, the body sent with BDAT (RFC 3030) when the server offers CHUNKING
+(always for BODY=BINARYMIME, which a server without CHUNKING and BINARYMIME cannot take),
+and the DSN parameters (RFC 3461 NOTIFY, ORCPT, RET, ENVID) passed on to a server that
+offers DSN. The wire grammar is in outbound/replyparse.py (sans-IO); this module moves
 bytes and runs the timeouts. (It is ours because aiosmtplib cannot pipeline.)
 
 Invariants:
-- TLS is opportunistic: a certificate is never verified, because without MTA-STS or DANE
-  (RFC 8461 / RFC 7672) nothing says which certificate is right, and refusing would only
-  push the mail to plaintext. A failed handshake is retried once in plaintext, as Postfix
-  does at `smtp_tls_security_level = may`.
+- TLS is opportunistic by default: a certificate is never verified, because without
+  MTA-STS or DANE (RFC 8461 / RFC 7672) nothing says which certificate is right, and
+  refusing would only push the mail to plaintext. A failed handshake is retried once in
+  plaintext, as Postfix does at `smtp_tls_security_level = may`.
+- A session opened with `ClientSettings.requires_tls` (RFC 8689 REQUIRETLS mail) is
+  STARTTLS with a certificate that verifies against the CA store (SMTP_TLS_CAFILE, else
+  the system's) and matches the server's name, and a server that offers REQUIRETLS after
+  it; otherwise `TlsPolicyError` (a 5.7.10), never a plaintext retry.
 - Credentials are never sent over an unencrypted connection (Postfix's default
   `smtp_sasl_security_options = noplaintext`): without TLS the session fails temporarily.
 - `SessionError` means "this server could not take the mail now" — the caller moves on to
@@ -32,6 +39,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from postroom.outbound.model import TransactionOptions
 from postroom.outbound.replyparse import (
     Extensions,
     MalformedReply,
@@ -50,6 +58,7 @@ DATA_TIMEOUT = 600.0
 QUIT_TIMEOUT = 10.0
 READ_CHUNK = 65536
 PIPELINE_GROUP = 100  # commands per pipelined write, well under any socket buffer
+BDAT_CHUNK = 1024 * 1024  # octets per BDAT chunk (RFC 3030 leaves the size to us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,8 @@ class ClientSettings:
     connect_timeout: float = CONNECT_TIMEOUT
     command_timeout: float = COMMAND_TIMEOUT
     data_timeout: float = DATA_TIMEOUT
+    requires_tls: bool = False  # RFC 8689 REQUIRETLS: verified TLS or no session
+    tls_cafile: str = ""  # SMTP_TLS_CAFILE: the CAs verified against ("" = system)
 
     @property
     def has_credentials(self) -> bool:
@@ -103,6 +114,23 @@ def opportunistic_tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class TlsPolicyError(SessionError):
+    """RFC 8689: this server cannot carry REQUIRETLS mail (no STARTTLS, a certificate
+    that does not verify, or no REQUIRETLS offered). Permanent: 5.7.10."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _reply(550, f"5.7.10 {message}", local=True),
+                         is_service_refusal=True)
+
+
+def verifying_tls_context(cafile: str = "") -> ssl.SSLContext:
+    """TLS 1.2+, the certificate verified against `cafile` (else the system's store) and
+    matched against the server's name (RFC 8689 §4.2.1 for REQUIRETLS mail)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
@@ -177,10 +205,13 @@ class OutboundSession:
     @classmethod
     async def open(cls, ip: str, server_name: str, settings: ClientSettings
                    ) -> OutboundSession:
-        """Connect to `ip`; `server_name` is the MX host name (SNI, logs, Remote-MTA)."""
+        """Connect to `ip`; `server_name` is the MX host name (SNI, logs, Remote-MTA,
+        and the name a verified certificate must carry)."""
         try:
             return await cls._open(ip, server_name, settings, try_tls=True)
         except _TlsFailed as failure:
+            if settings.requires_tls:  # RFC 8689 §4.2.1: never fall back to plaintext
+                raise TlsPolicyError(f"TLS with {server_name} failed: {failure}") from failure
             log.info("STARTTLS with %s [%s] failed (%s); retrying without TLS",
                      server_name, ip, failure)
             return await cls._open(ip, server_name, settings, try_tls=False)
@@ -194,6 +225,8 @@ class OutboundSession:
             await session._hello()
             if try_tls and session._extensions.has("STARTTLS"):
                 await session._start_tls()
+            if settings.requires_tls:
+                session._check_requiretls()
             if settings.has_credentials:
                 await session._authenticate()
         except BaseException:
@@ -236,8 +269,10 @@ class OutboundSession:
             # taken as replies to what we say inside TLS.
             raise _TlsFailed("data after the STARTTLS reply")
         try:
+            context = (verifying_tls_context(self._settings.tls_cafile)
+                       if self._settings.requires_tls else opportunistic_tls_context())
             await self._wire.writer.start_tls(
-                opportunistic_tls_context(), server_hostname=self.server_name or None,
+                context, server_hostname=self.server_name or None,
                 ssl_handshake_timeout=self._settings.connect_timeout)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             raise _TlsFailed(str(exc) or type(exc).__name__) from exc
@@ -246,6 +281,17 @@ class OutboundSession:
         ehlo = await self._ehlo()
         if ehlo.code != 250:
             raise SessionError(f"EHLO after STARTTLS failed: {_reply(ehlo.code, ehlo.text)}")
+
+    def _check_requiretls(self) -> None:
+        """RFC 8689 §4.2.1: verified TLS, and a server that promises to keep it up."""
+        if not self.is_tls:
+            raise TlsPolicyError(f"{self.server_name} does not offer STARTTLS")
+        if not self._extensions.has("REQUIRETLS"):
+            raise TlsPolicyError(f"{self.server_name} does not offer REQUIRETLS")
+
+    def offers(self, keyword: str) -> bool:
+        """Whether the server's (last) EHLO advertised `keyword`."""
+        return self._extensions.has(keyword)
 
     async def _authenticate(self) -> None:
         if not self.is_tls:
@@ -281,12 +327,14 @@ class OutboundSession:
 
     # -- transactions ------------------------------------------------------------------
 
-    async def send(self, sender: str, recipients: Sequence[str], message: bytes
-                   ) -> list[SmtpReply]:
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes,
+                   options: TransactionOptions | None = None) -> list[SmtpReply]:
         """One transaction; returns one reply per recipient, in order.
 
         A recipient refused at RCPT gets that reply; accepted ones share the reply to the
-        end of DATA; when MAIL is refused every recipient gets that reply. Raises
+        end of DATA (or to the first failed or LAST BDAT); when MAIL is refused, or the
+        server cannot take what `options` asks (BINARYMIME, REQUIRETLS: a local 5xx),
+        every recipient gets that reply. Raises
         SessionError when the connection breaks: the outcome is then unknown and the
         caller must retry (RFC 5321 §6.1 accepts the rare duplicate over a loss).
         """
@@ -299,16 +347,34 @@ class OutboundSession:
             # RFC 6531 §3.4: no downgrade for addresses; this server cannot take it.
             reply = _reply(553, "5.6.7 remote server does not support SMTPUTF8", local=True)
             return [reply] * len(recipients)
+        options = options or TransactionOptions()
+        refusal = self._capability_refusal(options)
+        if refusal is not None:
+            return [refusal] * len(recipients)
         if self._wire.is_closed:
             raise SessionError("connection already closed")
-        return await self._transact(sender, recipients, message, needs_utf8)
+        return await self._transact(sender, recipients, message, needs_utf8, options)
+
+    def _capability_refusal(self, options: TransactionOptions) -> SmtpReply | None:
+        """A local refusal when this server cannot take what the message needs."""
+        if options.is_binarymime and not (self.offers("CHUNKING") and self.offers("BINARYMIME")):
+            # RFC 3030 §3: convert or bounce; we bounce (the body may be any octets, and a
+            # re-encoding would break the DKIM signature it may carry).
+            return _reply(554, "5.6.3 remote server does not support BINARYMIME", local=True)
+        is_verified = self._settings.requires_tls and self.is_tls  # see _check_requiretls
+        if options.is_requiretls and not (is_verified and self.offers("REQUIRETLS")):
+            return _reply(550, "5.7.10 REQUIRETLS needs verified TLS and REQUIRETLS",
+                          local=True)  # fmt: skip
+        return None
 
     async def _transact(self, sender: str, recipients: Sequence[str], message: bytes,
-                        needs_utf8: bool) -> list[SmtpReply]:
+                        needs_utf8: bool, options: TransactionOptions) -> list[SmtpReply]:
         encoding = "utf-8" if needs_utf8 else "ascii"
         mail = " ".join([f"MAIL FROM:<{sender}>",
-                         *self._mail_parameters(message, needs_utf8)])
-        commands = [mail, *(f"RCPT TO:<{rcpt}>" for rcpt in recipients)]
+                         *self._mail_parameters(message, needs_utf8, options)])
+        commands = [mail, *(" ".join([f"RCPT TO:<{rcpt}>",
+                                      *self._rcpt_parameters(options, index)])
+                            for index, rcpt in enumerate(recipients))]
         if self._extensions.has("PIPELINING"):
             mail_reply, *replies = await self._pipeline(commands, encoding)
         else:
@@ -322,7 +388,10 @@ class OutboundSession:
         if not accepted:
             await self._reset()
             return replies
-        data_reply = await self._data(message)
+        if self.offers("CHUNKING"):
+            data_reply = await self._bdat(message)
+        else:
+            data_reply = await self._data(message)
         for index in accepted:
             replies[index] = data_reply
         return replies
@@ -338,15 +407,54 @@ class OutboundSession:
             replies.extend([await self._read() for _ in group])
         return replies
 
-    def _mail_parameters(self, message: bytes, needs_utf8: bool) -> list[str]:
+    def _mail_parameters(self, message: bytes, needs_utf8: bool,
+                         options: TransactionOptions) -> list[str]:
         parameters = []
         if self._extensions.has("SIZE"):
             parameters.append(f"SIZE={len(message)}")  # RFC 1870 §6
-        if not message.isascii() and self._extensions.has("8BITMIME"):
+        if options.is_binarymime:
+            parameters.append("BODY=BINARYMIME")  # RFC 3030 §3 (checked: offered)
+        elif not message.isascii() and self._extensions.has("8BITMIME"):
             parameters.append("BODY=8BITMIME")  # RFC 6152 §3
         if needs_utf8:
             parameters.append("SMTPUTF8")  # RFC 6531 §3.4
+        if self.offers("DSN"):  # RFC 3461 §4.3, §4.4
+            parameters += [f"RET={options.ret}"] if options.ret else []
+            parameters += [f"ENVID={options.envid}"] if options.envid else []
+        if options.is_requiretls:
+            parameters.append("REQUIRETLS")  # RFC 8689 §4.2.1 (checked: offered)
         return parameters
+
+    def _rcpt_parameters(self, options: TransactionOptions, index: int) -> list[str]:
+        """RFC 3461 §4.1, §4.2: NOTIFY and ORCPT, to a server that offers DSN."""
+        if not self.offers("DSN") or index >= len(options.recipients):
+            return []
+        recipient = options.recipients[index]
+        return ([f"NOTIFY={recipient.notify}"] if recipient.notify else []) + (
+            [f"ORCPT={recipient.orcpt}"] if recipient.orcpt else [])
+
+    async def _bdat(self, message: bytes) -> SmtpReply:
+        """RFC 3030 §2: the message as it is, in chunks, the last marked LAST. Pipelined
+        when offered (§4.2): every chunk's reply is read after all are sent; the first
+        failure is the transaction's (the server fails the later chunks too)."""
+        chunks = [message[start:start + BDAT_CHUNK]
+                  for start in range(0, len(message), BDAT_CHUNK)] or [b""]
+        is_pipelined = self.offers("PIPELINING")
+        replies = []
+        for index, chunk in enumerate(chunks):
+            last = " LAST" if index == len(chunks) - 1 else ""
+            await self._wire.write(f"BDAT {len(chunk)}{last}\r\n".encode() + chunk)
+            if not is_pipelined:
+                replies.append(await self._read(self._settings.data_timeout))
+                if not replies[-1].is_success:
+                    break
+        if is_pipelined:
+            replies = [await self._read(self._settings.data_timeout) for _ in chunks]
+        failures = [reply for reply in replies if not reply.is_success]
+        if failures:
+            await self._reset()
+            return failures[0]
+        return replies[-1]
 
     async def _data(self, message: bytes) -> SmtpReply:
         reply = await self._command("DATA")

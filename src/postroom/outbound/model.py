@@ -1,6 +1,8 @@
 """The outbound queue's vocabulary: delivery outcomes, grouping rules and the admin view.
 
-Owns the pure decisions shared by the worker, the DSN builder and the CLI:
+Owns the pure decisions shared by the worker, the DSN builder and the CLI (and what a
+queued message asks of its SMTP transaction, `TransactionOptions`, and which DSNs its
+sender asked for, `wants_dsn`):
 - how a remote reply or a local error becomes an `Attempt` (delivered / deferred /
   failed) with an RFC 3463 enhanced status code;
 - how due entries are grouped: by destination (one connection per destination carries
@@ -93,6 +95,57 @@ def deferred(status: str, diagnostic: str, remote_mta: str = "") -> Attempt:
 
 def failed(status: str, diagnostic: str, remote_mta: str = "") -> Attempt:
     return Attempt(Outcome.FAILED, status, diagnostic, remote_mta)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOptions:
+    """RFC 3461 parameters of one RCPT, passed on when the server offers DSN."""
+
+    notify: str = ""  # "SUCCESS,DELAY" / "NEVER" / "" (none given)
+    orcpt: str = ""  # "rfc822;xtext" as received
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOptions:
+    """What a queued message asks of its SMTP transaction beyond the addresses
+    (outbound/client.py)."""
+
+    body: str = ""  # "8BITMIME" / "BINARYMIME" (RFC 3030) / "" (decided from the bytes)
+    ret: str = ""  # RFC 3461 RET
+    envid: str = ""  # RFC 3461 ENVID (xtext)
+    is_requiretls: bool = False  # RFC 8689: MAIL FROM … REQUIRETLS
+    recipients: tuple[RecipientOptions, ...] = ()  # one per recipient, or none at all
+
+    @property
+    def is_binarymime(self) -> bool:
+        return self.body == "BINARYMIME"
+
+
+def transaction_options(batch: Sequence[QueueEntry]) -> TransactionOptions:
+    """What the batch's message asks of its transaction; its entries share one message,
+    so the per-message values are the first entry's."""
+    first = batch[0]
+    return TransactionOptions(
+        body=first.body, ret=first.ret, envid=first.envid, is_requiretls=first.is_requiretls,
+        recipients=tuple(RecipientOptions(entry.notify, entry.orcpt) for entry in batch))
+
+
+def notify_words(entry: QueueEntry) -> frozenset[str]:
+    """RFC 3461 §4.1 NOTIFY of the entry, upper-cased; empty when none was given."""
+    return frozenset(word.strip().upper() for word in entry.notify.split(",") if word.strip())
+
+
+def wants_dsn(entry: QueueEntry, kind: str) -> bool:
+    """Whether the sender asked for (or by default gets) a `kind` DSN: "FAILURE" and
+    "DELAY" unless NOTIFY named others or NEVER (§4.1 leaves the default to the MTA: we
+    send both, as Postfix does once delay_warning_time is set); "SUCCESS" only when named.
+    Never for the null sender (RFC 5321 §4.5.5: no report on a report)."""
+    words = notify_words(entry)
+    if not entry.sender:
+        return False
+    if not words:
+        return kind in {"FAILURE", "DELAY"}
+    return kind in words
 
 
 def destination_key(entry: QueueEntry, *, has_relay: bool) -> str:

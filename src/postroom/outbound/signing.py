@@ -53,9 +53,14 @@ class DkimSigner:
     def from_config(cls, config: Config) -> DkimSigner:
         return cls(keys_dir(config))
 
-    async def signature_for(self, raw: bytes, sender: str) -> bytes:
-        """DKIM-Signature field(s) to prepend to `raw`, or b"" when no key applies."""
-        for domain in _candidate_domains(raw, sender):
+    async def signature_for(self, raw: bytes, sender: str, sign_as: str = "") -> bytes:
+        """DKIM-Signature field(s) to prepend to `raw`, or b"" when no key applies.
+        `sign_as`: a domain to try first (the forwarding account's, for mail a Sieve
+        redirect sends on: its From is someone else's)."""
+        candidates = _candidate_domains(raw, sender)
+        if sign_as:
+            candidates = [sign_as.lower(), *(d for d in candidates if d != sign_as.lower())]
+        for domain in candidates:
             found = await asyncio.to_thread(self.load_domain_keys, domain)
             if found is None:
                 continue

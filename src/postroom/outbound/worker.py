@@ -12,7 +12,16 @@ Owns the queue's life cycle after a message is accepted:
   MX, a routing loop or an expired lifetime → bounced and finished;
 - bounces are RFC 3464 DSNs from MAILER-DAEMON with the null sender: delivered locally
   when the original sender's domain is ours, queued otherwise; a message whose sender is
-  the null sender is never bounced (RFC 5321 §4.5.5, no bounce loops).
+  the null sender is never bounced (RFC 5321 §4.5.5, no bounce loops);
+- the other DSNs (RFC 3461) go the same way (outbound/reports.py sends them all): one
+  `delayed` per recipient, at the first deferral DELAY_WARNING_TIME after it was queued
+  (NOTIFY=DELAY or no NOTIFY, §5.2.5); `relayed` for NOTIFY=SUCCESS handed to a next
+  hop that does not offer DSN (§5.2.2; one that does gets NOTIFY, ORCPT, RET and ENVID
+  and reports itself, §5.2.1); `delivered`/`expanded` for local deliveries
+  (`report_delivered`, called by smtp/receive.py). NOTIFY=NEVER gets none;
+- a REQUIRETLS message (RFC 8689) travels only over a session with a verified certificate
+  to a server offering REQUIRETLS (its own connection, see client.py), else it bounces
+  5.7.10; its bounce returns headers only and is itself sent with REQUIRETLS.
 
 Invariants: a row is finished only after the remote side accepted it or after its DSN
 is durable, so a crash re-sends at worst a message whose 250 was not yet recorded (RFC
@@ -38,18 +47,18 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
-from postroom.clock import Clock, display_zone
-from postroom.delivery.local import deliver_local
+from postroom.clock import Clock
 from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.dns.resolver import Resolver
-from postroom.errors import TryLater
-from postroom.mail.dsn import DsnAction, DsnRecipient, DsnReport, render_dsn
-from postroom.mail.mimetree import message_meta
-from postroom.mail.trace import render_return_path
+from postroom.mail.dsn import DsnAction
 from postroom.outbound import schedule
-from postroom.outbound.client import ClientSettings, OutboundSession, SessionError
+from postroom.outbound.client import (
+    ClientSettings,
+    OutboundSession,
+    SessionError,
+    TlsPolicyError,
+)
 from postroom.outbound.model import (
     MAX_RECEIVED_HEADERS,
     Attempt,
@@ -61,7 +70,10 @@ from postroom.outbound.model import (
     group_by_destination,
     group_transactions,
     strip_return_path,
+    transaction_options,
+    wants_dsn,
 )
+from postroom.outbound.reports import DsnSender, Notice, PassReport, domain_of, log_failure
 from postroom.outbound.routing import Route, RouteError, connect_first, resolve_route
 from postroom.outbound.signing import DkimSigner
 from postroom.runtime import Runtime
@@ -77,23 +89,6 @@ POLL_SECONDS = 30.0
 # Never sleep less than this between passes: a row due but locked by another node's claim
 # for an instant must not make this worker spin.
 MIN_SLEEP_SECONDS = 0.05
-
-
-@dataclass(slots=True)
-class PassReport:
-    """What one pass did (for logs and tests)."""
-
-    delivered: list[QueueEntry] = field(default_factory=list)
-    deferred: list[QueueEntry] = field(default_factory=list)
-    bounced: list[QueueEntry] = field(default_factory=list)
-    dropped: list[QueueEntry] = field(default_factory=list)  # failed, null sender: no DSN
-    due: int = 0
-
-
-@dataclass(slots=True)
-class _Failure:
-    entry: QueueEntry
-    attempt: Attempt
 
 
 class QueueWorker:
@@ -125,6 +120,7 @@ class QueueWorker:
         # Told after mail was queued: wakes this worker, or, in an SMTP worker process
         # (workers.py), tells the main process, whose queue worker sends it.
         self.on_queued: Callable[[], None] = self.kick
+        self.reports = DsnSender(runtime, clock, self.policy, self.enqueue_message)
 
     # -- accepting mail (the SMTP server's outbound hook) -------------------------------
 
@@ -132,40 +128,59 @@ class QueueWorker:
                              recipients: Sequence[OutboundRecipient],
                              blob_id: str, size: int) -> None:
         """smtp/receive.py's `OutboundQueue` hook: called after local delivery, before 250."""
+        params = message.mail_params
         await self.enqueue(message.sender, [r.address for r in recipients], blob_id,
-                           envid=message.mail_params.envid or "",
-                           notify=[",".join(r.notify) for r in recipients])
+                           envid=params.envid or "",
+                           notify=[",".join(r.notify) for r in recipients],
+                           orcpt=[r.orcpt or "" for r in recipients], ret=params.ret or "",
+                           body="BINARYMIME" if params.is_binarymime else "",
+                           is_requiretls=params.is_requiretls)
+
+    async def report_delivered(self, message: ReceivedMessage) -> None:
+        """smtp/receive.py's hook after local delivery: success DSNs (outbound/reports.py)."""
+        await self.reports.report_delivered(message)
 
     async def enqueue(self, sender: str, recipients: Sequence[str], blob_id: str, *,
-                      envid: str = "", notify: Sequence[str] = ()) -> list[QueueEntry]:
+                      envid: str = "", notify: Sequence[str] = (), orcpt: Sequence[str] = (),
+                      ret: str = "", body: str = "", is_requiretls: bool = False
+                      ) -> list[QueueEntry]:
         """Queue the spooled message `blob_id` for remote `recipients`; durable on return.
 
         The queue sends its own copy — Return-Path removed, DKIM signature prepended — so
         it takes over the spool blob: once the copy is queued, the spool blob is released
         unless a local delivery (which the receiver does first) still uses it.
-        `notify` optionally gives each recipient's RFC 3461 NOTIFY value ("" = default).
+        `notify` and `orcpt` optionally give each recipient's RFC 3461 NOTIFY and ORCPT
+        ("" = none); `ret`, `body` (RFC 3030 "BINARYMIME") and `is_requiretls` (RFC 8689)
+        are the message's.
         """
         raw = strip_return_path(await self.runtime.blobs.read(blob_id))
         stored = await self.enqueue_message(sender, recipients, raw, envid=envid,
-                                            notify=notify)
+                                            notify=notify, orcpt=orcpt, ret=ret, body=body,
+                                            is_requiretls=is_requiretls)
         await self.runtime.store.release_blob_if_unused(blob_id)
         return stored
 
     async def enqueue_message(self, sender: str, recipients: Sequence[str], raw: bytes, *,
-                              envid: str = "", notify: Sequence[str] = ()) -> list[QueueEntry]:
-        """Queue a message given as bytes (no Return-Path); signs it when a key applies."""
+                              envid: str = "", notify: Sequence[str] = (),
+                              orcpt: Sequence[str] = (), ret: str = "", body: str = "",
+                              is_requiretls: bool = False, sign_as: str = ""
+                              ) -> list[QueueEntry]:  # fmt: skip
+        """Queue a message given as bytes (no Return-Path); signs it when a key applies
+        (`sign_as`: the domain to sign for first, see DkimSigner.signature_for)."""
         if not recipients:
             return []
         if self.signer is not None:
-            raw = await self.signer.signature_for(raw, sender) + raw
+            raw = await self.signer.signature_for(raw, sender, sign_as) + raw
         queued_blob = await self.runtime.blobs.put(raw)
         now = self.clock.now()
         message_id = secrets.token_hex(8)
         entries = [
             QueueEntry(id=0, message_id=message_id, sender=sender, recipient=recipient,
-                       domain=_domain_of(recipient), blob_id=queued_blob, size=len(raw),
+                       domain=domain_of(recipient), blob_id=queued_blob, size=len(raw),
                        created=now, next_attempt=now, attempts=0, last_error="",
-                       envid=envid, notify=notify[index] if index < len(notify) else "")
+                       envid=envid, notify=notify[index] if index < len(notify) else "",
+                       orcpt=orcpt[index] if index < len(orcpt) else "", ret=ret, body=body,
+                       is_requiretls=is_requiretls)
             for index, recipient in enumerate(recipients)
         ]
         stored = await self.runtime.store.enqueue(entries)
@@ -203,7 +218,7 @@ class QueueWorker:
                 report = await self.run_once()
                 sleep = await self._sleep_seconds()
             except Exception as error:
-                _log_failure(error, "queue pass failed")
+                log_failure(error, "queue pass failed")
                 report, sleep = PassReport(), self.poll_seconds  # no fast retry loop
             if report.due >= self.batch_size:
                 continue  # more is due right now
@@ -249,17 +264,17 @@ class QueueWorker:
         return report
 
     async def _deliver_all(self, due: list[QueueEntry], report: PassReport) -> None:
-        failures: list[_Failure] = []
+        notices: list[Notice] = []
         groups = group_by_destination(due, has_relay=self.runtime.config.relay is not None)
         outcomes = await asyncio.gather(
-            *(self._deliver_destination(group, report, failures)
+            *(self._deliver_destination(group, report, notices)
               for group in groups.values()), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 # One destination's bug must not stop the others' bounces; its rows
                 # stay due and are tried again at the next pass.
                 log.error("delivery to one destination failed", exc_info=outcome)
-        await self._bounce(failures, report)
+        await self.reports.send_pass_reports(notices, report)
 
     async def _keep_leases(self, claimed: list[QueueEntry], held_until: dt.datetime) -> None:
         """Renew the leases of the claimed rows not yet settled until the pass ends
@@ -279,7 +294,7 @@ class QueueWorker:
     # -- one destination ---------------------------------------------------------------
 
     async def _deliver_destination(self, entries: list[QueueEntry], report: PassReport,
-                                   failures: list[_Failure]) -> None:
+                                   notices: list[Notice]) -> None:
         async with self._connections:
             try:
                 route = await resolve_route(
@@ -287,48 +302,76 @@ class QueueWorker:
                     port=self.runtime.config.outbound_smtp_port, rng=self.rng)
             except RouteError as error:
                 for entry in entries:
-                    await self._settle(entry, error.attempt, report, failures)
+                    await self._settle(entry, error.attempt, report, notices)
                 return
-            await self._deliver_route(route, entries, report, failures)
+            await self._deliver_route(route, entries, report, notices)
 
     async def _deliver_route(self, route: Route, entries: list[QueueEntry],
-                             report: PassReport, failures: list[_Failure]) -> None:
-        session: OutboundSession | None = None
-        batches = group_transactions(entries)
+                             report: PassReport, notices: list[Notice]) -> None:
+        """Every batch over one connection per TLS policy: REQUIRETLS mail (RFC 8689)
+        needs a verified one of its own. A policy whose connection failed settles its
+        later batches with the same attempt instead of dialling again."""
+        sessions: dict[bool, OutboundSession] = {}
+        unreachable: dict[bool, Attempt] = {}
         try:
-            for index, batch in enumerate(batches):
-                message = await self._load(batch, report, failures)
+            for batch in group_transactions(entries):
+                message = await self._load(batch, report, notices)
                 if message is None:
                     continue
-                if session is None or not session.is_connected:
+                requires_tls = batch[0].is_requiretls
+                session = sessions.get(requires_tls)
+                if requires_tls not in unreachable and (
+                        session is None or not session.is_connected):
                     try:
-                        session = await connect_first(route, self.resolver,
-                                                      self._opener(route))
+                        session = sessions[requires_tls] = await self._connect(
+                            route, requires_tls=requires_tls)
                     except RouteError as error:
-                        for rest in batches[index:]:
-                            for entry in rest:
-                                await self._settle(entry, error.attempt, report, failures)
-                        return
-                await self._transact(session, batch, message, report, failures)
+                        unreachable[requires_tls] = error.attempt
+                if requires_tls in unreachable:
+                    for entry in batch:
+                        await self._settle(entry, unreachable[requires_tls], report, notices)
+                    continue
+                assert session is not None  # connected above
+                await self._transact(session, batch, message, report, notices)
         finally:
-            if session is not None:
+            for session in sessions.values():
                 await session.close()
 
-    def _opener(self, route: Route) -> Callable[[str, str], Awaitable[OutboundSession]]:
+    async def _connect(self, route: Route, *, requires_tls: bool) -> OutboundSession:
+        """A session to the first server of `route` that takes us. REQUIRETLS: when every
+        server reached failed its TLS policy, the attempt fails 5.7.10 (RFC 8689 §5)."""
+        policy_failures: list[TlsPolicyError] = []
+        try:
+            return await connect_first(route, self.resolver,
+                                       self._opener(route, requires_tls, policy_failures))
+        except RouteError as error:
+            if policy_failures and error.attempt.outcome is Outcome.FAILED:
+                raise RouteError(failed("5.7.10", f"REQUIRETLS: {policy_failures[-1]}",
+                                        route.hosts[-1])) from error  # fmt: skip
+            raise
+
+    def _opener(self, route: Route, requires_tls: bool,
+                policy_failures: list[TlsPolicyError]
+                ) -> Callable[[str, str], Awaitable[OutboundSession]]:
         config = self.runtime.config
         relay = config.relay if route.is_relay else None
         settings = ClientSettings(
             helo_name=config.hostname, port=route.port,
             bind_address=config.outbound_bind_address,
-            username=relay.username if relay else "", password=relay.password if relay else "")
+            username=relay.username if relay else "", password=relay.password if relay else "",
+            requires_tls=requires_tls, tls_cafile=config.smtp_tls_cafile)
 
         async def open_session(ip: str, host: str) -> OutboundSession:
-            return await OutboundSession.open(ip, host, settings)
+            try:
+                return await OutboundSession.open(ip, host, settings)
+            except TlsPolicyError as error:
+                policy_failures.append(error)
+                raise
 
         return open_session
 
     async def _load(self, batch: list[QueueEntry], report: PassReport,
-                    failures: list[_Failure]) -> bytes | None:
+                    notices: list[Notice]) -> bytes | None:
         """The message bytes, or None after settling the batch when it cannot be sent."""
         try:
             message = await self.runtime.blobs.read(batch[0].blob_id)
@@ -340,31 +383,37 @@ class QueueWorker:
                 return message
             attempt = failed("5.4.6", "routing loop detected: too many Received headers")
         for entry in batch:
-            await self._settle(entry, attempt, report, failures)
+            await self._settle(entry, attempt, report, notices)
         return None
 
     async def _transact(self, session: OutboundSession, batch: list[QueueEntry],
-                        message: bytes, report: PassReport, failures: list[_Failure]) -> None:
+                        message: bytes, report: PassReport, notices: list[Notice]) -> None:
         first = batch[0]
         try:
-            replies = await session.send(first.sender, [e.recipient for e in batch], message)
+            replies = await session.send(first.sender, [e.recipient for e in batch], message,
+                                         transaction_options(batch))
         except SessionError as error:
             attempt = deferred("4.4.2", f"{session.server_name}[{session.ip}]: {error}",
                                session.server_name)
             for entry in batch:
-                await self._settle(entry, attempt, report, failures)
+                await self._settle(entry, attempt, report, notices)
             return
         for entry, reply in zip(batch, replies, strict=True):
             attempt = attempt_from_reply(reply.code, reply.text, session.server_name)
             if reply.is_local:
                 attempt = Attempt(attempt.outcome, attempt.status, attempt.diagnostic,
                                   session.server_name, is_remote_reply=False)
-            await self._settle(entry, attempt, report, failures)
+            await self._settle(entry, attempt, report, notices)
+            if (attempt.outcome is Outcome.DELIVERED and wants_dsn(entry, "SUCCESS")
+                    and not session.offers("DSN")):
+                # RFC 3461 §5.2.2: a next hop without DSN ends our duty to pass NOTIFY on:
+                # we report "relayed" ourselves (one that offers DSN reports itself).
+                notices.append(Notice(entry, attempt, DsnAction.RELAYED))
 
     # -- settling ----------------------------------------------------------------------
 
     async def _settle(self, entry: QueueEntry, attempt: Attempt, report: PassReport,
-                      failures: list[_Failure]) -> None:
+                      notices: list[Notice]) -> None:
         store = self.runtime.store
         if attempt.outcome is Outcome.DELIVERED:
             await store.finish_queue_entry(entry.id)
@@ -379,6 +428,8 @@ class QueueWorker:
             if when is not None:
                 await store.reschedule(entry.id, when, attempt.diagnostic)
                 report.deferred.append(entry)
+                if self._is_delay_warning_due(entry, now):
+                    notices.append(Notice(entry, attempt, DsnAction.DELAYED))
                 log.info("deferred %s to <%s> until %s: %s", entry.message_id,
                          entry.recipient, when.isoformat(), attempt.diagnostic)
                 return
@@ -386,115 +437,11 @@ class QueueWorker:
                      entry.recipient)
         # Permanent failure or lifetime over: bounced after the pass (DSN first, then the
         # row is finished, so a crash in between re-bounces rather than losing the DSN).
-        failures.append(_Failure(entry, attempt))
+        notices.append(Notice(entry, attempt))
 
-    async def _bounce(self, failures: list[_Failure], report: PassReport) -> None:
-        by_message: dict[str, list[_Failure]] = {}
-        for failure in failures:
-            by_message.setdefault(failure.entry.message_id, []).append(failure)
-        for group in by_message.values():
-            try:
-                await self._bounce_message(group, report)
-            except Exception as error:
-                # The DSN could not be made durable: keep the rows and try again later
-                # rather than finish them and lose the report.
-                _log_failure(error, f"bounce for {group[0].entry.message_id} failed; "
-                                    "retrying later")
-                retry_at = self.clock.now() + self.policy.first_delay
-                for failure in group:
-                    await self.runtime.store.reschedule(failure.entry.id, retry_at,
-                                                        failure.attempt.diagnostic)
-
-    async def _bounce_message(self, group: list[_Failure], report: PassReport) -> None:
-        first = group[0].entry
-        wanted = [f for f in group if first.sender and _wants_failure_dsn(f.entry)]
-        if wanted:
-            await self._send_dsn(first, wanted)
-            report.bounced.extend(f.entry for f in wanted)
-        for failure in group:
-            if failure not in wanted:
-                # RFC 5321 §4.5.5 / RFC 3464 §2: never report on a report (null sender);
-                # RFC 3461 §4.1: NOTIFY without FAILURE asked for no report.
-                report.dropped.append(failure.entry)
-                log.warning("undeliverable %s to <%s> dropped without DSN: %s",
-                            first.message_id, failure.entry.recipient,
-                            failure.attempt.diagnostic)
-            await self.runtime.store.finish_queue_entry(failure.entry.id)
-
-    async def _send_dsn(self, first: QueueEntry, group: list[_Failure]) -> None:
-        config = self.runtime.config
-        try:
-            original = await self.runtime.blobs.read(first.blob_id)
-        except OSError:
-            original = b""
-        now = self.clock.now()
-        dsn = render_dsn(DsnReport(
-            reporting_mta=config.hostname, original_sender=first.sender,
-            original_message=original, arrival_date=first.created,
-            recipients=[_dsn_recipient(f, now) for f in group], envid=first.envid,
-        ), date=now, message_id=f"{secrets.token_hex(16)}@{config.hostname}",
-            zone=display_zone(config.timezone))
-        log.info("bouncing %s to <%s> (%d recipient(s))", first.message_id, first.sender,
-                 len(group))
-        if await self.runtime.store.is_local_domain(_domain_of(first.sender)):
-            await self._deliver_locally(first.sender, dsn)
-        else:
-            await self.enqueue_message("", [first.sender], dsn)
-
-    async def _deliver_locally(self, address: str, raw: bytes) -> None:
-        """Put a DSN into a local sender's INBOX (through an alias if need be)."""
-        store = self.runtime.store
-        account_ids = await self._local_accounts(address)
-        if not account_ids:
-            log.warning("DSN for <%s> dropped: no such local account", address)
-            return
-        data = render_return_path("") + raw  # RFC 5321 §4.4, written at final delivery
-        blob_id = await self.runtime.blobs.put(data)
-        try:
-            meta = await asyncio.to_thread(message_meta, data)
-            for account_id in account_ids:
-                await deliver_local(store, account_id, blob_id, len(data), meta,
-                                    internal_date=self.clock.now())
-        finally:
-            await store.release_blob_if_unused(blob_id)
-
-    async def _local_accounts(self, address: str) -> list[int]:
-        store = self.runtime.store
-        account = await store.get_account(address.lower())
-        if account is not None:
-            return [account.id]
-        found = []
-        for target in await store.alias_targets(address.lower()):
-            target_account = await store.get_account(target)
-            if target_account is not None:
-                found.append(target_account.id)
-        return found
-
-
-def _wants_failure_dsn(entry: QueueEntry) -> bool:
-    """RFC 3461 §4.1: NOTIFY=NEVER, or a NOTIFY list without FAILURE, asks for no bounce."""
-    if not entry.notify:
-        return True
-    return "FAILURE" in {word.strip().upper() for word in entry.notify.split(",")}
-
-
-def _dsn_recipient(failure: _Failure, now: dt.datetime) -> DsnRecipient:
-    attempt = failure.attempt
-    return DsnRecipient(
-        recipient=failure.entry.recipient, action=DsnAction.FAILED, status=attempt.status,
-        diagnostic=attempt.diagnostic, is_smtp_diagnostic=attempt.is_remote_reply,
-        remote_mta=attempt.remote_mta, last_attempt=now,
-    )
-
-
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
-
-
-def _log_failure(error: Exception, what: str) -> None:
-    """A temporary failure (storage full or damaged, a database gone) is one line, since
-    the store already logs its kind once a minute; anything else is a bug: traceback."""
-    if isinstance(error, TryLater):
-        log.warning("%s: %s", what, error)
-    else:
-        log.error("%s", what, exc_info=error)
+    def _is_delay_warning_due(self, entry: QueueEntry, now: dt.datetime) -> bool:
+        """RFC 3461 NOTIFY=DELAY: once, at the first deferral DELAY_WARNING_TIME (0 =
+        never) after the entry was queued (Postfix's delay_warning_time)."""
+        warn_after = self.runtime.config.delay_warning_time
+        return (bool(warn_after) and not entry.is_delay_notified and wants_dsn(entry, "DELAY")
+                and now - entry.created >= dt.timedelta(seconds=warn_after))

@@ -1,8 +1,9 @@
 """Sans-IO SMTP path and ESMTP parameter grammar (RFC 5321 §4.1.2, §4.1.1.11).
 
 Owns what a MAIL or RCPT argument means: the reverse-/forward-path (`Mailbox`, with
-RFC 6531 UTF-8 local parts and U-labels), and the ESMTP parameters SIZE, BODY, SMTPUTF8,
-AUTH and the DSN ones RET/ENVID/NOTIFY/ORCPT (`MailParams`, `RcptParams`, whose types
+RFC 6531 UTF-8 local parts and U-labels), and the ESMTP parameters SIZE, BODY (with
+RFC 3030 BINARYMIME), SMTPUTF8, AUTH, REQUIRETLS (RFC 8689) and the DSN ones
+RET/ENVID/NOTIFY/ORCPT (`MailParams`, `RcptParams`, whose types
 live in mail/esmtp.py with the message in transit).
 Invariants: every parser raises ValueError (or its subclass `ParameterError`, a 555) on
 anything it does not accept, never another exception; values are bounded by the command
@@ -164,10 +165,14 @@ def parse_mail_params(params: dict[str, str | None]) -> MailParams:
             if value is None or not value.isdigit() or len(value) > 20:
                 raise ValueError("invalid SIZE value")
             values["size"] = int(value)
-        elif key == "BODY":  # RFC 6152 §2 (BINARYMIME needs CHUNKING, not offered)
-            if value is None or value.upper() not in {"7BIT", "8BITMIME"}:
+        elif key == "BODY":  # RFC 6152 §2; RFC 3030 §3 BINARYMIME (we offer CHUNKING)
+            if value is None or value.upper() not in {"7BIT", "8BITMIME", "BINARYMIME"}:
                 raise ValueError("invalid BODY value")
             values["body"] = value.upper()
+        elif key == "REQUIRETLS":  # RFC 8689 §2: no value
+            if value is not None:
+                raise ValueError("REQUIRETLS takes no value")
+            values["is_requiretls"] = True
         elif key == "SMTPUTF8":  # RFC 6531 §3.4: no value
             if value is not None:
                 raise ValueError("SMTPUTF8 takes no value")

@@ -131,6 +131,13 @@ def mailbox_full(address: str) -> Reply:
     return reply(452, "4.2.2", f"<{address}>: Recipient address rejected: Mailbox full")
 
 
+def quota_exceeded(address: str) -> Reply:
+    """RCPT whose declared SIZE the account's quota has no room for (issue 17): permanent,
+    as Dovecot's quota-status answers docker-mailserver's Postfix (RFC 3463 X.2.2)."""
+    return reply(552, "5.2.2", f"<{address}>: Recipient address rejected: Quota exceeded"
+                 " (mailbox for user is full)")
+
+
 def size_too_big(limit: int) -> Reply:
     return reply(552, "5.3.4", f"Message size exceeds fixed limit ({limit} bytes)")
 
@@ -141,6 +148,19 @@ BARE_NEWLINE_DATA = reply(521, "5.5.2", "Bare <LF> or <CR> received in message d
                           "closing connection")
 MAIL_LOOP = reply(554, "5.4.6", "Too many Received headers: mail forwarding loop")
 MAILBOX_FULL = reply(452, "4.2.2", "Mailbox full")  # after DATA: no recipient had room
+# After DATA, when only quotas left no room (issue 17): Dovecot LMTP's permanent answer.
+QUOTA_EXCEEDED = reply(552, "5.2.2", "Quota exceeded (mailbox for user is full)")
+
+
+# -- BDAT (RFC 3030) ------------------------------------------------------------------
+# §4: the octets after an unparsable BDAT line cannot be told from commands: close.
+BAD_BDAT = reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]; closing connection")
+DATA_AFTER_BDAT = reply(503, "5.5.1", "DATA not allowed after BDAT")  # §2
+BINARYMIME_NEEDS_BDAT = reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT")  # §3
+
+
+def chunk_received(size: int) -> Reply:
+    return reply(250, "2.0.0", f"Ok: {size} octets received")
 
 
 def queued(queue_id: str) -> Reply:
@@ -153,6 +173,8 @@ TLS_ALREADY = reply(503, "5.5.1", "TLS already active")
 TLS_NOT_AVAILABLE = reply(454, "4.7.0", "TLS not available")
 MUST_STARTTLS = reply(530, "5.7.0", "Must issue a STARTTLS command first")
 AUTH_REQUIRED = reply(530, "5.7.0", "Authentication required")
+# RFC 8689 §4.1: REQUIRETLS only over TLS (X.7.10 "encryption needed", RFC 5248 registry).
+REQUIRETLS_WITHOUT_TLS = reply(530, "5.7.10", "REQUIRETLS needs a TLS connection")
 AUTH_NOT_ENABLED = reply(503, "5.5.1", "Authentication not enabled")
 AUTH_ALREADY = reply(503, "5.5.1", "Already authenticated")
 AUTH_IN_TRANSACTION = reply(503, "5.5.1", "AUTH not permitted during a mail transaction")

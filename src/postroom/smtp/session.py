@@ -3,8 +3,9 @@
 Owns I/O and per-connection state: reads under a deadline, feeds `SmtpConnection`, calls a
 handler per event, and writes replies in order, flushed when the parser has consumed all
 input (RFC 2920 §3.1: pipelined replies may be batched). Decisions come from policy.py,
-storage from receive.py, and the inbound checks (checks/: SPF at RCPT, SPOOF_PROTECTION
-at MAIL, …) run through the pipeline at each stage once the session's own rules accepted
+message bodies (DATA, BDAT) are body.py's, storage is receive.py's, and the inbound
+checks (checks/: SPF at RCPT, SPOOF_PROTECTION at MAIL, …) run through the pipeline at
+each stage once the session's own rules accepted
 the command: before the greeting, at MAIL, at each RCPT that is otherwise acceptable
 (before the mailbox-full test), and after DATA (receive.py). Invariants:
 - A client never sees a traceback: an unexpected exception becomes `451 4.3.0` with the
@@ -26,7 +27,6 @@ import datetime as dt
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from postroom.checks import Check, Pipeline, Stage
@@ -37,17 +37,17 @@ from postroom.delivery.recipients import (
     resolve_postmaster,
     resolve_recipient,
 )
-from postroom.delivery.transit import AcceptedRecipient, ClientInfo, Envelope, ReceivedMessage
+from postroom.delivery.transit import AcceptedRecipient, ClientInfo, ReceivedMessage
 from postroom.errors import BadSyntax, Refused, TryLater
 from postroom.runtime import Runtime
 from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postroom.security.peer import client_peername
 from postroom.smtp import policy, replies
+from postroom.smtp.body import BodyReceiver, Transaction, added_capabilities
 from postroom.smtp.policy import RecipientClass, SessionFacts, SmtpMode
 from postroom.smtp.receive import (
     OutboundQueue,
     Receiver,
-    Spool,
     new_queue_id,
     storage_reply,
     verdict_reply,
@@ -56,9 +56,12 @@ from postroom.smtp.replies import Reply
 from postroom.smtp.wire import (
     Auth,
     AuthResponse,
+    BadBdat,
     BadCommand,
     BadKind,
     BareNewline,
+    Bdat,
+    ChunkEnd,
     ConnectionClosed,
     Data,
     DataChunk,
@@ -89,6 +92,7 @@ READ_SIZE = 65536
 MAX_ERRORS = 20
 TLS_HANDSHAKE_TIMEOUT = 30.0  # STARTTLS, as the implicit-TLS listeners (app.py)
 
+_BODY_MODES = (Mode.DATA, Mode.CHUNK)  # the client sends a body, not reading replies
 _BAD_COMMAND_REPLIES: dict[BadKind, Callable[[str], Reply]] = {
     BadKind.UNRECOGNIZED: lambda reason: replies.UNRECOGNIZED,
     BadKind.SYNTAX: replies.syntax_error,
@@ -139,11 +143,6 @@ class SmtpServer:
             await close_connection(reader, writer)
 
 
-@dataclass(slots=True)
-class Transaction(Envelope):
-    spool: Spool | None = None
-
-
 class SmtpSession:
     def __init__(self, server: SmtpServer, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -160,6 +159,8 @@ class SmtpSession:
         self.is_esmtp = False
         self.auth_user = ""
         self.transaction: Transaction | None = None
+        self.receiver = server.receiver
+        self.body = BodyReceiver(self)  # DATA and BDAT (RFC 3030): smtp/body.py
         self.sasl: SaslExchange | None = None
         self.errors = 0
         self.messages = 0  # mail transactions started (SMTP_MAX_MESSAGES_PER_CONNECTION)
@@ -170,13 +171,16 @@ class SmtpSession:
         self.deadline = self._loop.time() + server.command_timeout
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             Helo: self.handle_helo, Ehlo: self.handle_helo, Mail: self.handle_mail,
-            Rcpt: self.handle_rcpt, Data: self.handle_data, DataChunk: self.handle_chunk,
-            DataEnd: self.handle_data_end, SizeExceeded: self.handle_size_exceeded,
-            BareNewline: self.handle_bare_newline, Rset: self.handle_rset,
+            Rcpt: self.handle_rcpt, Data: self.body.handle_data,
+            DataChunk: self.body.handle_chunk, DataEnd: self.body.handle_data_end,
+            SizeExceeded: self.body.handle_size_exceeded,
+            BareNewline: self.body.handle_bare_newline, Rset: self.handle_rset,
             Noop: self.handle_simple, Vrfy: self.handle_simple, Expn: self.handle_simple,
             Help: self.handle_simple, Quit: self.handle_quit, StartTls: self.handle_starttls,
             Auth: self.handle_auth, AuthResponse: self.handle_auth_response,
             LineTooLong: self.handle_error_event, BadCommand: self.handle_error_event,
+            Bdat: self.body.handle_bdat, ChunkEnd: self.body.handle_chunk_end,
+            BadBdat: self.body.handle_bad_bdat,
         }
 
     # -- plumbing ---------------------------------------------------------------------
@@ -214,6 +218,15 @@ class SmtpSession:
         is_data = self.conn.mode is Mode.DATA
         seconds = self.server.data_timeout if is_data else self.server.command_timeout
         self.deadline = self._loop.time() + seconds
+        if self.transaction is not None and self.transaction.is_chunking:
+            # a BDAT body: chunk octets by its deadline, the lines between within it
+            body = self.transaction.body_deadline
+            is_chunk = self.conn.mode is Mode.CHUNK
+            self.deadline = body if is_chunk else min(self.deadline, body)
+
+    def body_deadline(self) -> float:
+        """When a body starting now must have arrived (SMTP_DATA_TIMEOUT)."""
+        return self._loop.time() + self.server.data_timeout
 
     async def run(self) -> None:
         if self.runtime.shutting_down.is_set():
@@ -272,7 +285,7 @@ class SmtpSession:
         try:
             await self._handlers[type(event)](event)
         except Exception as error:  # rule 4: mapped here, once
-            if self.conn.mode is Mode.DATA and self.transaction is not None:
+            if self.conn.mode in _BODY_MODES and self.transaction is not None:
                 # Mid-DATA the client is not reading replies: keep consuming the body
                 # and answer once at its end (handle_data_end sees no spool → 451).
                 log.exception("client=%s error while receiving data", self.client_ip)
@@ -320,6 +333,7 @@ class SmtpSession:
         hostname = self.runtime.config.hostname
         if isinstance(command, Ehlo):
             keywords = policy.capabilities(self.facts, self.size_limit)
+            keywords += added_capabilities(self.is_tls)
             self.send(replies.ehlo(hostname, self.client_ip, keywords))
         else:
             self.send(replies.helo(hostname))
@@ -449,6 +463,8 @@ class SmtpSession:
         sender = str(command.address) if command.address else ""
         if refusal is None and not sender.isascii() and not command.params.is_smtputf8:
             refusal = replies.SMTPUTF8_NEEDED  # RFC 6531 §3.4
+        if refusal is None and command.params.is_requiretls and not self.is_tls:
+            refusal = replies.REQUIRETLS_WITHOUT_TLS  # RFC 8689 §4.1
         if refusal is not None:
             self.refuse(refusal)
             return
@@ -504,25 +520,8 @@ class SmtpSession:
             return Resolution(str(mailbox), is_local_domain=False, remote=(str(mailbox),))
         return await resolve_recipient(self.runtime.store, str(mailbox), roles)
 
-    async def handle_data(self, command: Data) -> None:
-        transaction = self.transaction
-        if transaction is None:
-            self.refuse(replies.NEED_MAIL)
-            return
-        if not transaction.recipients:
-            self.refuse(replies.NO_VALID_RECIPIENTS)  # RFC 2920 §3.1
-            return
-        transaction.spool = self.server.receiver.open_spool(transaction.queue_id)
-        self.send(replies.START_DATA)
-        self.conn.begin_data(self.size_limit)
-
-    async def handle_chunk(self, chunk: DataChunk) -> None:
-        transaction = self.transaction
-        if transaction is None or transaction.spool is None:
-            return  # the spool failed earlier; the parser still consumes to the end
-        await transaction.spool.write(chunk.data)  # errors: see dispatch
-
-    async def handle_data_end(self, end: DataEnd) -> None:
+    async def complete_message(self, size: int) -> None:
+        """The end of a body (DATA's end marker, BDAT LAST): store it, then reply."""
         transaction = self.transaction
         if transaction is None or transaction.spool is None:
             self.finish_transaction(replies.LOCAL_ERROR)
@@ -532,30 +531,26 @@ class SmtpSession:
             await spool.finish()
             message = ReceivedMessage(
                 transaction.queue_id, transaction.client, transaction.sender,
-                transaction.params, transaction.recipients, spool.path, end.size,
-                dt.datetime.now(dt.UTC), body=spool.body, spf=transaction.spf)
+                transaction.params, transaction.recipients, spool.path, size,
+                dt.datetime.now(dt.UTC), body=spool.body, spf=transaction.spf,
+                symbols=tuple(transaction.symbols))
             reply = await self.server.receiver.accept(message)
+            transaction.filter_decision = message.filter_decision
         except Exception as error:
             spool.discard()
             reply = self.reply_for_error(error)
-        self.finish_transaction(reply, end.size)
-
-    async def handle_size_exceeded(self, event: SizeExceeded) -> None:
-        self.finish_transaction(replies.size_too_big(self.size_limit), event.size)
-
-    async def handle_bare_newline(self, event: BareNewline) -> None:
-        self.finish_transaction(replies.BARE_NEWLINE_DATA)
-        self.is_closing = True  # what the client thinks it sent is not what we read
+        self.finish_transaction(reply, size)
 
     def finish_transaction(self, reply: Reply, size: int = 0) -> None:
         """Send the DATA reply and write the one log line for the transaction."""
         transaction = self.transaction
         if transaction is not None:
             log.info("client=%s helo=%s user=%s queue_id=%s sender=<%s> rcpts=%s size=%d "
-                     "result=%d %s", self.client_ip, self.helo_name, self.auth_user or "-",
+                     "result=%d %s%s", self.client_ip, self.helo_name, self.auth_user or "-",
                      transaction.queue_id, transaction.sender,
                      ",".join(f"<{r.address}>" for r in transaction.recipients), size,
-                     reply.code, reply.text)
+                     reply.code, reply.text,
+                     f" {transaction.filter_decision}" if transaction.filter_decision else "")
         self.reset_transaction()
         self.send(reply)
 

@@ -19,11 +19,19 @@ Invariants:
   the next line never counts as the end marker; REJECT taints the message (the parser
   consumes to the real end marker and reports `BareNewline` instead of `DataEnd`,
   nothing is ever delivered from it) and refuses such command lines. A bare CR taints the
-  message under both. There is no BDAT (CHUNKING is not offered), so DATA is the only
-  body framing.
+  message under both.
+- BDAT (RFC 3030 §2): `BDAT n [LAST]` is followed by exactly n octets, taken as they are
+  (no dot-unstuffing, no end marker, no bare CR/LF policy: binary data is legal). The
+  parser switches into CHUNK mode by itself the moment it parses the command line,
+  because the octets follow whether or not the driver accepts the command; the driver
+  calls `discard_chunk()` to have them read and dropped (a refused or failed BDAT, §2),
+  and answers at `ChunkEnd`. A malformed BDAT line is `BadBdat`: nobody knows where its
+  chunk ends, so the driver must close the connection rather than read chunk octets as
+  commands.
 - The size limit is enforced while streaming: past it, chunks are dropped, the parser
   keeps consuming to the end marker and reports `SizeExceeded`.
-- Every buffer is bounded: command lines by `MAX_BUFFERED_LINE`, DATA by streaming.
+- Every buffer is bounded: command lines by `MAX_BUFFERED_LINE`, DATA and BDAT chunks by
+  streaming.
 This module imports nothing from asyncio, ssl, socket or postroom.store.
 """
 
@@ -89,6 +97,13 @@ class BadKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class BadBdat:
+    """A BDAT line that does not parse: the chunk's length is unknown (see the docstring)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Helo:
     domain: str
 
@@ -113,6 +128,15 @@ class Rcpt:
 @dataclass(frozen=True, slots=True)
 class Data:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat:
+    """RFC 3030 §2 `BDAT chunk-size [LAST]`; the chunk's octets follow as `DataChunk`s
+    (unless discarded), then `ChunkEnd`."""
+
+    size: int
+    is_last: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +196,14 @@ class DataEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkEnd:
+    """All octets of a BDAT chunk were read (handed out or, if discarded, dropped)."""
+
+    size: int
+    is_last: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SizeExceeded:
     size: int
 
@@ -181,16 +213,17 @@ class BareNewline:
     character: str  # "LF" or "CR"
 
 
-Command = (Helo | Ehlo | Mail | Rcpt | Data | Rset | Noop | Quit | Vrfy | Expn | Help
+Command = (Helo | Ehlo | Mail | Rcpt | Data | Bdat | Rset | Noop | Quit | Vrfy | Expn | Help
            | StartTls | Auth)
-Event = (Command | AuthResponse | DataChunk | DataEnd | SizeExceeded | BareNewline | NeedData
-         | ConnectionClosed | LineTooLong | BadCommand)
+Event = (Command | AuthResponse | DataChunk | DataEnd | ChunkEnd | SizeExceeded | BareNewline
+         | NeedData | ConnectionClosed | LineTooLong | BadCommand | BadBdat)
 
 
 class Mode(enum.Enum):
     COMMAND = "command"
     AUTH_RESPONSE = "auth-response"
     DATA = "data"
+    CHUNK = "chunk"  # inside a BDAT chunk (RFC 3030)
 
 
 class BareNewlinePolicy(enum.Enum):
@@ -242,6 +275,19 @@ def parse_auth(argument: str) -> Auth:
     return Auth(parts[0].upper(), parts[1] if len(parts) == 2 else None)
 
 
+_CHUNK_SIZE = re.compile(r"[0-9]{1,20}")  # RFC 3030 §2: chunk-size ::= 1*DIGIT, bounded
+
+
+def parse_bdat(argument: str) -> Bdat:
+    """RFC 3030 §2: `BDAT SP chunk-size [SP end-marker]`, end-marker ::= "LAST"."""
+    parts = argument.split(" ")
+    if not 1 <= len(parts) <= 2 or not _CHUNK_SIZE.fullmatch(parts[0]):
+        raise ValueError("expected BDAT chunk-size [LAST]")
+    if len(parts) == 2 and parts[1].upper() != "LAST":
+        raise ValueError("expected BDAT chunk-size [LAST]")
+    return Bdat(int(parts[0]), len(parts) == 2)
+
+
 def _no_argument(factory: Callable[[], Command]) -> Callable[[str], Command]:
     def parse(argument: str) -> Command:
         if argument.strip():
@@ -256,6 +302,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "MAIL": parse_mail,
     "RCPT": parse_rcpt,
     "DATA": _no_argument(Data),
+    "BDAT": parse_bdat,
     "RSET": _no_argument(Rset),
     "QUIT": _no_argument(Quit),
     "STARTTLS": _no_argument(StartTls),
@@ -270,19 +317,20 @@ _LINE_LIMITS = {"MAIL": MAX_PATH_COMMAND_LINE, "RCPT": MAX_PATH_COMMAND_LINE,
                 "AUTH": MAX_AUTH_LINE}
 
 
-def parse_command(line: bytes) -> Command | BadCommand | LineTooLong:
+def parse_command(line: bytes) -> Command | BadCommand | BadBdat | LineTooLong:
     """One command line without its CRLF."""
+    verb = line.partition(b" ")[0].upper()
     try:
         text = line.decode("utf-8")  # RFC 6531: UTF-8 paths once SMTPUTF8 is offered
     except UnicodeDecodeError:
-        return BadCommand("command line is not UTF-8", BadKind.SYNTAX)
+        return _bad(verb, BadCommand("command line is not UTF-8", BadKind.SYNTAX))
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
-        return BadCommand("control character in command line", BadKind.SYNTAX)
-    verb, _, argument = text.partition(" ")
-    verb = verb.upper()
-    if len(line) + 2 > _LINE_LIMITS.get(verb, MAX_COMMAND_LINE):
-        return LineTooLong()
-    parser = _PARSERS.get(verb)
+        return _bad(verb, BadCommand("control character in command line", BadKind.SYNTAX))
+    name, _, argument = text.partition(" ")
+    name = name.upper()
+    if len(line) + 2 > _LINE_LIMITS.get(name, MAX_COMMAND_LINE):
+        return _bad(verb, LineTooLong())
+    parser = _PARSERS.get(name)
     if parser is None:
         return BadCommand("command not recognized", BadKind.UNRECOGNIZED)
     try:
@@ -290,7 +338,14 @@ def parse_command(line: bytes) -> Command | BadCommand | LineTooLong:
     except ParameterError as error:
         return BadCommand(str(error), BadKind.PARAMETER)
     except ValueError as error:
-        return BadCommand(str(error), BadKind.SYNTAX)
+        return _bad(verb, BadCommand(str(error), BadKind.SYNTAX))
+
+
+def _bad(verb: bytes, event: BadCommand | LineTooLong) -> BadCommand | BadBdat | LineTooLong:
+    """Any unparsable BDAT line is `BadBdat`: its chunk must not be read as commands."""
+    if verb == b"BDAT":
+        return BadBdat(event.reason if isinstance(event, BadCommand) else "line too long")
+    return event
 
 
 # -- the connection -------------------------------------------------------------------
@@ -311,6 +366,10 @@ class SmtpConnection:
         self._data_size = 0
         self._size_limit = 0
         self._problem: SizeExceeded | BareNewline | None = None
+        # BDAT state: octets of the current chunk still to read, and what to do with them
+        self._chunk: Bdat | None = None
+        self._chunk_remaining = 0
+        self._is_discarding_chunk = False
 
     @property
     def mode(self) -> Mode:
@@ -342,6 +401,11 @@ class SmtpConnection:
         self._size_limit = size_limit
         self._problem = None
 
+    def discard_chunk(self) -> None:
+        """Call on a `Bdat` the driver refuses: its octets are read and dropped, and
+        `ChunkEnd` follows (RFC 3030 §2: a refused chunk is still consumed)."""
+        self._is_discarding_chunk = True
+
     def expect_auth_response(self) -> None:
         """Call after sending a 334 challenge: the next line is a SASL response."""
         self._mode = Mode.AUTH_RESPONSE
@@ -349,6 +413,8 @@ class SmtpConnection:
     def next_event(self) -> Event:
         if self._mode is Mode.DATA:
             return self._next_data_event()
+        if self._mode is Mode.CHUNK:
+            return self._next_chunk_event()
         return self._next_line_event()
 
     # -- command and SASL lines ---------------------------------------------------------
@@ -378,6 +444,8 @@ class SmtpConnection:
             line = line[:-2]
         elif self._bare_newline is BareNewlinePolicy.NORMALIZE:
             line = line[:-1]  # Postfix 3.9 normalize: a command line may end in a lone LF
+        elif line[:4].upper() == b"BDAT" and self._mode is Mode.COMMAND:
+            return BadBdat("bare <LF> received")
         else:
             return BadCommand("bare <LF> received", BadKind.BARE_NEWLINE)
         if self._mode is Mode.AUTH_RESPONSE:
@@ -385,10 +453,35 @@ class SmtpConnection:
             if len(line) + 2 > MAX_AUTH_LINE:
                 return LineTooLong()
             return AuthResponse(line.decode("ascii", "replace"))
-        return parse_command(line)
+        command = parse_command(line)
+        if isinstance(command, Bdat):
+            # RFC 3030 §2: the chunk follows the CRLF at once, accepted or not.
+            self._mode = Mode.CHUNK
+            self._chunk, self._chunk_remaining = command, command.size
+            self._is_discarding_chunk = False
+        return command
 
     def _need_data(self) -> NeedData | ConnectionClosed:
         return ConnectionClosed() if self._is_eof else NeedData()
+
+    # -- BDAT chunks (RFC 3030) -------------------------------------------------------------
+
+    def _next_chunk_event(self) -> Event:
+        """Exactly the announced octets, as they are; then `ChunkEnd`."""
+        while self._chunk_remaining:
+            if not self._buffer:
+                return self._need_data()
+            take = min(self._chunk_remaining, len(self._buffer))
+            data = bytes(self._buffer[:take])
+            del self._buffer[:take]
+            self._chunk_remaining -= take
+            if not self._is_discarding_chunk:
+                return DataChunk(data)
+        chunk, self._chunk = self._chunk, None
+        assert chunk is not None  # CHUNK mode is entered with one
+        self._mode = Mode.COMMAND
+        self._is_discarding_chunk = False
+        return ChunkEnd(chunk.size, chunk.is_last)
 
     # -- DATA -----------------------------------------------------------------------------
 

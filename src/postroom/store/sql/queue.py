@@ -17,8 +17,8 @@ from postroom.store.sql.rows import SELECT_QUEUE, queue_from_row
 
 INSERT_QUEUE = (
     "INSERT INTO queue (message_id, sender, recipient, domain, blob_id, size, created,"
-    " next_attempt, attempts, last_error, envid, notify)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " next_attempt, attempts, last_error, envid, notify, orcpt, ret, body, requiretls,"
+    " delay_notified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 SELECT_DUE = SELECT_QUEUE + " WHERE next_attempt <= ? ORDER BY next_attempt, id LIMIT ?"
 
@@ -33,7 +33,9 @@ class QueueSql(SqlBackend):
                 row = await tx.fetch_one(INSERT_QUEUE, (
                     entry.message_id, entry.sender, entry.recipient, entry.domain,
                     entry.blob_id, entry.size, time(entry.created), time(entry.next_attempt),
-                    entry.attempts, entry.last_error, entry.envid, entry.notify))  # fmt: skip
+                    entry.attempts, entry.last_error, entry.envid, entry.notify,
+                    entry.orcpt, entry.ret, entry.body, int(entry.is_requiretls),
+                    int(entry.is_delay_notified)))  # fmt: skip
                 stored.append(replace(entry, id=row[0]))
         return stored
 
@@ -72,6 +74,13 @@ class QueueSql(SqlBackend):
             rows = await tx.fetch("DELETE FROM queue WHERE id = ? RETURNING blob_id",
                                   (entry_id,))  # fmt: skip
             tx.blobs.update(row[0] for row in rows)
+
+    async def mark_delay_notified(self, entry_ids: Sequence[int]) -> None:
+        if not entry_ids:
+            return
+        async with self._tx() as tx:
+            await tx.fetch("UPDATE queue SET delay_notified = 1 WHERE id" + self.dialect.in_uids
+                           + " RETURNING id", (self.dialect.uids(entry_ids),))  # fmt: skip
 
     async def flush_queue(self, now: dt.datetime) -> int:
         async with self._tx() as tx:
