@@ -11,7 +11,11 @@ import pytest
 
 from postroom import app as app_module
 from postroom.checks import Check, CheckReply, Verdict, refuse
+from postroom.checks.clamav import VirusCheck
 from postroom.checks.dmarc import DmarcCheck
+from postroom.checks.dnsbl import DnsblCheck
+from postroom.checks.greylist import GreylistCheck
+from postroom.checks.gtube import GtubeCheck
 from postroom.checks.headers import HeaderLimitCheck
 from postroom.checks.spf import SpfCheck
 from postroom.checks.spoofing import SpoofingCheck
@@ -41,7 +45,8 @@ class SubjectCheck:
 
 async def test_the_built_in_list_in_order(runtime: Runtime) -> None:
     kinds = [type(check) for check in app_module.inbound_checks(runtime)]
-    assert kinds == [HeaderLimitCheck, SpoofingCheck, SpfCheck, DmarcCheck]
+    assert kinds == [HeaderLimitCheck, SpoofingCheck, SpfCheck, GreylistCheck, DmarcCheck,
+                     VirusCheck, GtubeCheck, DnsblCheck]
 
 
 def test_a_registered_check_runs_in_the_app(tmp_path: Path, server_cert: tuple[Path, Path],

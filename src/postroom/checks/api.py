@@ -22,7 +22,9 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from postroom.delivery.transit import ClientInfo, Envelope, ReceivedMessage
+# Symbol lives with the message in transit (delivery/ scores per recipient too, and may not
+# import checks/); it is this module's as much as any check's.
+from postroom.delivery.transit import ClientInfo, Envelope, ReceivedMessage, Symbol
 
 
 class Stage(enum.Enum):
@@ -56,8 +58,15 @@ class Verdict:
     reply: CheckReply | None = None  # required for TEMPFAIL and REFUSE
     headers: tuple[bytes, ...] = ()  # CRLF-terminated fields to add above Received
     folder: str = ""  # QUARANTINE: the mailbox local copies go to
-    score: float = 0.0  # added up over the checks of a stage (filters, later)
+    score: float = 0.0  # the sum of `symbols`' scores, added up over every stage
     reason: str = ""  # for the log
+    symbols: tuple[Symbol, ...] = ()  # what made up `score`, in check order
+
+    @classmethod
+    def scored(cls, *symbols: Symbol, reason: str = "") -> Verdict:
+        """An accepting verdict carrying symbols, its score their sum."""
+        return cls(score=sum(symbol.score for symbol in symbols), reason=reason,
+                   symbols=symbols)
 
     @property
     def is_refusal(self) -> bool:
@@ -99,4 +108,4 @@ class Check(Protocol):
 
 
 __all__ = ["ACCEPT", "Action", "Check", "CheckReply", "ClientInfo", "Envelope",
-           "ReceivedMessage", "Stage", "Verdict", "quarantine", "refuse"]
+           "ReceivedMessage", "Stage", "Symbol", "Verdict", "quarantine", "refuse"]

@@ -4,7 +4,11 @@ Owns the stage loop and the merge. A stage no check implements is an empty tuple
 returns `ACCEPT` at once. Merging: the first refusal (REFUSE or TEMPFAIL) wins and the
 checks after it are not run (a cheap refusal spares the DNS work behind it); otherwise
 headers accumulate in check order, the first quarantine folder chosen stays, scores add
-up and reasons are joined.
+up, symbols accumulate in check order and reasons are joined. Scores and symbols of the
+RCPT stage are kept in the transaction (`Envelope.symbols`, recorded here; the session
+copies them into `ReceivedMessage.symbols`) and the MESSAGE stage's verdict starts from
+them, so the message's verdict carries the sum over the transaction. CONNECT and MAIL
+checks decide (accept or refuse); a score there would have no message to go with.
 
 Failure of a check (an unexpected exception, or its `timeout` passing): with
 `fail_open` the stage goes on as if it had accepted (logged); without it the stage
@@ -48,7 +52,8 @@ def merge(first: Verdict, second: Verdict) -> Verdict:
         return second
     reason = "; ".join(part for part in (first.reason, second.reason) if part)
     return Verdict(max(first.action, second.action), None, first.headers + second.headers,
-                   first.folder or second.folder, first.score + second.score, reason)
+                   first.folder or second.folder, first.score + second.score, reason,
+                   first.symbols + second.symbols)
 
 
 class Pipeline:
@@ -73,10 +78,21 @@ class Pipeline:
         return await self._run(Stage.MAIL, client, sender)
 
     async def on_rcpt(self, envelope: Envelope, address: str) -> Verdict:
-        return await self._run(Stage.RCPT, envelope, address)
+        verdict = await self._run(Stage.RCPT, envelope, address)
+        if verdict.symbols and not verdict.is_refusal:
+            # The transaction's, until DATA ends; a symbol counts once however many
+            # recipients gave it.
+            known = {symbol.name for symbol in envelope.symbols}
+            envelope.symbols.extend(s for s in verdict.symbols if s.name not in known)
+        return verdict
 
     async def on_message(self, message: ReceivedMessage) -> Verdict:
-        return await self._run(Stage.MESSAGE, message)
+        """The MESSAGE stage's verdict, its score and symbols those of the whole
+        transaction (the RCPT stages' are in `message.symbols`)."""
+        verdict = await self._run(Stage.MESSAGE, message)
+        if not message.symbols or verdict.is_refusal:
+            return verdict
+        return merge(Verdict.scored(*message.symbols), verdict)
 
     async def _run(self, stage: Stage, *args: Any) -> Verdict:
         merged = ACCEPT

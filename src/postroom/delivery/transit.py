@@ -3,9 +3,10 @@ outbound queue all hand each other.
 
 Owns the data types only (no I/O but `ReceivedMessage.open_body`): the client's facts
 (`ClientInfo`), the envelope as it grows during MAIL and RCPT (`Envelope`), an accepted
-recipient, a message spooled after DATA (`ReceivedMessage`) and a recipient handed to the
-outbound queue. smtp/ builds them; checks/ reads them; outbound/ and delivery/ consume
-them. Nothing here imports a protocol package, so every floor above can use them.
+recipient, a spam-score `Symbol`, a message spooled after DATA (`ReceivedMessage`) and a
+recipient handed to the outbound queue. smtp/ builds them; checks/ reads them; outbound/
+and delivery/ consume them. Nothing here imports a protocol package, so every floor above
+can use them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
 # Up to this size a body held in memory is scanned and parsed on the event loop
 # (ARCHITECTURE.md rule 9, decision 0021); larger ones off it.
 ON_LOOP_LIMIT = 128 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """One named contribution to a message's spam score (rspamd's symbol, SpamAssassin's
+    test): `score` may be negative (a DNSWL hit); `detail` says what matched (for the log
+    and `postroom filter check`, never for the X-Spam-Status header). checks/api.py
+    re-exports it: checks return symbols in verdicts, delivery adds per-account ones."""
+
+    name: str
+    score: float
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,10 @@ class Envelope:
     params: MailParams
     recipients: list[AcceptedRecipient] = field(default_factory=list)
     spf: SpfResult | None = None  # evaluated once, at the first RCPT that needs it
+    # Scores the checks gave before DATA (checks/pipeline.py records them at RCPT); the
+    # MESSAGE stage's verdict starts from them.
+    symbols: list[Symbol] = field(default_factory=list)
+    filter_decision: str = ""  # copied from the message after DATA, for the log line
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +114,8 @@ class ReceivedMessage:
     extra_headers: list[bytes] = field(default_factory=list)
     spf: SpfResult | None = None  # evaluated at RCPT on port 25, when it was
     header: HeaderFacts = field(default_factory=HeaderFacts)  # set by the receiver
+    symbols: tuple[Symbol, ...] = ()  # the envelope's, from the stages before DATA
+    filter_decision: str = ""  # the spam verdict for the log (delivery/spamfiling.py)
 
     @property
     def is_small(self) -> bool:

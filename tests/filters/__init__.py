@@ -1,0 +1,1 @@
+"""Spam filtering (issue 18, embedded): verdicts, DNS lists, GTUBE, greylisting."""
