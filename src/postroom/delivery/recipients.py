@@ -19,6 +19,8 @@ SPOOF_PROTECTION ownership check does not, so no login "owns" them by fallback):
 - `abuse@` every local domain (RFC 2142 §2) goes to ABUSE_ADDRESS when that is set (a
   local account, alias or a remote address) and an account or exact alias of that name
   does not exist; if ABUSE_ADDRESS reaches nothing, abuse@ is routed as postmaster@.
+- An SRS0 address of ours that verifies (a bounce of mail a Sieve redirect forwarded)
+  is routed back to the original sender it encodes; any other is resolved as usual.
 - The bare `<Postmaster>` of RFC 5321 §4.1.1.3 is postmaster@ the server's hostname when
   that is a local domain, else routed as postmaster@ with no domain of its own.
 The account list the fallback reads is cached for `ACCOUNT_LIST_TTL` seconds per store.
@@ -29,9 +31,12 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from postroom.config import Config
+from postroom.delivery.srsroute import original_sender
 from postroom.errors import BadSyntax
 from postroom.mail.address import normalize_domain, parse_address
 from postroom.store.api import Directory
@@ -50,10 +55,14 @@ class RoleRoutes:
 
     postmaster: str = ""  # POSTMASTER_ADDRESS, "" when unset
     abuse: str = ""  # ABUSE_ADDRESS, "" when unset
+    # The original sender behind an SRS0 address of ours (a bounce of mail a Sieve
+    # redirect forwarded: delivery/srsroute.py), None when it is not one.
+    srs_original: Callable[[str], str | None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> RoleRoutes:
-        return cls(config.postmaster_address.strip(), config.abuse_address.strip())
+        return cls(config.postmaster_address.strip(), config.abuse_address.strip(),
+                   partial(original_sender, config))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,11 @@ async def resolve_recipient(store: Directory, address: str,
                             roles: RoleRoutes | None = None) -> Resolution:
     """Resolve an RCPT address (`local@domain` as sent); `roles` turns on the routing of
     postmaster@ and abuse@ (module docstring)."""
+    if roles is not None and roles.srs_original is not None \
+            and address[:5].upper() == "SRS0=":
+        original = roles.srs_original(address)
+        if original is not None:  # forwarded back to where it came from
+            return Resolution(address, is_local_domain=True, remote=(original,))
     if not await _is_local_domain(store, _domain_of(address)):
         return Resolution(address, is_local_domain=False, remote=(address,))
     try:

@@ -32,6 +32,11 @@ Decisions and invariants:
   reported and left out with its messages (importers/maildir.py); once an account holds
   MAX_MAILBOXES_PER_ACCOUNT mailboxes, each further folder is reported and left out, and
   once it holds as many subscriptions, further subscriptions are reported and not made.
+- Sieve (issue 19, importers/dms_sieve.py): each user's scripts and the active one, and
+  the global before/after scripts; a script that does not compile is reported, not kept.
+- Quotas (issue 17, importers/dms_quotas.py): `config/dovecot-quotas.cf` lines become the
+  accounts' own quotas; mail is imported whatever the quota, and an account left over it
+  is reported.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ from pathlib import Path
 
 from postroom.accounts.mailboxlimits import MailboxLimits
 from postroom.errors import BadSyntax, Refused
+from postroom.importers.dms_quotas import (
+    QUOTAS_FILE,
+    SourceQuota,
+    import_quota,
+    note_over_quota,
+    parse_quotas,
+)
+from postroom.importers.dms_sieve import SieveLimits, import_account_sieve, import_global_sieve
 from postroom.importers.maildir import (
     MaildirFolder,
     MaildirMessage,
@@ -74,7 +87,6 @@ _SCHEME = re.compile(r"\{([A-Z0-9-]+)\}(.*)", re.DOTALL)
 _NOT_IMPORTED = {
     "postfix-regexp.cf": "regular-expression aliases are not imported; add them with "
                          "`postroom alias add`",
-    "dovecot-quotas.cf": "quotas are not imported",
     "dovecot-masters.cf": "Dovecot master users are not supported",
     "postfix-relaymap.cf": "per-domain relay hosts are not imported",
 }
@@ -102,6 +114,8 @@ class ImportReport:
     keys: Tally = field(default_factory=Tally)
     folders: Tally = field(default_factory=Tally)
     messages: Tally = field(default_factory=Tally)
+    quotas: Tally = field(default_factory=Tally)  # issue 17: dovecot-quotas.cf
+    sieve_scripts: Tally = field(default_factory=Tally)  # issue 19: users' and global
     skipped: list[Skipped] = field(default_factory=list)
 
     def skip(self, where: str, reason: str) -> None:
@@ -347,6 +361,8 @@ class Importer:
     keys_dir: Path
     report: ImportReport
     limits: MailboxLimits = field(default_factory=MailboxLimits)
+    quotas: dict[str, SourceQuota] = field(default_factory=dict)
+    sieve: SieveLimits = field(default_factory=SieveLimits)
 
     @property
     def is_dry_run(self) -> bool:
@@ -354,11 +370,21 @@ class Importer:
 
     async def run(self) -> ImportReport:
         source = await asyncio.to_thread(read_source, self.source, self.report)
+        quotas_path = self.source / "config" / QUOTAS_FILE
+        if quotas_path.is_file():
+            self.quotas = await asyncio.to_thread(lambda: parse_quotas(
+                iter_lines(quotas_path, f"config/{QUOTAS_FILE}"), self.report.skip))
         for account in source.accounts:
             await self.import_account(account)
+        for quota in self.quotas.values():  # the lines no account took
+            self.report.skip(quota.where, f"{quota.address}: no such account")
         await self.import_aliases(source.aliases, {a.address for a in source.accounts})
         for key in source.keys:
             await self.import_key(key)
+        new, present = await import_global_sieve(self.source, self.store, self.report.skip,
+                                                 self.sieve, is_dry_run=self.is_dry_run)
+        self.report.sieve_scripts.new += new
+        self.report.sieve_scripts.present += present
         return self.report
 
     async def import_account(self, account: SourceAccount) -> None:
@@ -377,6 +403,26 @@ class Importer:
             f"mail-data/{domain}/{local}", self.report.skip, self.limits)
         if maildir is not None:
             await self.import_folders(account_id, *maildir)
+        await self.import_quota(account.address, account_id)
+        new, present = await import_account_sieve(  # issue 19
+            self.source, self.store, account.address, account_id, self.report.skip,
+            self.sieve, is_dry_run=self.is_dry_run)
+        self.report.sieve_scripts.new += new
+        self.report.sieve_scripts.present += present
+
+    async def import_quota(self, address: str, account_id: int | None) -> None:
+        """dovecot-quotas.cf's line for the account, then a note if it is over (issue 17)."""
+        quota = self.quotas.pop(address, None)
+        if quota is not None:
+            done = await import_quota(self.store, self.limits.quota, quota, account_id,
+                                      self.report.skip, is_dry_run=self.is_dry_run)
+            if done is not None:
+                self.report.quotas.new += done
+                self.report.quotas.present += not done
+        if account_id is not None and not self.is_dry_run:
+            local, _, domain = address.partition("@")
+            await note_over_quota(self.store, self.limits.quota, account_id,
+                                  f"mail-data/{domain}/{local}", self.report.skip)
 
     async def import_folders(self, account_id: int | None, folders: list[MaildirFolder],
                              subscribed: set[str] | None) -> None:
@@ -522,12 +568,13 @@ class Importer:
 
 async def import_docker_mailserver(source: Path, store: Store, blobs: BlobStore,
                                    keys_dir: Path, *, dry_run: bool = False,
-                                   limits: MailboxLimits | None = None) -> ImportReport:
+                                   limits: MailboxLimits | None = None,
+                                   sieve: SieveLimits | None = None) -> ImportReport:
     """Import everything under `source` (docker-mailserver's `docker-data/dms`);
     `limits`: the server's mailbox limits (`MailboxLimits.from_config`), default ones
     when not given."""
     importer = Importer(source, store, blobs, keys_dir, ImportReport(is_dry_run=dry_run),
-                        limits or MailboxLimits())
+                        limits or MailboxLimits(), sieve=sieve or SieveLimits())
     return await importer.run()
 
 

@@ -17,12 +17,13 @@ serves every delivery (cached by text by the caller). The first error is raised 
 from __future__ import annotations
 
 import email.utils
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from postroom.sieve.lexer import SieveSyntaxError
-from postroom.sieve.match import COMPARATORS, RELATIONS, check_regex
+from postroom.sieve.match import COMPARATORS, RELATIONS, Matcher, MatchType, check_regex
 from postroom.sieve.parser import Argument, Number, StringList, Tag, parse_script
 from postroom.sieve.parser import Command as AstCommand
 from postroom.sieve.parser import Test as AstTest
@@ -55,6 +56,27 @@ class Node:
     block: tuple[Node, ...] | None
     line: int
     column: int
+    matcher: Matcher | None = None  # comparator and match type, when constant
+
+
+def build_matcher(node: Node, expand: Callable[[Any], str]) -> Matcher:
+    """The comparator (default i;ascii-casemap) and match type (default :is) of a node."""
+    tags = node.tags
+    comparator = expand(tags.get("comparator")) or "i;ascii-casemap"
+    for kind in (MatchType.VALUE, MatchType.COUNT):
+        if kind.value in tags:
+            return Matcher(kind, comparator, expand(tags[kind.value]).lower())
+    for kind in (MatchType.CONTAINS, MatchType.MATCHES, MatchType.REGEX):
+        if tags.get(kind.value):
+            return Matcher(kind, comparator)
+    return Matcher(MatchType.IS, comparator)
+
+
+def _constant_matcher(node: Node) -> Matcher | None:
+    values = [node.tags.get(name) for name in ("comparator", "value", "count")]
+    if any(value is not None and not isinstance(value, str) for value in values):
+        return None  # holds variables: built when it runs
+    return build_matcher(node, lambda value: "" if value is None else str(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +163,8 @@ class _Compiler:
         node = Node(command.name, MappingProxyType(tags), args, tests, block,
                     command.line, command.column)  # fmt: skip
         self.check_command(node, command)
+        if command.name == "deleteheader":
+            node = replace(node, matcher=_constant_matcher(node))
         return node
 
     def test(self, test: AstTest) -> Node:
@@ -150,7 +174,7 @@ class _Compiler:
         node = Node(test.name, MappingProxyType(tags), args, tests, None, test.line,
                     test.column)  # fmt: skip
         self.check_test(node, test)
-        return node
+        return replace(node, matcher=_constant_matcher(node))
 
     def spec_of(self, item: AstCommand | AstTest, *, is_test: bool) -> Spec:
         spec = SPECS.get(item.name)

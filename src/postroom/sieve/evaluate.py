@@ -17,9 +17,8 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from postroom.sieve.actions import (
@@ -34,42 +33,13 @@ from postroom.sieve.actions import (
     Vacation,
 )
 from postroom.sieve.compile import Node, Script, Str
+from postroom.sieve.context import Limits, SieveContext, SieveEnvelope
 from postroom.sieve.match import Budget, BudgetExceeded
 from postroom.sieve.message import SieveMessage
 from postroom.sieve.predicates import evaluate_test
 from postroom.sieve.strings import Ref, Text, quote_regex, quote_wildcards
 
 DEFAULT_VACATION_DAYS = 7
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    steps: int = 2_000_000  # CPU steps of one evaluation (Budget)
-    actions: int = 32  # Pigeonhole's sieve_max_actions
-    redirects: int = 4  # Pigeonhole's sieve_max_redirects
-    include_depth: int = 10  # Pigeonhole's sieve_include_max_nesting_depth
-    includes: int = 255
-    variables: int = 255  # per scope
-    variable_size: int = 4096  # characters (Pigeonhole's sieve_variables_max_variable_size)
-
-
-@dataclass(frozen=True, slots=True)
-class SieveEnvelope:
-    sender: str  # "" for the null reverse-path
-    recipient: str
-    auth: str = ""  # the authenticated submitter, if any
-
-
-@dataclass(frozen=True, slots=True)
-class SieveContext:
-    envelope: SieveEnvelope
-    now: dt.datetime  # aware, in the user's zone
-    environment: Mapping[str, str] = field(default_factory=dict)
-    mailboxes: frozenset[str] = frozenset({"INBOX"})
-    special_use: Mapping[str, str] = field(default_factory=dict)  # "\\Junk" → mailbox name
-    include: Callable[[str, str], Script | None] = lambda location, name: None
-    is_duplicate: Callable[[str, str], bool] = lambda handle, value: False
-    limits: Limits = Limits()
 
 
 class SieveRuntimeError(Exception):
@@ -127,7 +97,8 @@ class Interpreter:
         return text
 
     def expand_list(self, values: tuple[Str, ...] | None) -> list[str]:
-        return [self.expand(value) for value in values or ()]
+        return [value if type(value) is str else self.expand(value)
+                for value in values or ()]  # fmt: skip
 
     def variable(self, ref: Ref) -> str:
         if ref.is_match:
@@ -451,6 +422,7 @@ def _deleteheader(interp: Interpreter, node: Node) -> None:
             doomed.add(position)
     if doomed:
         interp.message.fields[:] = [item for i, item in enumerate(fields) if i not in doomed]
+        interp.message.changed()
         interp.is_edited = True
 
 
@@ -468,10 +440,24 @@ def evaluate(script: Script, message: SieveMessage, context: SieveContext) -> Si
     """The actions `script` asks for `message`. Never raises for anything the script or
     the message does: a runtime error (or an exhausted limit) gives a result with
     `error` set, no actions and the implicit keep (RFC 5228 §2.10.6)."""
+    return evaluate_sequence([script], message, context)
+
+
+def evaluate_sequence(scripts: list[Script], message: SieveMessage, context: SieveContext
+                      ) -> SieveResult:  # fmt: skip
+    """Several scripts run as one, in order (Pigeonhole's sieve_before, the user's
+    script, sieve_after): each with its own variables, all sharing the actions, the
+    internal flags, the edited header and the one implicit keep decided at the end;
+    `stop` in any of them ends the whole sequence."""
     interp = Interpreter(message, context)
     try:
-        with contextlib.suppress(_Stop):
-            interp.run(script)
+        for script in scripts:
+            interp.scope = _Scope()
+            interp.match_values = ()
+            try:
+                interp.run(script)
+            except _Stop:
+                break
     except (SieveRuntimeError, BudgetExceeded, RecursionError) as error:
         return SieveResult(error=str(error) or "runtime error")
     result = interp.result
@@ -483,4 +469,4 @@ def evaluate(script: Script, message: SieveMessage, context: SieveContext) -> Si
 
 
 __all__ = ["Interpreter", "Limits", "SieveContext", "SieveEnvelope", "SieveRuntimeError",
-           "Text", "evaluate"]
+           "Text", "evaluate", "evaluate_sequence"]

@@ -18,9 +18,11 @@ import email.header
 import email.policy
 import email.utils
 import html.parser
+import re
 from dataclasses import dataclass, field
 
 MAX_BODY_PARTS = 100
+_CHARSET = re.compile(r'charset\s*=\s*"?([A-Za-z0-9._:-]+)"?', re.IGNORECASE)
 
 
 def _decode_words(value: str) -> str:
@@ -43,6 +45,10 @@ class SieveMessage:
     body: bytes  # everything after the blank line
     size: int
     _texts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # Decoded values and addresses by lower-cased field name: rules test the same fields
+    # again and again. Emptied whenever editheader changes `fields`.
+    _values: dict[str, list[str]] = field(default_factory=dict)
+    _addresses: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SieveMessage:
@@ -58,8 +64,12 @@ class SieveMessage:
     def values(self, name: str) -> list[str]:
         """Every field `name`, unfolded and decoded, in order (RFC 5228 §5.7)."""
         wanted = name.lower()
-        return [_decode_words(_unfold(value)) for field_name, value in self.fields
+        found = self._values.get(wanted)
+        if found is None:
+            found = self._values[wanted] = [
+                _decode_words(_unfold(value)) for field_name, value in self.fields
                 if field_name.lower() == wanted]  # fmt: skip
+        return list(found)
 
     def values_at(self, position: int) -> str:
         """The decoded value of the field at `position` in `fields`."""
@@ -71,12 +81,19 @@ class SieveMessage:
 
     def addresses(self, name: str) -> list[str]:
         """The addr-specs in every field `name` (groups flattened; RFC 5228 §5.1)."""
-        found: list[str] = []
-        for value in self.values(name):
-            for _, address in email.utils.getaddresses([value]):
-                if address:
-                    found.append(address)
-        return found
+        wanted = name.lower()
+        cached = self._addresses.get(wanted)
+        if cached is None:
+            cached = self._addresses[wanted] = [
+                address for value in self.values(name)
+                for _, address in email.utils.getaddresses([value]) if address]
+        return list(cached)
+
+    def changed(self) -> None:
+        """`fields` was edited (editheader): forget what was derived from it."""
+        self._values.clear()
+        self._addresses.clear()
+        self._texts.clear()
 
     def add_field(self, name: str, value: str, *, last: bool) -> None:
         """RFC 5293 §4: at the top unless :last."""
@@ -85,6 +102,7 @@ class SieveMessage:
             self.fields.append(item)
         else:
             self.fields.insert(0, item)
+        self.changed()
 
     def render(self) -> bytes:
         """The message with its current fields and original body."""
@@ -115,8 +133,25 @@ class SieveMessage:
 
     def _parts(self) -> list[tuple[str, str]]:
         if "parts" not in self._texts:
-            self._texts["parts"] = _decoded_parts(self.render())
+            self._texts["parts"] = self._single_part() or _decoded_parts(self.render())
         return self._texts["parts"]
+
+    def _single_part(self) -> list[tuple[str, str]] | None:
+        """The common case without the email package: one text part whose body needs no
+        transfer decoding (RFC 2045 §6.2 identity encodings)."""
+        kind = (self.values("content-type") or ["text/plain"])[0]
+        main, _, params = kind.partition(";")
+        main = main.strip().lower() or "text/plain"
+        encoding = (self.values("content-transfer-encoding") or ["7bit"])[0].strip().lower()
+        if not main.startswith("text/") or encoding not in ("7bit", "8bit", "binary"):
+            return None
+        found = _CHARSET.search(params)
+        charset = found.group(1) if found else "us-ascii"
+        try:
+            text = self.body.decode(charset, "replace")
+        except LookupError:
+            text = self.body.decode("utf-8", "replace")
+        return [(main, html_text(text) if main == "text/html" else text)]
 
 
 def _split(raw: bytes) -> tuple[str, bytes, bytes]:

@@ -11,15 +11,30 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from postroom.sieve.actions import DuplicateMark
-from postroom.sieve.compile import Node
+from postroom.sieve.compile import Node, Str, build_matcher
+from postroom.sieve.context import SieveContext
 from postroom.sieve.dates import date_part, parse_header_date, parse_zone
-from postroom.sieve.match import Matcher, MatchType, count_matches, match_one
+from postroom.sieve.match import Budget, Matcher, MatchType, count_matches, match_one
+from postroom.sieve.message import SieveMessage
 
-if TYPE_CHECKING:
-    from postroom.sieve.evaluate import Interpreter
+
+class Interpreter(Protocol):
+    """What the tests read of evaluate.py's interpreter (a Protocol, so this module does
+    not import the one that calls it)."""
+
+    message: SieveMessage
+    context: SieveContext
+    budget: Budget
+    match_values: tuple[str, ...]
+    flags: list[str]
+    flag_variables: dict[str, list[str]]
+    duplicate_marks: list[DuplicateMark]
+
+    def expand(self, value: Str | None) -> str: ...
+    def expand_list(self, values: tuple[Str, ...] | None) -> list[str]: ...
 
 SUBADDRESS_SEPARATOR = "+"
 DEFAULT_DUPLICATE_SECONDS = 7 * 86400
@@ -31,17 +46,12 @@ def evaluate_test(interp: Interpreter, node: Node) -> bool:
     return _TESTS[node.name](interp, node)
 
 
-def matcher_of(interp: Interpreter, node: Node, *, default_comparator: str = "i;ascii-casemap"
-               ) -> Matcher:  # fmt: skip
-    tags = node.tags
-    comparator = interp.expand(tags.get("comparator")) or default_comparator
-    for kind in (MatchType.VALUE, MatchType.COUNT):
-        if kind.value in tags:
-            return Matcher(kind, comparator, interp.expand(tags[kind.value]).lower())
-    for kind in (MatchType.CONTAINS, MatchType.MATCHES, MatchType.REGEX):
-        if tags.get(kind.value):
-            return Matcher(kind, comparator)
-    return Matcher(MatchType.IS, comparator)
+def matcher_of(interp: Interpreter, node: Node) -> Matcher:
+    """The node's comparator and match type: computed once at compile time when they are
+    constant (`Node.matcher`), else from the variables now."""
+    if node.matcher is not None:
+        return node.matcher
+    return build_matcher(node, interp.expand)
 
 
 def match_values(interp: Interpreter, node: Node, values: list[str], keys: list[str]) -> bool:
@@ -99,9 +109,11 @@ def _parts(node: Node, addresses: list[str]) -> list[str]:
 def _address(interp: Interpreter, node: Node) -> bool:
     addresses: list[str] = []
     for name in interp.expand_list(node.args[0]):
-        fields = _pick_index(node, interp.message.values(name))
-        for value in fields:
-            addresses += _addresses_in(value)
+        if "index" in node.tags:
+            for value in _pick_index(node, interp.message.values(name)):
+                addresses += _addresses_in(value)
+        else:
+            addresses += interp.message.addresses(name)
     return match_values(interp, node, _parts(node, addresses), interp.expand_list(node.args[1]))
 
 
