@@ -1,23 +1,26 @@
 """The production resolver: dnspython against DNS_NAMESERVERS or the system resolver.
 
-Owns: turning dnspython answers and exceptions into the `Resolver` contract
-(dns/resolver.py), and the answer cache.
+Owns: turning dnspython answers and exceptions into the `Resolver` contract and into
+`Answer`s with TTLs (`lookup` / `sync_lookup`, the `AnswerSource` that dns/cache.py wraps).
 
 Invariants: every query uses an absolute name and `search=False`, so a host's search list
-can never turn `example.com` into `example.com.corp.lan`; the sync and async resolvers
-share one thread-safe LRU cache (dnspython's `LRUCache` locks internally), which honours
-record TTLs and negative-answer TTLs from the SOA; exceptions are mapped in one place
-(`_mapped_errors`): NXDOMAIN → NxDomain, NoAnswer → [], everything else → temporary.
+can never turn `example.com` into `example.com.corp.lan`; NXDOMAIN and NODATA are answers
+carrying the negative TTL from the SOA (RFC 2308 §5), everything else dnspython raises is
+mapped in one place (`_mapped_errors`) to a temporary error. With `cache_size` > 0 the
+sync and async resolvers share dnspython's thread-safe LRU cache (CLI tools and tests use
+that); `serve` passes 0 and wraps this resolver in dns/cache.py's `CachingResolver`
+instead, so answers are not kept twice (an inner cache would stretch the outer TTLs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -25,7 +28,16 @@ import dns.resolver
 import dns.reversename
 
 from postroom.config import Nameserver
-from postroom.dns.resolver import DnsTemporaryError, MxRecord, NxDomain, SrvRecord
+from postroom.dns.resolver import (
+    Answer,
+    DnsTemporaryError,
+    MxRecord,
+    NxDomain,
+    Record,
+    RecordType,
+    SrvRecord,
+    TypedLookups,
+)
 
 DEFAULT_CACHE_SIZE = 10_000
 # dnspython retries a silent server after the per-attempt timeout until the lifetime ends;
@@ -33,14 +45,14 @@ DEFAULT_CACHE_SIZE = 10_000
 _ATTEMPTS = 2
 
 
-class LiveResolver:
+class LiveResolver(TypedLookups):
     """dnspython-backed `Resolver`. With no nameservers it reads /etc/resolv.conf."""
 
     def __init__(self, nameservers: Sequence[Nameserver] = (), timeout: float = 5.0,
                  cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.nameservers = list(nameservers)
         self.timeout = timeout
-        self._cache = dns.resolver.LRUCache(max(cache_size, 1))
+        self._cache = dns.resolver.LRUCache(cache_size) if cache_size > 0 else None
         self._sync = dns.resolver.Resolver(configure=not self.nameservers)
         self._async = dns.asyncresolver.Resolver(configure=not self.nameservers)
         for resolver in (self._sync, self._async):
@@ -55,75 +67,66 @@ class LiveResolver:
         resolver.cache = self._cache
 
     def clear_cache(self) -> None:
-        self._cache.flush()
+        if self._cache is not None:
+            self._cache.flush()
 
-    # -- async -----------------------------------------------------------------------
+    # -- lookups with TTLs (AnswerSource, what dns/cache.py wraps) -----------------------
 
-    async def _resolve(self, name: str | dns.name.Name, rdtype: str) -> list[Any]:
-        qname = name if isinstance(name, dns.name.Name) else _absolute(name)
+    async def lookup(self, name: str, rdtype: RecordType) -> Answer:
+        qname = _query_name(name, rdtype)
         with _mapped_errors():
             try:
-                answer = await self._async.resolve(qname, rdtype, search=False)
-            except dns.resolver.NoAnswer:
-                return []
-        return list(answer)
+                answer = await self._async.resolve(qname, rdtype.value, search=False,
+                                                   raise_on_no_answer=False)
+            except dns.resolver.NXDOMAIN as exc:
+                return _nxdomain(exc)
+        return _converted(answer, rdtype)
 
-    async def a(self, name: str) -> list[str]:
-        return [rdata.address for rdata in await self._resolve(name, "A")]
-
-    async def aaaa(self, name: str) -> list[str]:
-        return [rdata.address for rdata in await self._resolve(name, "AAAA")]
-
-    async def mx(self, name: str) -> list[MxRecord]:
-        return [_mx_record(rdata) for rdata in await self._resolve(name, "MX")]
-
-    async def txt(self, name: str) -> list[str]:
-        return [_txt_text(rdata) for rdata in await self._resolve(name, "TXT")]
-
-    async def ptr(self, ip: str) -> list[str]:
-        return [_host(rdata.target) for rdata in await self._resolve(_reverse(ip), "PTR")]
-
-    async def srv(self, name: str) -> list[SrvRecord]:
-        return [_srv_record(rdata) for rdata in await self._resolve(name, "SRV")]
-
-    # -- sync (worker threads only) ----------------------------------------------------
-
-    def _resolve_sync(self, name: str | dns.name.Name, rdtype: str) -> list[Any]:
-        qname = name if isinstance(name, dns.name.Name) else _absolute(name)
+    def sync_lookup(self, name: str, rdtype: RecordType) -> Answer:
+        """Blocking twin of `lookup`: worker threads only."""
+        qname = _query_name(name, rdtype)
         with _mapped_errors():
             try:
-                answer = self._sync.resolve(qname, rdtype, search=False)
-            except dns.resolver.NoAnswer:
-                return []
-        return list(answer)
+                answer = self._sync.resolve(qname, rdtype.value, search=False,
+                                            raise_on_no_answer=False)
+            except dns.resolver.NXDOMAIN as exc:
+                return _nxdomain(exc)
+        return _converted(answer, rdtype)
 
-    def sync_a(self, name: str) -> list[str]:
-        return [rdata.address for rdata in self._resolve_sync(name, "A")]
 
-    def sync_aaaa(self, name: str) -> list[str]:
-        return [rdata.address for rdata in self._resolve_sync(name, "AAAA")]
+def _query_name(name: str, rdtype: RecordType) -> dns.name.Name:
+    return _reverse(name) if rdtype is RecordType.PTR else _absolute(name)
 
-    def sync_mx(self, name: str) -> list[MxRecord]:
-        return [_mx_record(rdata) for rdata in self._resolve_sync(name, "MX")]
 
-    def sync_txt(self, name: str) -> list[str]:
-        return [_txt_text(rdata) for rdata in self._resolve_sync(name, "TXT")]
+def _converted(answer: dns.resolver.Answer, rdtype: RecordType) -> Answer:
+    if answer.rrset is None:  # NODATA: the name exists without records of this type
+        return Answer((), _negative_ttl(answer.response))
+    convert = _CONVERTERS[rdtype]
+    return Answer(tuple(convert(rdata) for rdata in answer.rrset),
+                  int(answer.chaining_result.minimum_ttl))
 
-    def sync_ptr(self, ip: str) -> list[str]:
-        return [_host(rdata.target) for rdata in self._resolve_sync(_reverse(ip), "PTR")]
 
-    def sync_srv(self, name: str) -> list[SrvRecord]:
-        return [_srv_record(rdata) for rdata in self._resolve_sync(name, "SRV")]
+def _nxdomain(exc: dns.resolver.NXDOMAIN) -> Answer:
+    responses = exc.responses()
+    response = next(iter(responses.values()), None) if responses else None
+    return Answer((), _negative_ttl(response) if response is not None else 0,
+                  is_nxdomain=True)
+
+
+def _negative_ttl(response: dns.message.Message) -> int:
+    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) from the authority section; 0 (do not
+    cache) when there is no SOA. A CNAME chain before the negative answer lowers it."""
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            ttl = min(int(rrset.ttl), int(rrset[0].minimum))
+            return min([ttl, *(int(cname.ttl) for cname in response.answer)])
+    return 0
 
 
 @contextmanager
 def _mapped_errors() -> Iterator[None]:
     try:
         yield
-    except dns.resolver.NXDOMAIN as exc:
-        raise NxDomain(str(exc)) from exc
-    except dns.resolver.NoAnswer:
-        raise
     except dns.exception.DNSException as exc:
         # Timeout, NoNameservers (SERVFAIL/REFUSED from every server), YXDOMAIN, bad
         # replies: all worth retrying later rather than judging the sender on.
@@ -163,3 +166,17 @@ def _srv_record(rdata: Any) -> SrvRecord:
 
 def _txt_text(rdata: Any) -> str:
     return b"".join(rdata.strings).decode("utf-8", "replace")
+
+
+def _address(rdata: Any) -> str:
+    return str(rdata.address)
+
+
+def _ptr_host(rdata: Any) -> str:
+    return _host(rdata.target)
+
+
+_CONVERTERS: dict[RecordType, Callable[[Any], Record]] = {
+    RecordType.A: _address, RecordType.AAAA: _address, RecordType.MX: _mx_record,
+    RecordType.TXT: _txt_text, RecordType.PTR: _ptr_host, RecordType.SRV: _srv_record,
+}

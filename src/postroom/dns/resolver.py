@@ -18,13 +18,19 @@ Invariants shared by every implementation:
 - an SRV target carries no trailing dot and is lower-cased; "." (RFC 2782: the service
   is decidedly not available) is "".
 
+It also owns the lower contract a cache needs (`AnswerSource`): one lookup per record type
+that returns the converted records with their TTL, NXDOMAIN included as an `Answer` rather
+than an exception, so the caller can keep it (RFC 2308).
+
 This module imports no I/O library, so sans-IO modules (mailauth/dmarc.py) may use it.
 """
 
 from __future__ import annotations
 
+import abc
+import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from postroom.errors import PostroomError
 
@@ -94,6 +100,110 @@ class Resolver(Protocol):
     def sync_srv(self, name: str) -> list[SrvRecord]: ...
 
 
+class RecordType(enum.Enum):
+    """The record types postroom asks for; the value is the RR type mnemonic."""
+
+    A = "A"
+    AAAA = "AAAA"
+    MX = "MX"
+    TXT = "TXT"
+    PTR = "PTR"
+    SRV = "SRV"
+
+
+Record = str | MxRecord | SrvRecord  # str for A, AAAA, TXT and PTR
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One lookup's outcome with how long it may be reused.
+
+    `ttl` is the smallest TTL on the answer's CNAME chain and RRset; for a negative answer
+    (NXDOMAIN, or NODATA: no records) it is min(SOA TTL, SOA MINIMUM) from the authority
+    section (RFC 2308 §5), and 0 when the reply carried no SOA: such an answer SHOULD NOT
+    be cached (RFC 2308 §5).
+    """
+
+    records: tuple[Record, ...]
+    ttl: int
+    is_nxdomain: bool = False
+
+
+class AnswerSource(Protocol):
+    """What a cache wraps: lookups that report TTLs (for PTR, `name` is the IP address).
+
+    NXDOMAIN comes back as `Answer(is_nxdomain=True)`; temporary failures raise
+    `DnsTemporaryError`; a name that cannot exist may raise `NxDomain`. `timeout` bounds
+    one lookup, in seconds.
+    """
+
+    timeout: float
+
+    async def lookup(self, name: str, rdtype: RecordType) -> Answer: ...
+
+    def sync_lookup(self, name: str, rdtype: RecordType) -> Answer: ...
+
+
 def normalize_name(name: str) -> str:
     """The lookup key every implementation uses: lower case, no trailing dot."""
     return name.rstrip(".").lower()
+
+
+def records_or_raise(name: str, answer: Answer) -> list[Any]:
+    """The records of an answer; NxDomain for a name that does not exist."""
+    if answer.is_nxdomain:
+        raise NxDomain(f"{name}: NXDOMAIN")
+    return list(answer.records)
+
+
+class TypedLookups(abc.ABC):
+    """The `Resolver` contract over two primitives, `lookup` and `sync_lookup` (an
+    `AnswerSource`'s): what LiveResolver and CachingResolver share."""
+
+    @abc.abstractmethod
+    async def lookup(self, name: str, rdtype: RecordType) -> Answer: ...
+
+    @abc.abstractmethod
+    def sync_lookup(self, name: str, rdtype: RecordType) -> Answer: ...
+
+    async def _records(self, name: str, rdtype: RecordType) -> list[Any]:
+        return records_or_raise(name, await self.lookup(name, rdtype))
+
+    async def a(self, name: str) -> list[str]:
+        return await self._records(name, RecordType.A)
+
+    async def aaaa(self, name: str) -> list[str]:
+        return await self._records(name, RecordType.AAAA)
+
+    async def mx(self, name: str) -> list[MxRecord]:
+        return await self._records(name, RecordType.MX)
+
+    async def txt(self, name: str) -> list[str]:
+        return await self._records(name, RecordType.TXT)
+
+    async def ptr(self, ip: str) -> list[str]:
+        return await self._records(ip, RecordType.PTR)
+
+    async def srv(self, name: str) -> list[SrvRecord]:
+        return await self._records(name, RecordType.SRV)
+
+    def _sync_records(self, name: str, rdtype: RecordType) -> list[Any]:
+        return records_or_raise(name, self.sync_lookup(name, rdtype))
+
+    def sync_a(self, name: str) -> list[str]:
+        return self._sync_records(name, RecordType.A)
+
+    def sync_aaaa(self, name: str) -> list[str]:
+        return self._sync_records(name, RecordType.AAAA)
+
+    def sync_mx(self, name: str) -> list[MxRecord]:
+        return self._sync_records(name, RecordType.MX)
+
+    def sync_txt(self, name: str) -> list[str]:
+        return self._sync_records(name, RecordType.TXT)
+
+    def sync_ptr(self, ip: str) -> list[str]:
+        return self._sync_records(ip, RecordType.PTR)
+
+    def sync_srv(self, name: str) -> list[SrvRecord]:
+        return self._sync_records(name, RecordType.SRV)
