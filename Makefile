@@ -43,8 +43,9 @@ typecheck: $(STAMP)
 # on uvloop (the `speed` extra), so both loops `serve` may run on are proven, and again
 # over PostgreSQL (a throwaway server per worker, or $$POSTROOM_TEST_DATABASE_URL: see
 # tests/support/storage.py), so both STORAGE backends are.
-UVLOOP_SUITES := tests/smtp tests/checks tests/imap tests/pop3 tests/queue tests/e2e tests/hardening
-POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery
+UVLOOP_SUITES := tests/smtp tests/checks tests/imap tests/pop3 tests/queue tests/e2e tests/hardening tests/filterd tests/filters tests/quota \
+	tests/managesieve tests/sieve/test_delivery.py
+POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery tests/tls_acme
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)

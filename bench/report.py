@@ -17,7 +17,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from bench.checks import render_checks, render_rspamd
 from bench.harness import Summary, paired_ratios, percentile, summarize
+from bench.sievebench import render_sieve
 
 MIX_COMMANDS = ("connect+TLS", "LOGIN", "SELECT", "FETCH FLAGS", "FETCH HEADERS",
                 "FETCH BODY", "STORE", "SEARCH", "APPEND", "EXPUNGE", "LOGOUT")
@@ -450,6 +452,12 @@ def render(plan: Any, machine: dict[str, str], results: dict[str, Any],
         lines += render_scale(results["scale"])
     if results.get("nodes"):
         lines += render_nodes(results["nodes"])
+    if results.get("checks"):
+        lines += render_checks(results["checks"])
+    if results.get("rspamd"):
+        lines += render_rspamd(results["rspamd"])
+    if results.get("sieve"):
+        lines += render_sieve(results["sieve"])
     lines += render_findings(results, machine_costs,
                              machine.get("postroom SMTP_PROCESSES", "1"))
     return "\n".join(lines).rstrip() + "\n"

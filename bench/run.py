@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.checks import measure_checks, measure_rspamd
 from bench.harness import (
     BENCH_DIR,
     HOST,
@@ -50,6 +51,7 @@ from bench.scale import (
     measure_idle,
     measure_pop3,
 )
+from bench.sievebench import measure_sieve
 from bench.smtp_load import SmtpTarget, cases, run_interleaved
 from bench.target import Postroom, event_loop, smtp_processes
 
@@ -59,7 +61,7 @@ BIG_USER = bench_user(31)
 POP3_USER = bench_user(32)
 IDLE_USERS = [bench_user(i) for i in range(41, 51)]
 REFERENCE_USERS = 50
-SECTIONS = ("smtp", "imap", "scale", "nodes")
+SECTIONS = ("smtp", "imap", "scale", "nodes", "checks", "rspamd", "sieve")
 SAVED = WORK_DIR / "last-run.pickle"  # the raw results, so RESULTS.md can be re-rendered
 
 
@@ -74,6 +76,7 @@ class Plan:
     pop3_messages: int
     idle_connections: int
     output: Path
+    check_messages: int = 400  # the checks and rspamd sections: messages per run
     render_only: Path | None = None
 
     @property
@@ -90,12 +93,15 @@ def parse_args(argv: list[str] | None) -> Plan:
     size.add_argument("--full", action="store_true",
                       help="the issue-8 sizes: 100,000-message mailbox, 10,000 IDLE, …")
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help="comma-separated subset of: smtp, imap, scale, nodes")
+                        help="comma-separated subset of: " + ", ".join(SECTIONS))
     parser.add_argument("--repeats", type=int, default=0,
                         help="runs per figure and server (default 3 quick, 5 full)")
     parser.add_argument("--big-messages", type=int, default=0)
     parser.add_argument("--pop3-messages", type=int, default=0)
     parser.add_argument("--idle-connections", type=int, default=0)
+    parser.add_argument("--check-messages", type=int, default=0,
+                        help="messages per run in the checks and rspamd sections "
+                             "(default 400 quick, 1200 full)")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     parser.add_argument("--render-only", type=Path, metavar="PICKLE",
                         help=f"rewrite --output from a saved run (each run saves {SAVED})")
@@ -113,6 +119,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         pop3_messages=args.pop3_messages or (2_000 if quick else 10_000),
         idle_connections=args.idle_connections or (1_000 if quick else 10_000),
         output=args.output,
+        check_messages=args.check_messages or (400 if quick else 1200),
         render_only=args.render_only,
     )
 
@@ -308,6 +315,21 @@ def section_nodes(plan: Plan, servers: Servers, out: dict[str, Any]) -> None:
     out.update(measure_nodes(plan.quick, plan.smtp_repeats, plan.imap_seconds, say))
 
 
+def section_checks(plan: Plan, servers: Servers, out: dict[str, Any]) -> None:
+    """Checks and filters on against off (bench/checks.py): postroom instances of its own."""
+    out.update(measure_checks(plan.check_messages, plan.smtp_repeats, say))
+
+
+def section_sieve(plan: Plan, servers: Servers, out: dict[str, Any]) -> None:
+    """A 20-rule Sieve script against none (bench/sievebench.py)."""
+    out.update(measure_sieve(plan.check_messages, plan.smtp_repeats, say))
+
+
+def section_rspamd(plan: Plan, servers: Servers, out: dict[str, Any]) -> None:
+    """ENABLE_RSPAMD=1 against off, rspamd started by bench/checks.py."""
+    out.update(measure_rspamd(plan.check_messages, plan.smtp_repeats, say))
+
+
 def measure_costs() -> dict[str, float]:
     """Facts RESULTS.md explains gaps with, measured in this process on this machine."""
     from passlib.hash import sha512_crypt
@@ -359,11 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     machine = machine_info()
     servers = Servers()
-    results: dict[str, Any] = {"smtp": [], "imap": [], "scale": {}, "nodes": {}}
+    results: dict[str, Any] = {"smtp": [], "imap": [], "scale": {}, "nodes": {},
+                               "checks": {}, "rspamd": {}, "sieve": {}}
     errors: dict[str, str] = {}
     runners: dict[str, Callable[[Plan, Servers, Any], None]] = {
         "smtp": section_smtp, "imap": section_imap, "scale": section_scale,
-        "nodes": section_nodes}
+        "nodes": section_nodes, "checks": section_checks, "rspamd": section_rspamd,
+        "sieve": section_sieve}
     try:
         for name in plan.sections:
             with section(name, errors):

@@ -33,14 +33,22 @@ from typing import TYPE_CHECKING
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.service import AccountService
 from postroom.checks import Check
+from postroom.checks.clamav import VirusCheck
 from postroom.checks.dmarc import DmarcCheck
+from postroom.checks.dnsbl import DnsblCheck, DnsLists
+from postroom.checks.greylist import GreylistCheck
+from postroom.checks.gtube import GtubeCheck
 from postroom.checks.headers import HeaderLimitCheck
+from postroom.checks.rspamd import RspamdCheck
+from postroom.checks.sentmail import SentMailCheck
 from postroom.checks.spf import SpfCheck
 from postroom.checks.spoofing import SpoofingCheck
 from postroom.clock import SystemClock
 from postroom.closing import close_connection
 from postroom.config import Config
+from postroom.dns.cache import with_cache
 from postroom.dns.live import LiveResolver
+from postroom.junk import JunkFilter, JunkScorer
 from postroom.outbound.signing import DkimSigner
 from postroom.outbound.worker import QueueWorker
 from postroom.runtime import Runtime
@@ -57,6 +65,9 @@ from postroom.tls.selfsigned import ensure_self_signed
 from postroom.workers import SMTP_LISTENERS, WorkerPool
 
 if TYPE_CHECKING:
+    from postroom.delivery.spamfiling import AccountScorer
+    from postroom.store.api import Store
+    from postroom.tls.acmemanager import AcmeManager
     from postroom.workers import WorkerRole
 
 log = logging.getLogger("postroom")
@@ -85,13 +96,34 @@ class BoundListener:
 
 
 def prepare_tls(config: Config) -> TlsContexts:
-    """Self-signed fallback is made once per DATA_DIR; `serve` warns about it."""
-    if config.is_self_signed and ensure_self_signed(
+    """Self-signed fallback is made once per DATA_DIR; `serve` warns about it. Under
+    SSL_TYPE=acme it stands in until the first order replaces it (tls/acmemanager.py).
+    SNI serves the ACME certificates and SSL_DOMAIN_CERT_DIR's by name (tls/contexts.py)."""
+    is_stand_in = config.ssl_type == "acme"
+    if (config.is_self_signed or is_stand_in) and ensure_self_signed(
         config.cert_path, config.key_path, config.hostname
     ):
-        log.warning("created a self-signed certificate for %s in %s", config.hostname,
-                    config.cert_path)
-    return TlsContexts(config.cert_path, config.key_path)
+        log.warning("created a self-signed certificate for %s in %s%s", config.hostname,
+                    config.cert_path, " until ACME replaces it" if is_stand_in else "")
+    cert_dirs = [config.acme_dir / "certs"] if is_stand_in else []
+    if config.ssl_domain_cert_dir is not None:
+        cert_dirs.append(config.ssl_domain_cert_dir)
+    return TlsContexts(config.cert_path, config.key_path, cert_dirs=cert_dirs)
+
+
+def acme_manager(config: Config, runtime: Runtime) -> AcmeManager:
+    """SSL_TYPE=acme: orders and renews in the background; new files are served at once.
+    Imported here: the ACME library (and `requests`) load only when used."""
+    from postroom.tls.acmeclient import AcmeSettings
+    from postroom.tls.acmemanager import AcmeManager
+
+    settings = AcmeSettings(config.acme_directory, config.acme_ca_bundle, config.acme_email,
+                            config.acme_challenge)
+    return AcmeManager(settings, config.acme_dir, config.hostname,
+                       config.acme_domain_prefixes, runtime.store, runtime.store.list_domains,
+                       SystemClock(), listen_hosts=config.listen_addresses,
+                       http_port=config.acme_http_port, tls_port=config.acme_tls_port,
+                       on_issued=runtime.tls.reload_if_changed)
 
 
 def pid_path(config: Config) -> Path:
@@ -116,7 +148,25 @@ def inbound_checks(runtime: Runtime) -> tuple[Check, ...]:
         HeaderLimitCheck(),  # after DATA: header field and section sizes
         SpoofingCheck(config, runtime.store),  # submission: MAIL FROM, From/Sender/Reply-To
         SpfCheck(config, runtime.resolver),  # port 25, at RCPT
+        GreylistCheck(config, runtime.store,  # port 25, at RCPT (ENABLE_POSTGREY)
+                      DnsLists(runtime.resolver, config) if config.enable_dnsbl else None),
         DmarcCheck(config, runtime.resolver),  # port 25, after DATA: DKIM, DMARC, A-R
+        VirusCheck.from_config(config),  # after DATA: EICAR always, clamd (ENABLE_CLAMAV)
+        # after DATA, before GTUBE: with rspamd on, GTUBE tests rspamd's path end to end
+        *((RspamdCheck.from_config(config),) if config.enable_rspamd else ()),
+        GtubeCheck(),  # after DATA: the GTUBE test string, always
+        DnsblCheck(config, runtime.resolver),  # after DATA: DNSBL/RHSBL/DNSWL scores
+        # submission, after DATA: the recipients become the account's known-good senders
+        *((SentMailCheck(runtime.store, runtime.junk),) if runtime.junk else ()),
+    )
+
+
+def account_scorers(config: Config, store: Store) -> tuple[AccountScorer, ...]:
+    """The per-account spam signals (issue 18) delivery asks for each local recipient and
+    adds to the message's score before that account's thresholds (delivery/spamfiling.py),
+    one line each."""
+    return (
+        *((JunkScorer(store),) if config.enable_junk_filter else ()),  # the learning filter
     )
 
 
@@ -133,6 +183,7 @@ class App:
         self._connections: set[asyncio.Task[None]] = set()
         self._runtime: Runtime | None = None
         self._queue: QueueWorker | None = None
+        self.acme: AcmeManager | None = None  # SSL_TYPE=acme, main process only
         self._stopped = asyncio.Event()
         self.limiter = ConnectionLimiter(config.max_connections, config.max_connections_per_ip,
                                          config.networks)
@@ -157,7 +208,10 @@ class App:
                                 accounts=AccountService(store, self.guard,
                                                         AuthCache.from_config(config)),
                                 tls=tls,
-                                resolver=LiveResolver(config.nameservers))
+                                resolver=with_cache(LiveResolver(config.nameservers, cache_size=0),
+                                                    config.dns_cache_size),
+                                account_scorers=account_scorers(config, store),
+                                junk=JunkFilter.from_config(config, store, blobs))
         self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
                                   DkimSigner.from_config(config))
         if self.worker is not None:  # the main process's queue worker sends it
@@ -175,6 +229,9 @@ class App:
         if self.worker is not None:
             return
         self._queue.start()
+        if config.ssl_type == "acme":
+            self.acme = acme_manager(config, self._runtime)
+            self.acme.start()
         if await store.count_accounts() == 0:
             log.warning("no account exists yet: add one with `postroom email add ADDRESS`")
 
@@ -218,6 +275,13 @@ class App:
                              ImapServer(runtime, implicit_tls=True).handle_connection, True,
                              imap),
             ]
+        if config.enable_managesieve:
+            from postroom.managesieve.session import ManageSieveServer
+            from postroom.managesieve.wire import render_refusal as managesieve
+
+            specs.append(ListenerSpec("managesieve", config.managesieve_port,
+                                      ManageSieveServer(runtime).handle_connection, False,
+                                      managesieve))  # fmt: skip
         if self.worker is not None:
             return [spec for spec in specs if spec.name in SMTP_LISTENERS]
         return specs
@@ -363,6 +427,8 @@ class App:
             await workers_stopped
         if self._queue is not None:
             await self._queue.stop()
+        if self.acme is not None:
+            await self.acme.stop()
         if self._runtime is not None:
             await self._runtime.store.close()
         self._stopped.set()

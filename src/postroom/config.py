@@ -32,6 +32,8 @@ from pydantic import (
 )
 
 from postroom.configfilter import FilterSettings
+from postroom.configsieve import SieveSettings
+from postroom.configtypes import Flag, StrList, _parse_duration
 from postroom.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("postroom.env")
@@ -42,9 +44,9 @@ CONFIG_ENV_VAR = "POSTROOM_CONFIG"
 DMS_KEYS_NOT_USED = frozenset(
     {
         "ENABLE_AMAVIS", "ENABLE_SPAMASSASSIN",
-        "ENABLE_FAIL2BAN", "ENABLE_SASLAUTHD", "ENABLE_MANAGESIEVE",
+        "ENABLE_FAIL2BAN", "ENABLE_SASLAUTHD",
         "ENABLE_FETCHMAIL",
-        "ENABLE_SRS", "ENABLE_UPDATE_CHECK",
+        "ENABLE_UPDATE_CHECK",
         "ENABLE_MTA_STS", "ENABLE_OAUTH2", "ENABLE_GETMAIL",
         "PERMIT_DOCKER", "NETWORK_INTERFACE", "LOGROTATE_INTERVAL", "LOGROTATE_COUNT",
         "ONE_DIR", "ACCOUNT_PROVISIONER", "POSTMASTER_ADDRESS_FROM", "SUPERVISOR_LOGLEVEL",
@@ -58,37 +60,6 @@ DMS_KEYS_NOT_USED = frozenset(
 )
 
 
-def _split_list(value: Any) -> Any:
-    """Comma- or space-separated lists, as mailserver.env writes them."""
-    if isinstance(value, str):
-        return [item for item in re.split(r"[,\s]+", value.strip()) if item]
-    return value
-
-
-def _parse_bool(value: Any) -> Any:
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off", ""}:
-            return False
-        raise ValueError("expected 0 or 1")
-    return value
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _parse_duration(value: Any) -> Any:
-    """Postfix time syntax: `5d`, `90m`, `3600` (seconds)."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", value)
-        if not match:
-            raise ValueError("expected a duration such as 5d, 12h, 30m or 3600")
-        return int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    return value
-
-
 def parse_duration(text: str) -> int:
     """Seconds in a Postfix-style duration (`30m`, `12h`, `3600`); ValueError otherwise."""
     seconds = _parse_duration(text)
@@ -98,8 +69,6 @@ def parse_duration(text: str) -> int:
 
 
 Port = Annotated[int, Field(ge=0, le=65535)]
-StrList = Annotated[list[str], BeforeValidator(_split_list)]
-Flag = Annotated[bool, BeforeValidator(_parse_bool)]
 Seconds = Annotated[int, BeforeValidator(_parse_duration), Field(ge=1)]
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -117,11 +86,11 @@ def parse_size(text: str) -> int:
 
 def _size_or_none(value: Any) -> Any:
     if isinstance(value, str):
-        return parse_size(value)
+        return parse_size(value) if value.strip() else None  # empty: the default
     return value
 
 
-Size = Annotated[int, BeforeValidator(_size_or_none), Field(ge=0)]
+Size = Annotated[Annotated[int, Field(ge=0)] | None, BeforeValidator(_size_or_none)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +107,7 @@ class RelayHost:
     password: str = field(default="", repr=False)
 
 
-class Config(FilterSettings):
+class Config(FilterSettings, SieveSettings):
     """Validated settings. Field aliases are the env-file keys."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
@@ -155,7 +124,7 @@ class Config(FilterSettings):
     pop3s_port: Port = Field(default=995, alias="POP3S_PORT")
     enable_imap: Flag = Field(default=True, alias="ENABLE_IMAP")
     enable_pop3: Flag = Field(default=True, alias="ENABLE_POP3")
-    ssl_type: Literal["", "manual", "self-signed", "letsencrypt"] = Field(
+    ssl_type: Literal["", "manual", "self-signed", "letsencrypt", "acme"] = Field(
         default="", alias="SSL_TYPE"
     )
     ssl_cert_path: Path | None = Field(default=None, alias="SSL_CERT_PATH")
@@ -265,12 +234,47 @@ class Config(FilterSettings):
     enable_quotas: Flag = Field(default=True, alias="ENABLE_QUOTAS")
     # Storage quota given to new accounts (`2G`, `500M`, bytes; 0 = none). Unset, it is
     # POSTFIX_MAILBOX_SIZE_LIMIT, as docker-mailserver's Dovecot quota default is.
-    default_quota: Size | None = Field(default=None, alias="DEFAULT_QUOTA")
+    default_quota: Size = Field(default=None, alias="DEFAULT_QUOTA")
     # IMAP METADATA (RFC 5464): bytes of one value (MAXSIZE), entries per mailbox/server.
     metadata_max_size: int = Field(default=65536, ge=1024, le=10_000_000,
                                    alias="METADATA_MAX_SIZE")
     metadata_max_entries: int = Field(default=100, ge=1, le=100_000,
                                       alias="METADATA_MAX_ENTRIES")
+    # Postfix's delay_warning_time: a sender whose mail is still queued this long after
+    # it was accepted gets one delay DSN (RFC 3461 NOTIFY=DELAY, or no NOTIFY); 0 = never.
+    delay_warning_time: Annotated[int, BeforeValidator(_parse_duration)] = Field(
+        default=4 * 3600, ge=0, alias="DELAY_WARNING_TIME")
+    # Postfix's smtp_tls_CAfile: the CA certificates (PEM) outbound delivery verifies next
+    # hops against when it must (RFC 8689 REQUIRETLS); empty = the system's store.
+    smtp_tls_cafile: str = Field(default="", alias="SMTP_TLS_CAFILE")
+    # In-process DNS answer cache shared by SPF, DKIM, DMARC, MX and DNSBL (issue 22):
+    # answers kept at most, least recently used dropped first (dns/cache.py); 0 = off.
+    dns_cache_size: int = Field(default=10_000, ge=0, le=10_000_000, alias="DNS_CACHE_SIZE")
+    # Certificates (issue 20). SSL_DOMAIN_CERT_DIR: one subfolder per certificate (named
+    # after its domain) holding fullchain.pem + privkey.pem, chosen by the name a client
+    # asks for (SNI, RFC 6066 §3); the SSL_TYPE certificate serves every other name. Not
+    # SSL_CERT_DIR: OpenSSL reads that variable as its trusted-CA folder.
+    ssl_domain_cert_dir: Path | None = Field(default=None, alias="SSL_DOMAIN_CERT_DIR")
+    # SSL_TYPE=acme (RFC 8555, tls/acme*.py): the account's contact address (optional).
+    acme_email: str = Field(default="", alias="ACME_EMAIL")
+    # The CA's directory URL. Let's Encrypt's staging CA, for trying a setup without its
+    # production rate limits: https://acme-staging-v02.api.letsencrypt.org/directory
+    acme_directory: str = Field(default="https://acme-v02.api.letsencrypt.org/directory",
+                                alias="ACME_DIRECTORY")
+    # A PEM file of CA certificates to trust for the ACME server's own HTTPS (a private
+    # CA such as pebble's); empty = the system's store.
+    acme_ca_bundle: Path | None = Field(default=None, alias="ACME_CA_BUNDLE")
+    # Which challenge proves control of the names: http-01 (RFC 8555 §8.3, a listener on
+    # ACME_HTTP_PORT while an order runs) or tls-alpn-01 (RFC 8737, on ACME_TLS_PORT).
+    acme_challenge: Literal["http-01", "tls-alpn-01"] = Field(default="http-01",
+                                                             alias="ACME_CHALLENGE")
+    acme_http_port: int = Field(default=80, ge=1, le=65535, alias="ACME_HTTP_PORT")
+    acme_tls_port: int = Field(default=443, ge=1, le=65535, alias="ACME_TLS_PORT")
+    # Names ordered for each hosted domain besides OVERRIDE_HOSTNAME: PREFIX.DOMAIN for
+    # each prefix (MTA-STS needs mta-sts., client autoconfiguration autoconfig.); empty =
+    # the host name only (each of these names must resolve to this server).
+    acme_domain_prefixes: StrList = Field(default=["mta-sts", "autoconfig"],
+                                          alias="ACME_DOMAIN_PREFIXES")
 
     @model_validator(mode="after")
     def _check_storage(self) -> Config:
@@ -280,6 +284,11 @@ class Config(FilterSettings):
         if self.database_url and not re.match(r"(postgres(ql)?://|\w+\s*=)", self.database_url):
             raise ValueError("DATABASE_URL: expected postgresql://user:password@host/db")
         return self
+
+    @field_validator("ssl_domain_cert_dir", "acme_ca_bundle", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("hostname")
     @classmethod
@@ -368,10 +377,17 @@ class Config(FilterSettings):
         return self.data_dir / "postroom.sqlite3"
 
     @property
+    def acme_dir(self) -> Path:
+        """Account key and ordered certificates (SSL_TYPE=acme): DATA_DIR/acme/."""
+        return self.data_dir / "acme"
+
+    @property
     def cert_path(self) -> Path:
         """The certificate `serve` uses (see tls/contexts.py for how it is chosen)."""
         if self.ssl_type == "manual" and self.ssl_cert_path:
             return self.ssl_cert_path
+        if self.ssl_type == "acme":  # a self-signed stand-in until the first order
+            return self.acme_dir / "certs" / self.hostname / "fullchain.pem"
         if self.ssl_type == "letsencrypt":
             return Path("/etc/letsencrypt/live") / self.hostname / "fullchain.pem"
         return self.data_dir / "tls" / "selfsigned.crt"
@@ -380,6 +396,8 @@ class Config(FilterSettings):
     def key_path(self) -> Path:
         if self.ssl_type == "manual" and self.ssl_key_path:
             return self.ssl_key_path
+        if self.ssl_type == "acme":
+            return self.acme_dir / "certs" / self.hostname / "privkey.pem"
         if self.ssl_type == "letsencrypt":
             return Path("/etc/letsencrypt/live") / self.hostname / "privkey.pem"
         return self.data_dir / "tls" / "selfsigned.key"
@@ -485,3 +503,9 @@ def check_serve_files(config: Config) -> None:
                 raise ConfigError(f"config: {key}: required when SSL_TYPE=manual")
             if not value.is_file():
                 raise ConfigError(f"config: {key}: file {value} does not exist")
+    if config.ssl_domain_cert_dir is not None and not config.ssl_domain_cert_dir.is_dir():
+        raise ConfigError(f"config: SSL_DOMAIN_CERT_DIR: folder {config.ssl_domain_cert_dir} "
+                          "does not exist")
+    if config.ssl_type == "acme" and config.acme_ca_bundle is not None \
+            and not config.acme_ca_bundle.is_file():
+        raise ConfigError(f"config: ACME_CA_BUNDLE: file {config.acme_ca_bundle} does not exist")

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from postroom.accounts.service import AccountService
 from postroom.config import Config
+from postroom.delivery.spamfiling import AccountScorer
 from postroom.dns.resolver import Resolver
+from postroom.junk import JunkFilter
 from postroom.store.api import Store
 from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
@@ -31,3 +33,9 @@ class Runtime:
     # Set when SIGTERM arrives: sessions finish the transaction in flight, then refuse
     # new work (SMTP 421, IMAP BYE, POP3 -ERR) and close.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    # The per-account junk filter (issue 18): trained on IMAP moves and sent mail, scoring
+    # at delivery; None when neither ENABLE_JUNK_FILTER nor RSPAMD_LEARN asks for it.
+    junk: JunkFilter | None = None
+    # Per-account spam signals (issue 18: the learning filter), asked for each local
+    # recipient at delivery (delivery/spamfiling.py); app.py wires them.
+    account_scorers: tuple[AccountScorer, ...] = ()

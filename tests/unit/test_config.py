@@ -48,7 +48,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
 def test_docker_mailserver_file_is_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, (
         "OVERRIDE_HOSTNAME=mail.example.com\nTZ=Asia/Shanghai\nSSL_TYPE=\nENABLE_POP3=\n"
-        "ENABLE_CLAMAV=0\nPOSTFIX_MESSAGE_SIZE_LIMIT=\nDEFAULT_RELAY_HOST=[relay.example.net]:2525\n"
+        "ENABLE_AMAVIS=0\nPOSTFIX_MESSAGE_SIZE_LIMIT=\nDEFAULT_RELAY_HOST=[relay.example.net]:2525\n"
         "TRUSTED_NETWORKS=10.0.0.0/8, 192.168.1.0/24\nDNS_NAMESERVERS=127.0.0.1:5353 [::1]:53\n"
         "SOMETHING_ELSE=1\n"))
     loaded = load_config(path, {})
@@ -61,7 +61,7 @@ def test_docker_mailserver_file_is_accepted(tmp_path: Path) -> None:
     assert relay is not None and (relay.host, relay.port) == ("relay.example.net", 2525)
     assert [str(n) for n in config.networks] == ["10.0.0.0/8", "192.168.1.0/24"]
     assert [(n.host, n.port) for n in config.nameservers] == [("127.0.0.1", 5353), ("::1", 53)]
-    assert any("ENABLE_CLAMAV" in w for w in loaded.warnings)
+    assert any("ENABLE_AMAVIS" in w for w in loaded.warnings)  # accepted, not used
     assert any("unknown key SOMETHING_ELSE" in w for w in loaded.warnings)
 
 

@@ -1,8 +1,9 @@
 """The `postroom` command line: docker-mailserver's `setup` verbs plus `serve`.
 
 The verbs live by group: cli/console.py (the app, config discovery, output), this module
-(serve, email, alias, queue, import/export, ban, migrate) and cli/domain.py (dkim, dns,
-selftest). rich is imported in this package only.
+(serve, email, alias, queue, import/export, ban, migrate), cli/domain.py (dkim, dns,
+selftest), cli/quota.py (quota), cli/filters.py (filter, greylist), cli/junk.py (junk) and
+cli/sieve.py (sieve), cli/tls.py (tls). rich is imported in this package only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from postroom.cli import domain  # noqa: F401  (registers the dkim, dns, selftest verbs)
+from postroom.cli import (
+    domain,  # noqa: F401  (registers the dkim, dns, selftest verbs)
+    filters,  # noqa: F401  (registers the filter, greylist verbs)
+    junk,  # noqa: F401  (registers the junk verbs)
+    quota,  # registers the quota verbs; email list's quota columns
+    sieve,  # noqa: F401  (registers the sieve verbs)
+)
+from postroom.cli import tls as tls_verbs  # noqa: F401  (registers the tls verbs)
 from postroom.cli.console import (
     alias_app,
     app,
@@ -103,10 +111,15 @@ def email_del(address: str,
 
 @email_app.command("list")
 def email_list() -> None:
-    """List accounts with their message count and size."""
-    summaries = run_with_store(lambda accounts, _: accounts.list_accounts())
-    print_table(("address", "messages", "size"),
-                [(s.address, s.message_count, human_size(s.total_size)) for s in summaries])
+    """List accounts with their message count, size, quota and its use (issue 17)."""
+    from postroom.accounts.quota import QuotaPolicy
+
+    config = current_config()
+    policy = QuotaPolicy.from_config(config)
+    usages = run_with_blobs(config, lambda store, _: store.list_quotas())
+    print_table(("address", "messages", "size", "quota", "used"),
+                [(u.address, u.messages, human_size(u.size), *quota.quota_columns(u, policy))
+                 for u in usages])  # fmt: skip
 
 
 # -- alias -------------------------------------------------------------------------------
@@ -195,6 +208,7 @@ def import_docker_mailserver(
 
     from postroom.accounts.mailboxlimits import MailboxLimits
     from postroom.importers.dms_import import import_docker_mailserver as run_import
+    from postroom.importers.dms_sieve import SieveLimits
 
     config = current_config()
     keys_dir = dkim_dir(config)  # a dry run only reads it
@@ -205,12 +219,16 @@ def import_docker_mailserver(
             config = config.model_copy(update={"data_dir": Path(scratch)})
         report = run_with_blobs(config, lambda store, blobs: run_import(
             directory, store, blobs, keys_dir, dry_run=dry_run,
-            limits=MailboxLimits.from_config(config)))
+            limits=MailboxLimits.from_config(config),
+            sieve=SieveLimits(config.sieve_max_scripts, config.sieve_max_script_size)))
     if dry_run:
         typer.echo("dry run: nothing was changed; an import would give:")
     print_table(("item", "new", "already present"),
                 [(f.name, getattr(report, f.name).new, getattr(report, f.name).present)
-                 for f in dataclasses.fields(report) if f.name not in {"is_dry_run", "skipped"}])
+                 for f in dataclasses.fields(report)
+                 if f.name not in {"is_dry_run", "skipped", "quotas"}])
+    if report.quotas.new or report.quotas.present:  # issue 17: dovecot-quotas.cf
+        typer.echo(f"quotas: {report.quotas.new} new, {report.quotas.present} already set")
     if report.skipped:
         typer.echo(f"skipped ({len(report.skipped)}):")
         for item in report.skipped:
