@@ -157,16 +157,23 @@ class DnsLists:
 
     async def _listed(self, queries: Sequence[tuple[Zone, str]]) -> dict[Zone, list[str]]:
         """Which queries are listed, by zone; unanswered by the deadline: not listed."""
-        if not queries:
-            return {}
-        tasks = [asyncio.ensure_future(self._lookup(zone, name)) for zone, name in queries]
+        hits: dict[Zone, list[str]] = {}
+        asked: list[tuple[Zone, str]] = []
+        for zone, name in queries:  # answers the cache holds: judged now, no task each
+            cached = self._resolver.cached_a(name)
+            if cached is None:
+                asked.append((zone, name))
+            elif self._judge(zone, cached):
+                hits.setdefault(zone, []).append(name)
+        if not asked:
+            return hits
+        tasks = [asyncio.ensure_future(self._lookup(zone, name)) for zone, name in asked]
         done, pending = await asyncio.wait(tasks, timeout=self.timeout)
         for task in pending:
             task.cancel()
         if pending:  # gone before we return: no lookup outlives its message
             await asyncio.wait(pending)
-        hits: dict[Zone, list[str]] = {}
-        for (zone, name), task in zip(queries, tasks, strict=True):
+        for (zone, name), task in zip(asked, tasks, strict=True):
             if task in done and not task.cancelled() and task.result():
                 hits.setdefault(zone, []).append(name)
         return hits
@@ -176,6 +183,10 @@ class DnsLists:
             answers = await self._resolver.a(name)
         except DnsError:  # NXDOMAIN: not listed; a temporary error: not known to be
             return False
+        return self._judge(zone, answers)
+
+    def _judge(self, zone: Zone, answers: Sequence[str]) -> bool:
+        """Whether A answers mean "listed" in `zone` (refusal codes logged, ignored)."""
         listed = False
         for text in answers:
             try:
@@ -223,13 +234,23 @@ def _is_local(ip: str) -> bool:
     return address is not None and not address.is_global
 
 
+@functools.lru_cache(maxsize=4096)
+def _organizational(name: str) -> str:
+    """The Public Suffix List lookup, cached: the same senders and links come back."""
+    return organizational_domain(name)
+
+
 def url_domains(body: bytes) -> Iterator[str]:
     """Host names of URLs in the text after the header, in order of appearance."""
     start = body.find(b"\r\n\r\n")
     text = body[start + 4 if start >= 0 else 0:][:BODY_SCAN_LIMIT]
     text = text.replace(b"=\r\n", b"").replace(b"=3D", b"=").replace(b"=3d", b"=")
+    seen: set[bytes] = set()
     for match in _URL_HOST.finditer(text):
-        yield match.group(1).decode("ascii").lower().rstrip(".")
+        host = match.group(1)
+        if host not in seen:
+            seen.add(host)
+            yield host.decode("ascii").lower().rstrip(".")
 
 
 def message_domains(message: ReceivedMessage, body: bytes) -> list[str]:
@@ -244,11 +265,15 @@ def message_domains(message: ReceivedMessage, body: bytes) -> list[str]:
 
 def _distinct_domains(candidates: Iterable[str]) -> list[str]:
     seen: list[str] = []
+    names: set[str] = set()  # a body names the same host again and again: judged once
     for candidate in candidates:
         name = candidate.strip(".").lower()
+        if name in names:
+            continue
+        names.add(name)
         if "." not in name or name.replace(".", "").isdigit() or name.startswith("["):
             continue  # not a domain (an address literal, a bare label)
-        domain = organizational_domain(name)
+        domain = _organizational(name)
         if domain not in seen:
             seen.append(domain)
             if len(seen) >= MAX_DOMAINS:
@@ -274,7 +299,9 @@ class DnsblCheck:
     def __init__(self, config: Config, resolver: Resolver) -> None:
         self.is_enabled = config.enable_dnsbl
         self.lists = DnsLists(resolver, config)
-        self.timeout: float | None = config.dnsbl_timeout + 2.0
+        # None: the lookups keep their own deadline (DNSBL_TIMEOUT, `DnsLists._listed`),
+        # so no pipeline timer is armed for every message.
+        self.timeout: float | None = None
 
     async def on_message(self, message: ReceivedMessage) -> Verdict:
         if not self.is_enabled or self.lists.is_exempt(message.client):

@@ -32,7 +32,9 @@ def contains_gtube(message: ReceivedMessage) -> bool:
 
 class GtubeCheck:
     name = "gtube"
-    timeout: float | None = 30.0  # reading a large spool file; never on the loop
+    # None: no deadline of the pipeline's (a timer costs every message); reading a large
+    # spool file is local and bounded by SCAN_LIMIT, and never on the loop.
+    timeout: float | None = None
     fail_open = True
 
     async def on_message(self, message: ReceivedMessage) -> Verdict:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postroom.accounts.settingscache import AccountCache
 from postroom.config import Config
 from postroom.delivery.local import INBOX
 from postroom.delivery.spamverdict import (
@@ -45,7 +46,7 @@ from postroom.delivery.spamverdict import (
     symbol_name,
 )
 from postroom.delivery.transit import ReceivedMessage, Symbol
-from postroom.store.greylist_api import GreylistStore
+from postroom.store.greylist_api import GreylistStore, SpamThresholds
 
 log = logging.getLogger("postroom.filter")
 
@@ -113,6 +114,8 @@ class SpamFiling:
         self._store = store
         self._scorers = tuple(scorers)
         self.thresholds = Thresholds(config.sa_tag, config.sa_tag2, config.sa_kill)
+        # `postroom filter set` runs in another process: seen within the cache's 5 s.
+        self._thresholds: AccountCache[SpamThresholds | None] = AccountCache()
 
     async def plan(self, message: ReceivedMessage, symbols: Sequence[Symbol]) -> FilingPlan:
         """Every local account's filing and the message's; refused when all reach KILL."""
@@ -135,7 +138,7 @@ class SpamFiling:
 
     async def _judge_account(self, account_id: int, message: ReceivedMessage,
                              symbols: Sequence[Symbol]) -> Judgement:
-        own = await self._store.get_spam_thresholds(account_id)
+        own = await self._thresholds.get(account_id, self._store.get_spam_thresholds)
         thresholds = self.thresholds if own is None else self.thresholds.overridden(
             own.tag, own.tag2, own.kill)
         extra = await self._scored(account_id, message) if self._scorers else ()

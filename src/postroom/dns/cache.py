@@ -97,7 +97,7 @@ class CachingResolver(TypedLookups):
 
     # -- the table -----------------------------------------------------------------------
 
-    def _fresh(self, key: Key) -> Answer | None:
+    def _fresh(self, key: Key, *, counts_miss: bool = True) -> Answer | None:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
@@ -107,8 +107,17 @@ class CachingResolver(TypedLookups):
                 return entry[1]
             if entry is not None:
                 del self._entries[key]
-            self.stats.misses += 1
+            if counts_miss:
+                self.stats.misses += 1
             return None
+
+    def cached_a(self, name: str) -> list[str] | None:
+        """A records known without a query ([] for a name that does not exist), or None:
+        lets a caller with many lookups (the DNS lists) skip a task for each hit."""
+        answer = self._fresh(_key(name, RecordType.A), counts_miss=False)
+        if answer is None:
+            return None
+        return [] if answer.is_nxdomain else [str(record) for record in answer.records]
 
     def _keep(self, key: Key, answer: Answer) -> None:
         lifetime = _lifetime(answer)

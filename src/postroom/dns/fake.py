@@ -89,6 +89,9 @@ class FakeResolver:
     def sync_srv(self, name: str) -> list[SrvRecord]:
         return [_srv(value) for value in self._lookup(name, "SRV")]
 
+    def cached_a(self, name: str) -> list[str] | None:
+        return None  # every lookup is asked (and recorded in `queries`)
+
     async def a(self, name: str) -> list[str]:
         return self.sync_a(name)
 

@@ -99,6 +99,11 @@ class Resolver(Protocol):
 
     def sync_srv(self, name: str) -> list[SrvRecord]: ...
 
+    def cached_a(self, name: str) -> list[str] | None:
+        """A records answered from a cache without a query ([] for NXDOMAIN), or None
+        when the resolver has none (then `a` asks)."""
+        ...
+
 
 class RecordType(enum.Enum):
     """The record types postroom asks for; the value is the RR type mnemonic."""
@@ -189,6 +194,9 @@ class TypedLookups(abc.ABC):
 
     def _sync_records(self, name: str, rdtype: RecordType) -> list[Any]:
         return records_or_raise(name, self.sync_lookup(name, rdtype))
+
+    def cached_a(self, name: str) -> list[str] | None:
+        return None  # no cache of its own: `a` asks
 
     def sync_a(self, name: str) -> list[str]:
         return self._sync_records(name, RecordType.A)

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postroom.accounts.settingscache import AccountCache
 from postroom.checks.rspamd import RspamdLearner
 from postroom.config import Config
 from postroom.delivery.transit import ReceivedMessage, Symbol
@@ -149,7 +151,9 @@ class JunkFilter:
         data = data[:MAX_READ]
         key = "sha256:" + hashlib.sha256(data).hexdigest()
         tokens = await tokenize_off_loop(data)
-        return await self.store.junk_train(account_id, key, sorted(tokens), is_spam=is_spam)
+        trained = await self.store.junk_train(account_id, key, sorted(tokens), is_spam=is_spam)
+        trained_totals(self.store).forget(account_id)  # the scorer rereads them
+        return trained
 
     async def note_sent(self, account_id: int, recipients: Sequence[str]) -> None:
         if self.is_enabled:
@@ -176,6 +180,20 @@ class JunkFilter:
         return cls(store, blobs, config.enable_junk_filter, learners)
 
 
+# Each account's training totals as the scorer last read them, per store: training here
+# forgets them at once; training in another process (`postroom junk train`) is seen
+# within the cache's ttl.
+_TOTALS: weakref.WeakKeyDictionary[object, AccountCache[JunkTotals]] = (
+    weakref.WeakKeyDictionary())
+
+
+def trained_totals(store: Store) -> AccountCache[JunkTotals]:
+    cache = _TOTALS.get(store)
+    if cache is None:
+        cache = _TOTALS[store] = AccountCache()
+    return cache
+
+
 @dataclass(slots=True)
 class JunkScorer:
     """The `AccountScorer` of the learning filter (delivery/spamfiling.py asks it for
@@ -187,7 +205,7 @@ class JunkScorer:
     async def score(self, account_id: int, message: ReceivedMessage) -> tuple[Symbol, ...]:
         """The account's symbols for `message`."""
         symbols = await self._known_sender(account_id, message)
-        totals = await self.store.junk_totals(account_id)
+        totals = await trained_totals(self.store).get(account_id, self.store.junk_totals)
         if totals.spam < MIN_TRAINED or totals.ham < MIN_TRAINED:
             return symbols
         tokens = await self._message_tokens(message)
