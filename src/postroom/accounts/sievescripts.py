@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import weakref
 from collections import OrderedDict
 
+from postroom.accounts.settingscache import AccountCache
 from postroom.config import Config
 from postroom.errors import Refused
 from postroom.sieve.compile import Script, compile_script
@@ -59,6 +61,18 @@ class CompiledScripts:
 
 
 COMPILED = CompiledScripts()
+# Each account's active script as delivery last read it (delivery/sieving.py), per
+# store: changes made here are seen by the next delivery at once, other processes'
+# within the cache's ttl.
+_ACTIVE: weakref.WeakKeyDictionary[object, AccountCache[tuple[str, str] | None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def active_scripts(store: Store) -> AccountCache[tuple[str, str] | None]:
+    cache = _ACTIVE.get(store)
+    if cache is None:
+        cache = _ACTIVE[store] = AccountCache(ttl=5.0)
+    return cache
 
 
 class SieveScripts:
@@ -112,10 +126,13 @@ class SieveScripts:
         await self.have_space(account_id, name, len(content.encode("utf-8", "replace")))
         self.check(content)
         await self._store.put_sieve_script(account_id, name, content, dt.datetime.now(dt.UTC))
+        active_scripts(self._store).forget(account_id)
 
     async def activate(self, account_id: int, name: str) -> None:
         """SETACTIVE (§2.8): "" deactivates; the script must exist."""
-        if not await self._store.activate_sieve_script(account_id, name or None):
+        found = await self._store.activate_sieve_script(account_id, name or None)
+        active_scripts(self._store).forget(account_id)
+        if not found:
             raise Refused(f"there is no script named {name!r}", "NONEXISTENT")
 
     async def delete(self, account_id: int, name: str) -> None:
@@ -127,6 +144,7 @@ class SieveScripts:
             raise Refused("the active script cannot be deleted; deactivate it first",
                           "ACTIVE")  # fmt: skip
         await self._store.delete_sieve_script(account_id, name)
+        active_scripts(self._store).forget(account_id)
 
     async def rename(self, account_id: int, old: str, new: str) -> None:
         check_name(new)
@@ -136,3 +154,4 @@ class SieveScripts:
         if new in names:
             raise Refused(f"a script named {new!r} exists", "ALREADYEXISTS")
         await self._store.rename_sieve_script(account_id, old, new)
+        active_scripts(self._store).forget(account_id)

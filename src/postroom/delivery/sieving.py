@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from postroom.accounts.sievescripts import COMPILED, CompiledScripts
+from postroom.accounts.settingscache import AccountCache
+from postroom.accounts.sievescripts import COMPILED, CompiledScripts, active_scripts
 from postroom.clock import display_zone
 from postroom.config import Config
 from postroom.delivery.local import append_delivered, delivery_mailbox
@@ -102,6 +103,7 @@ class SieveFilter:
         self._store = store
         self._compiled = compiled
         self._globals: tuple[float, dict[str, str]] = (0.0, {})
+        self._active = active_scripts(store)  # accounts/sievescripts.py forgets in it
         # What every evaluation's context shares, built once.
         self._zone = display_zone(config.timezone)  # TZ: what date tests compare in
         self._environment = {  # RFC 5183 §4
@@ -128,7 +130,7 @@ class SieveFilter:
         """The compiled sequence, or None when no script applies. A script that no longer
         compiles (written by an older version) is left out and logged."""
         globals_ = await self._global_scripts()
-        active = await self._store.active_sieve_script(account_id)
+        active = await self._active.get(account_id, self._store.active_sieve_script)
         texts = [globals_.get("before"), active[1] if active else None, globals_.get("after")]
         scripts = []
         for text in texts:
@@ -347,6 +349,7 @@ class SieveStage:
         self.config = config
         self.store = store
         self.filter = SieveFilter(config, store)
+        self._accounts: AccountCache[Account | None] = AccountCache()  # address by id
 
     async def decide(self, message: ReceivedMessage, keeps: Mapping[int, Filing],
                      raw_of: RawOf) -> SieveDecisions:  # fmt: skip
@@ -355,7 +358,7 @@ class SieveStage:
             scripts = await self.filter.scripts_for(account_id)
             if scripts is None:
                 continue
-            account = await self.store.get_account_by_id(account_id)
+            account = await self._accounts.get(account_id, self.store.get_account_by_id)
             if account is None:
                 continue
             outcome = await self.filter.run(

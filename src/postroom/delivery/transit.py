@@ -116,6 +116,9 @@ class ReceivedMessage:
     header: HeaderFacts = field(default_factory=HeaderFacts)  # set by the receiver
     symbols: tuple[Symbol, ...] = ()  # the envelope's, from the stages before DATA
     filter_decision: str = ""  # the spam verdict for the log (delivery/spamfiling.py)
+    # Our trace fields (Return-Path, Received, submission's additions), rendered once:
+    # every stored copy and the Sieve input share them (smtp/receive.py).
+    rendered_trace: tuple[bytes, bytes, bytes] | None = None
 
     @property
     def is_small(self) -> bool:

@@ -43,6 +43,12 @@ Str = str | Text
 Value = Any  # Str, tuple[Str, ...], int or bool
 
 
+class Constant(tuple[str, ...]):
+    """A string list without variable references: the evaluator uses it as it is."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """One compiled command or test. `args` are the positional arguments in spec order
@@ -273,7 +279,8 @@ class _Compiler:
             if len(strings) != 1:
                 raise _error(argument, f"{what} expects a string, not a string list")
             return strings[0]
-        return strings
+        plain = [text for text in strings if isinstance(text, str)]
+        return Constant(plain) if len(plain) == len(strings) else strings
 
     def string(self, text: str, argument: Argument) -> Str:
         if "encoded-character" in self.requires:

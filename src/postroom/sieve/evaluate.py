@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from postroom.sieve.actions import (
@@ -32,7 +32,7 @@ from postroom.sieve.actions import (
     SieveResult,
     Vacation,
 )
-from postroom.sieve.compile import Node, Script, Str
+from postroom.sieve.compile import Constant, Node, Script, Str
 from postroom.sieve.context import Limits, SieveContext, SieveEnvelope
 from postroom.sieve.match import Budget, BudgetExceeded
 from postroom.sieve.message import SieveMessage
@@ -96,7 +96,9 @@ class Interpreter:
         self.budget.spend(len(text) // 64)
         return text
 
-    def expand_list(self, values: tuple[Str, ...] | None) -> list[str]:
+    def expand_list(self, values: tuple[Str, ...] | None) -> Sequence[str]:
+        if type(values) is Constant:  # no variables in it: as compiled
+            return values
         return [value if type(value) is str else self.expand(value)
                 for value in values or ()]  # fmt: skip
 
@@ -206,7 +208,7 @@ def _describe(action: Action) -> str:
             Reject: "reject", Discard: "discard"}[type(action)]  # fmt: skip
 
 
-def _split_flags(values: list[str]) -> list[str]:
+def _split_flags(values: Sequence[str]) -> list[str]:
     """RFC 5232 §3: each string holds space-separated flags; duplicates (any case) once."""
     seen: dict[str, str] = {}
     for value in values:

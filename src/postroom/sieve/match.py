@@ -69,7 +69,8 @@ class Matcher:
 def fold(text: str, comparator: str) -> str:
     """i;ascii-casemap folds ASCII letters only; others compare as they are."""
     if comparator == "i;ascii-casemap":
-        return text.translate(_ASCII_LOWER)
+        # ASCII text: lower() is exactly the ASCII fold, and far quicker than translate.
+        return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
     return text
 
 

@@ -10,7 +10,7 @@ address parts (RFC 5228 §2.7.4, RFC 5233 subaddress), `:index` (RFC 5260 §6), 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from postroom.sieve.actions import DuplicateMark
@@ -34,7 +34,7 @@ class Interpreter(Protocol):
     duplicate_marks: list[DuplicateMark]
 
     def expand(self, value: Str | None) -> str: ...
-    def expand_list(self, values: tuple[Str, ...] | None) -> list[str]: ...
+    def expand_list(self, values: tuple[Str, ...] | None) -> Sequence[str]: ...
 
 SUBADDRESS_SEPARATOR = "+"
 DEFAULT_DUPLICATE_SECONDS = 7 * 86400
@@ -54,7 +54,8 @@ def matcher_of(interp: Interpreter, node: Node) -> Matcher:
     return build_matcher(node, interp.expand)
 
 
-def match_values(interp: Interpreter, node: Node, values: list[str], keys: list[str]) -> bool:
+def match_values(interp: Interpreter, node: Node, values: Sequence[str],
+                 keys: Sequence[str]) -> bool:
     """Any value against any key; :count counts the values (RFC 5231 §4.1)."""
     matcher = matcher_of(interp, node)
     if matcher.match_type is MatchType.COUNT:

@@ -455,16 +455,20 @@ class Receiver:
     def _prefix(self, message: ReceivedMessage, layout: CopyLayout) -> bytes:
         """What the blob holds above the client's header: trace and added fields (the
         spam verdict's above Received, a rewritten Subject below it)."""
-        zone = display_zone(self._runtime.config.timezone)  # TZ: dates people read
-        parts = [render_return_path(message.sender), *message.extra_headers, layout.above,
-                 render_received(self._trace_info(message), zone=zone)]
-        if message.client.auth_user:
-            # RFC 6409 §8.2/§8.3: submission completes what the client left out.
-            parts.append(missing_submission_headers(
-                message.header.field_names, hostname=self._runtime.config.hostname,
-                now=message.received_at, zone=zone))
-        parts.append(layout.below)
-        return b"".join(parts)
+        if message.rendered_trace is None:
+            zone = display_zone(self._runtime.config.timezone)  # TZ: dates people read
+            submission = b""
+            if message.client.auth_user:
+                # RFC 6409 §8.2/§8.3: submission completes what the client left out.
+                submission = missing_submission_headers(
+                    message.header.field_names, hostname=self._runtime.config.hostname,
+                    now=message.received_at, zone=zone)
+            message.rendered_trace = (render_return_path(message.sender),
+                                      render_received(self._trace_info(message), zone=zone),
+                                      submission)  # fmt: skip
+        return_path, received, submission = message.rendered_trace
+        return b"".join([return_path, *message.extra_headers, layout.above, received,
+                         submission, layout.below])
 
     @staticmethod
     async def _copy_spool(message: ReceivedMessage, writer: BlobWriter,
