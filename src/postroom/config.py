@@ -33,6 +33,7 @@ from pydantic import (
 
 from postroom.configfilter import FilterSettings
 from postroom.configsieve import SieveSettings
+from postroom.configtransport import TransportSettings
 from postroom.configtypes import Flag, StrList, _parse_duration
 from postroom.errors import ConfigError
 
@@ -107,7 +108,7 @@ class RelayHost:
     password: str = field(default="", repr=False)
 
 
-class Config(FilterSettings, SieveSettings):
+class Config(FilterSettings, SieveSettings, TransportSettings):
     """Validated settings. Field aliases are the env-file keys."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")

@@ -56,10 +56,10 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "tools": ("importers", "selftest"),
     "protocols": ("smtp", "imap", "pop3", "managesieve"),
     "services": ("delivery", "outbound", "accounts", "checks", "security", "runtime",
-                 "junk"),
+                 "junk", "reports"),
     "mailauth": ("mailauth",),
     "base": ("store", "mail", "dns", "tls", "sasl", "closing", "sieve"),
-    "foundation": ("__init__", "config", "configfilter", "configsieve", "configtypes",
+    "foundation": ("__init__", "config", "configfilter", "configsieve", "configtransport", "configtypes",
                    "errors", "clock", "logsetup", "loops"),
 }
 FLOOR_ORDER = list(FLOORS)  # index 0 is the top
