@@ -59,8 +59,8 @@ FLOORS: dict[str, tuple[str, ...]] = {
                  "junk", "reports"),
     "mailauth": ("mailauth",),
     "base": ("store", "mail", "dns", "tls", "sasl", "closing", "sieve"),
-    "foundation": ("__init__", "config", "configfilter", "configsieve", "configtransport", "configtypes",
-                   "errors", "clock", "logsetup", "loops"),
+    "foundation": ("__init__", "config", "configfilter", "configsieve", "configtransport",
+                   "configtypes", "errors", "clock", "logsetup", "loops"),
 }
 FLOOR_ORDER = list(FLOORS)  # index 0 is the top
 FLOOR_OF = {part: FLOOR_ORDER.index(floor) for floor, parts in FLOORS.items() for part in parts}
