@@ -19,6 +19,8 @@ from typing import Any
 
 from bench.checks import render_checks, render_rspamd
 from bench.harness import Summary, paired_ratios, percentile, summarize
+from bench.mixedload import render_mixed
+from bench.outbound import render_outbound
 from bench.sievebench import render_sieve
 
 MIX_COMMANDS = ("connect+TLS", "LOGIN", "SELECT", "FETCH FLAGS", "FETCH HEADERS",
@@ -448,6 +450,8 @@ def render(plan: Any, machine: dict[str, str], results: dict[str, Any],
         lines += render_smtp(results["smtp"])
     if results.get("imap"):
         lines += render_imap(results["imap"])
+    if results.get("mixed"):
+        lines += ["## Mixed IMAP load (issue 22)", "", *render_mixed(results["mixed"])]
     if results.get("scale"):
         lines += render_scale(results["scale"])
     if results.get("nodes"):
@@ -458,6 +462,8 @@ def render(plan: Any, machine: dict[str, str], results: dict[str, Any],
         lines += render_rspamd(results["rspamd"])
     if results.get("sieve"):
         lines += render_sieve(results["sieve"])
+    if results.get("outbound"):
+        lines += render_outbound(results["outbound"])
     lines += render_findings(results, machine_costs,
                              machine.get("postroom SMTP_PROCESSES", "1"))
     return "\n".join(lines).rstrip() + "\n"

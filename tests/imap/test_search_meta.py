@@ -13,8 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postroom.imap.commands.search import _load_content, _stored_meta
+from postroom.imap.commands.search import _load_content
 from postroom.mail.mimetree import message_meta
+from postroom.mail.searchtext import stored_meta as _stored_meta
 from tests.imap.conftest import ImapThread, login_raw
 from tests.imap.messages import NESTED
 

@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from postroom.accounts.service import AccountService
+from postroom.pop3.commands import RETR_WHOLE
 from postroom.runtime import Runtime
 from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
@@ -544,3 +545,21 @@ async def test_uidl_stable_across_restart(pop3: Pop3Harness, runtime: Runtime,
             await harness.stop()
     finally:
         await reopened.close()
+
+
+async def test_retr_read_whole_is_exact_for_a_file_blob(
+        pop3: Pop3Harness, runtime: Runtime, client_tls: ssl.SSLContext) -> None:
+    """Issue 22: a message above the inline-row size but under RETR_WHOLE (a blob file,
+    read whole and written once) comes out dot-stuffed and byte-exact."""
+    middle = b"Subject: middle\r\n\r\n" + b"".join(
+        (b"." if n % 5 == 0 else b"") + b"row %d " % n + b"y" * 60 + b"\r\n"
+        for n in range(1500))
+    assert 64 * 1024 < len(middle) <= RETR_WHOLE
+    await deliver(runtime, ALICE, middle)
+    client = await RawClient.connect(pop3.tls_port, client_tls)
+    await client.command(f"USER {ALICE}")
+    await client.command(f"PASS {ALICE_PW}")
+    await client.send(f"RETR {len(MESSAGES) + 1}\r\n".encode())
+    status, lines = await client.multiline()  # un-stuffs: a line left unstuffed loses a "."
+    assert status == f"+OK {len(middle)} octets\r\n".encode()
+    assert b"".join(line + b"\r\n" for line in lines) == middle

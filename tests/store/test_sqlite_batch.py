@@ -84,7 +84,7 @@ async def test_concurrent_writes_share_batches_and_are_durable_when_answered(
 
     batch_sizes.clear()
     await asyncio.gather(*(flag_then_check(box) for box in boxes))
-    assert sum(batch_sizes) == 10 and len(batch_sizes) < 10
+    assert batch_sizes == []  # the write lock was free: each committed on the loop (0052)
 
 
 async def test_flag_changes_on_one_mailbox_get_ascending_modseqs(store: SqliteStore,
@@ -107,12 +107,12 @@ async def test_a_failing_job_leaves_the_rest_of_its_batch_committed(
     box = await inbox_of(store, "a@example.org")
     blob_id = await files.put(b"x")
     message = NewMessage(blob_id, 1, WHEN, frozenset())
-    good, missing, flags = await asyncio.gather(
+    good, missing, gone = await asyncio.gather(
         store.append_message(box.id, message),
         store.append_message(99_999, message),
-        store.store_flags(99_999, [1], frozenset({"\\Seen"}), FlagMode.ADD),
+        store.expunge(99_999, [1]),
         return_exceptions=True)
-    assert isinstance(missing, NotFound) and isinstance(flags, NotFound)
+    assert isinstance(missing, NotFound) and isinstance(gone, NotFound)
     assert not isinstance(good, BaseException) and good.uid == 1
     assert [m.uid for m in await store.list_messages(box.id)] == [1]
     assert batch_sizes == [3]  # all three ran in one transaction
@@ -243,3 +243,54 @@ async def test_one_batch_with_several_bodies_fsyncs_their_directory_once(
         await writer.close()
     assert [outcome.result for outcome in outcomes] == [1, 1, 1, 1]
     assert synced == [files.path("ef" + "0" * 30).parent]
+
+
+def synchronous_of(store: SqliteStore) -> int:
+    """The batch connection's PRAGMA synchronous (1 NORMAL, 2 FULL), read on its thread."""
+    batch = store._batch  # the setting is the batch writer's own
+    assert batch._thread is not None and batch._db is not None
+    db = batch._db
+    return int(batch._thread.submit(
+        lambda: db.execute("PRAGMA synchronous").fetchone()[0]).result(5))
+
+
+async def test_flag_changes_commit_apart_from_durable_writes_and_without_fsync(
+        store: SqliteStore, files: FileBlobStore, db_path: Path,
+        batch_sizes: list[int]) -> None:
+    """Decision 0052: a flag-only job commits at once on the loop when the write lock is
+    free; when it is not, it waits in a batch of its own (synchronous=NORMAL), ahead of
+    the durable jobs queued with it (FULL)."""
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await files.put(b"x")
+    await store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset()))
+    batch_sizes.clear()
+    flagged = await store.store_flags(box.id, [1], frozenset({"$Now"}), FlagMode.ADD)
+    assert [row.flags for row in flagged] == [frozenset({"$Now"})]
+    assert batch_sizes == []  # no batch, no thread hop: committed on the loop
+    # Answered means committed: another connection sees it now.
+    assert on_disk(db_path, "SELECT flags FROM messages WHERE uid = 1") == [("$Now",)]
+
+    lock = store._batch._lock  # held as another writer would hold it
+    await lock.acquire()
+    jobs = [asyncio.ensure_future(job) for job in (
+        store.store_flags(box.id, [1], frozenset({"$Mine"}), FlagMode.ADD),
+        store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())),
+        store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())))]
+    await asyncio.sleep(0.05)
+    assert not any(job.done() for job in jobs)  # the lock is held: everything waits
+    lock.release()
+    flagged, first, second = await asyncio.gather(*jobs)
+    assert batch_sizes == [1, 2]  # the flag change did not wait in the appends' batch
+    assert [row.flags for row in flagged] == [frozenset({"$Now", "$Mine"})]
+    assert {first.uid, second.uid} == {2, 3}
+    assert synchronous_of(store) == 2  # the last batch was a durable one: FULL
+    await lock.acquire()
+    waiting = asyncio.ensure_future(
+        store.store_flags(box.id, [2], frozenset({"\\Seen"}), FlagMode.ADD))
+    await asyncio.sleep(0.05)
+    lock.release()
+    await waiting
+    assert synchronous_of(store) == 1  # a flag-only batch: NORMAL
+    assert on_disk(db_path, "SELECT uid, flags FROM messages WHERE mailbox_id = ? "
+                   "AND flags != '' ORDER BY uid", (box.id,)) == [
+        (1, "$Mine $Now"), (2, "\\Seen")]

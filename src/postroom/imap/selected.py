@@ -20,7 +20,8 @@ Invariants:
 - SELECT costs one `select_summary` query: the UIDs, plus what the SELECT response needs
   (flag sets, first unseen), never per-message flags. `flags`/`modseqs` — what the
   client was told, per message — are loaded by `load_tables` (one `list_flag_columns`
-  query) before the first command that needs them; until then (`has_tables` False) they
+  query, or a big mailbox's columns other sessions read at the same HIGHESTMODSEQ:
+  imap/flagcache.py) before the first command that needs them; until then (`has_tables` False) they
   hold only what a refresh reported, and a change reported for a message the client
   knows nothing about is announced as a FETCH. A session that only IDLEs never loads
   them (issue 8: 100,000 messages, 10,000 IDLE sessions). Once loaded they hold every
@@ -43,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from postroom.errors import BadSyntax, Refused
+from postroom.imap.flagcache import flag_tables
 from postroom.imap.recent import claim_recent, mailbox_key, unclaimed_recent
 from postroom.imap.wire.grammar import SYSTEM_FLAGS, SequenceSet
 from postroom.imap.wire.responses import Atom, render_flags, render_untagged_status
@@ -197,22 +199,25 @@ class SelectedMailbox:
         """
         if self.has_tables:
             return
-        columns = await _flag_columns(store, self.mailbox_id)
-        flags = dict(zip(columns.uids, columns.flags, strict=True))
-        modseqs = dict(zip(columns.uids, columns.modseqs, strict=True))
+        tables = await flag_tables(store, self.mailbox, self.baseline,
+                                   lambda: _flag_columns(store, self.mailbox_id))
+        flags, modseqs = tables.flags.copy(), tables.modseqs.copy()  # shared: copied
+        flag_sets = tables.flag_sets
         last = self.uids[-1] if self.uids else 0
-        for uid in columns.uids[bisect.bisect_right(columns.uids, last) :]:
+        for uid in tables.uids[bisect.bisect_right(tables.uids, last) :]:
             del flags[uid], modseqs[uid]
-        if len(flags) != len(self.uids):
+        if len(flags) != len(tables.uids) or len(flags) != len(self.uids):
             for uid in self.uids:
                 if uid not in flags:
                     flags[uid] = self.flags.get(uid, frozenset())
                     modseqs[uid] = self.modseqs.get(uid, self.baseline)
-        for uid, modseq in modseqs.items():
-            if modseq > self.baseline and uid not in self.pending_expunge:
-                self.pending_flags.add(uid)
+            flag_sets = frozenset(flags.values())
+        if tables.top_modseq > self.baseline:  # else nothing changed since SELECT
+            for uid, modseq in modseqs.items():
+                if modseq > self.baseline and uid not in self.pending_expunge:
+                    self.pending_flags.add(uid)
         self.flags, self.modseqs, self.has_tables = flags, modseqs, True
-        self._note_keywords(set(flags.values()))  # few distinct sets, hashes cached
+        self._note_keywords(flag_sets)  # few distinct sets, hashes cached
         for uid in [uid for uid, row in self.rows.items() if row.modseq != modseqs.get(uid)]:
             del self.rows[uid]  # a row is never left behind flags/modseqs
 

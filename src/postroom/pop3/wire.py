@@ -417,6 +417,13 @@ def lines_body(lines: Iterable[str]) -> bytes:
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
+def _is_crlf_only(data: bytes) -> bool:
+    """Every CR and LF in `data` is part of a CRLF (stored messages are): no rewriting
+    needed. Three C-speed counts instead of a regex substitution per line end."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\r") == pairs and data.count(b"\n") == pairs
+
+
 class DotStuffer:
     """Streaming encoder for a multi-line body (RFC 1939 §3).
 
@@ -441,7 +448,9 @@ class DotStuffer:
             self._has_pending_cr = True
         if not chunk:
             return b""
-        out = _LINE_END.sub(b"\r\n", chunk).replace(b"\r\n.", b"\r\n..")
+        if not _is_crlf_only(chunk):
+            chunk = _LINE_END.sub(b"\r\n", chunk)
+        out = chunk.replace(b"\r\n.", b"\r\n..")
         if self._is_at_line_start and out.startswith(b"."):
             out = b"." + out
         self._is_at_line_start = out.endswith(b"\r\n")

@@ -13,9 +13,24 @@ batch, in one thread hop:
 
 Invariants:
 - A job's caller hears its result only after the COMMIT that holds it (synchronous=FULL:
-  on disk), so no OK/250 is sent for anything not durable. A job that raises is rolled
-  back to its savepoint alone; the others still commit. If the COMMIT fails, every job of
-  the batch gets the error.
+  on disk), so no OK/250 is sent for anything not durable. The exception is a job run
+  with `durable=False` (flag-only changes, decision 0052, Dovecot's `mail_fsync =
+  optimized`): such jobs commit in batches of their own, ahead of the durable jobs
+  waiting with them, with synchronous=NORMAL — in the WAL, which survives a killed
+  process, fsynced by the next FULL commit or checkpoint (the WAL is one file written
+  in order, so that fsync covers every frame before it), not proof against a power cut.
+  Such a job first tries to run at once on the event loop, on a connection of its own
+  (busy_timeout 0, no auto-checkpoint) holding the cross-process flock through its own
+  descriptor, taken without waiting: a commit without an fsync takes a fraction of a
+  millisecond, where the hop to the batch thread and back costs several under load (GIL
+  handoffs). It may do so while a batch holds the asyncio write lock but is not inside
+  its transaction (writing blobs, or in a thread hop): the flock keeps the two apart, and
+  the batch thread, finding it taken, waits for it as for another process. Whenever it
+  would wait (flock taken, SQLite busy, or a non-batch write holding the write lock) it
+  takes the queue instead; every LOOP_CHECKPOINT_EVERY-th one does anyway, so the batch
+  connection's auto-checkpoint keeps the WAL bounded.
+  A job that raises is rolled back to its savepoint alone; the others still commit. If
+  the COMMIT fails, every job of the batch gets the error.
 - Batches run under the store's asyncio write lock, the same one every other write takes
   on the aiosqlite writer connection: inside this process writes never contend for
   SQLite's lock (no busy-wait), and UID/MODSEQ allocation stays race-free.
@@ -66,6 +81,7 @@ log = logging.getLogger("postroom.store")
 
 T = TypeVar("T")
 
+LOOP_CHECKPOINT_EVERY = 64  # flag jobs on the loop between two through the batch thread
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # acknowledged writes survive power loss
     "PRAGMA foreign_keys = ON",
@@ -89,6 +105,7 @@ class _Pending(Generic[T]):
     job: Job[T]
     done: asyncio.Future[T]
     prepare: Prepare | None = None
+    durable: bool = True
 
 
 @dataclass(slots=True)
@@ -113,12 +130,22 @@ class BatchWriter:
         self._lock_fd: int | None = None  # the cross-process writers' flock (module doc)
         self._waiting: list[_Pending[Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._synchronous = "FULL"  # the batch connection's current PRAGMA synchronous
+        self._loop_db: sqlite3.Connection | None = None  # flag jobs on the loop (module doc)
+        self._loop_lock_fd: int | None = None  # its own open file: flocks exclude each other
+        self._loop_jobs = 0
+        self._batching = False  # a batch, not some other write, holds the write lock
 
     async def open(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="postroom-sqlite-batch")
         self._db = await self._in_thread(self._connect)
         lock_path = self._path.with_name(self._path.name + "-batch.lock")
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._loop_lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._loop_db = sqlite3.connect(self._path, isolation_level=None, timeout=0)
+        for pragma in ("PRAGMA busy_timeout = 0", "PRAGMA synchronous = NORMAL",
+                       "PRAGMA wal_autocheckpoint = 0", "PRAGMA foreign_keys = ON"):
+            self._loop_db.execute(pragma)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the batch says BEGIN IMMEDIATE / COMMIT itself.
@@ -137,9 +164,13 @@ class BatchWriter:
             await asyncio.shield(self._task)
         thread, db = self._thread, self._db
         self._thread = self._db = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._loop_db is not None:
+            self._loop_db.close()
+            self._loop_db = None
+        for fd in (self._lock_fd, self._loop_lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._loop_lock_fd = None
         if thread is None:
             return
         try:
@@ -148,13 +179,20 @@ class BatchWriter:
         finally:
             thread.shutdown(wait=False)
 
-    async def run(self, job: Job[T], *, prepare: Prepare | None = None) -> T:
+    async def run(self, job: Job[T], *, prepare: Prepare | None = None,
+                  durable: bool = True) -> T:
         """Run `job(work)` in the next batch, after `prepare()` (see the module doc); its
-        result once that batch is committed."""
+        result once that batch is committed (`durable=False`: committed to the WAL
+        without an fsync of its own, for flag-only changes: see the module doc)."""
         if self._db is None:
             raise RuntimeError("SqliteStore used before open()")
+        if not durable and (done := self._run_on_loop(job)) is not None:
+            if done.error is not None:
+                raise_storage_failure(done.error)
+                raise done.error
+            return done.result  # type: ignore[no-any-return]
         pending: _Pending[T] = _Pending(job, asyncio.get_running_loop().create_future(),
-                                        prepare)
+                                        prepare, durable)
         self._waiting.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run_batches())
@@ -167,25 +205,75 @@ class BatchWriter:
 
     async def _run_batches(self) -> None:
         while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                async with self._lock:
+            waiting, self._waiting = self._waiting, []
+            light = [pending for pending in waiting if not pending.durable]
+            durable = [pending for pending in waiting if pending.durable]
+            # Flag-only changes first, in their own batch: they need not wait for an fsync.
+            if light:
+                await self._run_batch(light, later=durable)
+            if durable:
+                await self._run_batch(durable, later=[])
+
+    async def _run_batch(self, batch: list[_Pending[Any]], later: list[_Pending[Any]]) -> None:
+        try:
+            async with self._lock:
+                self._batching = True
+                try:
                     outcomes = await self._in_thread(self._commit_batch, batch)
-            except Exception as error:  # nothing committed: every caller hears why
-                for pending in batch:
-                    _fail(pending.done, error)
-                continue
-            except BaseException:  # this task was cancelled (shutdown): nobody waits forever
-                for pending in batch + self._waiting:
-                    pending.done.cancel()
+                finally:
+                    self._batching = False
+        except Exception as error:  # nothing committed: every caller hears why
+            for pending in batch:
+                _fail(pending.done, error)
+            return
+        except BaseException:  # this task was cancelled (shutdown): nobody waits forever
+            for pending in batch + later + self._waiting:
+                pending.done.cancel()
+            raise
+        self._announce(batch, outcomes)
+
+    def _run_on_loop(self, job: Job[Any]) -> _Outcome | None:
+        """A flag job run and committed right here, or None when that would wait."""
+        db, lock_fd = self._loop_db, self._loop_lock_fd
+        self._loop_jobs += 1
+        if (db is None or lock_fd is None or (self._lock.locked() and not self._batching)
+                or self._loop_jobs % LOOP_CHECKPOINT_EVERY == 0):
+            return None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a batch, here or in another process, is in its transaction
+            return None
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return None
                 raise
-            self._announce(batch, outcomes)
+            try:
+                outcome = self._run_alone(db, job)
+                if db.in_transaction:
+                    db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (OSError, sqlite3.Error) as error:
+            return _Outcome(error=error)
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        if outcome.error is None:
+            self._announce_one(outcome)
+        return outcome
+
+    def _announce_one(self, outcome: _Outcome) -> None:
+        if outcome.work is not None:
+            for change in outcome.work.changes():
+                self._feed.publish(change)
 
     def _announce(self, batch: list[_Pending[Any]], outcomes: list[_Outcome]) -> None:
         for pending, outcome in zip(batch, outcomes, strict=True):
-            if outcome.work is not None:
-                for change in outcome.work.changes():
-                    self._feed.publish(change)
+            self._announce_one(outcome)
             if outcome.error is not None:
                 _fail(pending.done, outcome.error)
             elif not pending.done.done():
@@ -243,6 +331,10 @@ class BatchWriter:
     def _commit_locked(self, batch: list[_Pending[Any]]) -> list[_Outcome]:
         db = self._db
         assert db is not None  # set by open(), before any job is accepted
+        synchronous = "FULL" if any(pending.durable for pending in batch) else "NORMAL"
+        if synchronous != self._synchronous:  # no I/O: read at the next COMMIT
+            db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._synchronous = synchronous
         db.execute("BEGIN IMMEDIATE")
         try:
             if len(batch) == 1:  # alone, its savepoint would be the transaction itself

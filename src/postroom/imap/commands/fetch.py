@@ -36,7 +36,8 @@ from typing import IO
 from postroom.errors import BadSyntax
 from postroom.imap.commands.context import Context, Done
 from postroom.imap.commands.fetchplan import ROW_ONLY, FetchPlan, ReadPath, Wanted
-from postroom.imap.commands.objectid import email_id
+from postroom.imap.commands.fetchrows import fetch_rows
+from postroom.imap.commands.fetchrows import row_item as _row_item
 from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox, uids_within
 from postroom.imap.wire.commands.fetch import Fetch
@@ -48,7 +49,6 @@ from postroom.imap.wire.fetch import (
     SimpleAttribute,
 )
 from postroom.imap.wire.responses import (
-    Atom,
     Value,
     render_body,
     render_fetch,
@@ -190,27 +190,6 @@ async def _item(msg: _Message, attribute: FetchAttribute, wanted: Wanted, header
     raise TypeError(f"unhandled fetch attribute {attribute!r}")
 
 
-def _row_item(ctx: Context, view: SelectedMailbox, uid: int, name: str) -> Value:
-    """The items answered from the view alone (see fetchplan.ROW_ONLY); those outside
-    fetchplan.VIEW_ONLY need `view.rows[uid]` loaded."""
-    if name == "UID":
-        return uid
-    if name == "FLAGS":
-        return [Atom(flag) for flag in view.flags_of(uid, is_rev1=not ctx.is_rev2)]
-    if name == "MODSEQ":
-        return [view.modseqs[uid]]  # RFC 7162 §3.1.4.1
-    row = view.rows[uid]
-    if name == "INTERNALDATE":
-        return row.internal_date
-    if name == "RFC822.SIZE":
-        return row.size
-    if name == "EMAILID":  # RFC 8474 §5.1
-        return [Atom(email_id(row.blob_id))]
-    if name == "THREADID":  # RFC 8474 §5.2: no thread ids are kept, so NIL
-        return None
-    return row.saved_date  # SAVEDATE (RFC 8514)
-
-
 async def _simple_item(msg: _Message, name: str, header_only: bool) -> Value:
     if name in ROW_ONLY:
         return _row_item(msg.ctx, msg.view, msg.row.uid, name)
@@ -263,7 +242,7 @@ async def handle_fetch(ctx: Context, command: Fetch) -> Done:
         newly_seen = await _mark_seen(ctx, view, uids)
     path = plan.read_path(marks_seen=bool(newly_seen))
     if path is ReadPath.VIEW_ROWS:
-        await _fetch_rows(ctx, view, uids, plan)
+        await fetch_rows(ctx, view, uids, plan)
     else:
         await view.load_rows(ctx.runtime.store, uids)
         if path is ReadPath.TOP_HEADERS:
@@ -363,32 +342,6 @@ async def _report_vanished(ctx: Context, view: SelectedMailbox, command: Fetch) 
     wanted = uids_within(expunged, command.sequence_set, largest)
     if wanted:
         await ctx.write(render_vanished(wanted, is_earlier=True))
-
-
-async def _fetch_rows(ctx: Context, view: SelectedMailbox, uids: list[int], plan: FetchPlan
-                      ) -> None:  # fmt: skip
-    """The fast path (UID FETCH 1:* (FLAGS) on 100,000 messages): rows only, batched."""
-    names = [_row_name(attribute) for attribute in plan.attributes]
-    chunks: list[bytes] = []
-    if plan.needs_rows:
-        await view.load_rows(ctx.runtime.store, uids)
-    for uid in uids:
-        if plan.needs_rows and uid not in view.rows:
-            continue  # expunged before its row was read: nothing left to report
-        items = [(name, _row_item(ctx, view, uid, name)) for name in names]
-        chunks.append(render_fetch(view.seq_of(uid), items))
-        if len(chunks) == YIELD_EVERY:
-            await ctx.write(b"".join(chunks))
-            chunks.clear()
-            await asyncio.sleep(0)  # must not starve other sessions
-    if chunks:
-        await ctx.write(b"".join(chunks))
-
-
-def _row_name(attribute: FetchAttribute) -> str:
-    if not isinstance(attribute, SimpleAttribute):
-        raise TypeError(f"not a row attribute: {attribute!r}")
-    return attribute.name
 
 
 async def _fetch_message(ctx: Context, view: SelectedMailbox, uid: int, plan: FetchPlan

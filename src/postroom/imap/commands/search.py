@@ -11,7 +11,10 @@ Invariants:
   query per batch), never by parsing the message again; a message stored without it
   (or with a meta version this code does not read) is parsed, with the same result.
 - Text matching is case-insensitive substring matching on decoded text: RFC 2047 words
-  in headers, transfer encodings and charsets in bodies (RFC 9051 §6.4.4).
+  in headers, transfer encodings and charsets in bodies (RFC 9051 §6.4.4), the texts of
+  mail/searchtext.py. TEXT/BODY strings of 3+ characters are first put to the full-text
+  index (issue 22, `_use_index`): for the messages it holds it answers with no message
+  read, the same answer by construction; the others are read as before.
   BCC/CC/FROM/TO match the field's addresses as parsed (`rendered_addresses`), so a
   comment inside an address is no part of it (issue 17).
 - The answer (ESEARCH items, SAVE, MODSEQ, PARTIAL) is esearch.py's; RETURN (UPDATE)
@@ -51,10 +54,13 @@ from postroom.imap.commands.searchplan import (
     RECENT,
     FlagSet,
     HeaderTest,
+    IndexedText,
     OneFlag,
     Spans,
     TextTest,
     prepare,
+    text_tests,
+    with_index,
 )
 from postroom.imap.commands.spec import SELECTED, CommandSpec
 from postroom.imap.selected import SelectedMailbox
@@ -82,9 +88,8 @@ from postroom.mail.headers import (
     parse_header_fields,
     unfold,
 )
-from postroom.mail.mimetree import MessageMeta, parse_message
 from postroom.mail.originators import Group, Mailbox, Unparsable, parse_addresses
-from postroom.mail.sections import text_for_search
+from postroom.mail.searchtext import header_text, message_texts
 from postroom.store.api import MessageRow, Store
 from postroom.store.blobs import BlobOpener
 
@@ -119,7 +124,7 @@ class _Content:
 
     def folded_header(self) -> str:
         if self._folded_header is None:
-            self._folded_header = _header_text(self.header or b"").casefold()
+            self._folded_header = header_text(self.header or b"").casefold()
         return self._folded_header
 
     def has_field(self, name: str) -> bool:
@@ -187,6 +192,15 @@ class ContentCache:
                 return None
             self._entries.move_to_end(blob_id)
             return content
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._chars = 0
+
+    def holds(self, blob_id: str) -> bool:
+        with self._lock:
+            return blob_id in self._entries
 
     def put(self, blob_id: str, content: _Content) -> None:
         if content.cost > self.max_chars // 8:
@@ -256,6 +270,9 @@ class _Evaluator:
             return not key.is_thread and key.value == email_id(row.blob_id)
         if isinstance(key, DateKey) and key.field is DateField.SAVED:  # RFC 8514 §3
             return row.saved_date is not None and _compare_date(row.saved_date.date(), key)
+        if isinstance(key, IndexedText):  # the full-text index's answer, else read it
+            answer = key.answer(row.uid)
+            return answer if answer is not None else self._content_leaf(key.test, content)
         return self._content_leaf(key, content)
 
     def _has_flag(self, row: MessageRow, upper: str) -> bool:
@@ -333,11 +350,6 @@ def _sent_date(header: bytes) -> dt.date | None:
         return None
 
 
-def _header_text(header: bytes) -> str:
-    return "\n".join(f"{one.name}: {decode_words(unfold(one.value))}"
-                     for one in parse_header_fields(header))  # fmt: skip
-
-
 def _walk(key: SearchKey) -> Iterator[SearchKey]:
     yield key
     if isinstance(key, AndKey):
@@ -355,9 +367,12 @@ _ROW_FREE_KEYS = (AndKey, OrKey, NotKey, AllKey, OneFlag, FlagSet, Spans, ModSeq
 _NO_DATE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _needs_rows(key: SearchKey) -> bool:
-    """Whether judging `key` reads more of a message than its UID, flags and MODSEQ."""
-    return not all(isinstance(node, _ROW_FREE_KEYS) for node in _walk(key))
+def _needs_rows(key: SearchKey, uids: list[int]) -> bool:
+    """Whether judging `key` reads more of a message than its UID, flags and MODSEQ
+    (a TEXT/BODY key the index answers for all of `uids` does not)."""
+    return not all(isinstance(node, _ROW_FREE_KEYS)
+                   or (isinstance(node, IndexedText) and node.covers(uids))
+                   for node in _walk(key))  # fmt: skip
 
 
 def _flags_only_row(view: SelectedMailbox, uid: int) -> MessageRow | None:
@@ -369,7 +384,7 @@ def _flags_only_row(view: SelectedMailbox, uid: int) -> MessageRow | None:
 
 
 def _needs_body(key: SearchKey) -> bool:
-    return any(isinstance(node, TextTest) for node in _walk(key))
+    return any(isinstance(node, TextTest | IndexedText) for node in _walk(key))
 
 
 def _size(key: SearchKey) -> int:
@@ -387,25 +402,14 @@ def _read_head(handle: IO[bytes]) -> bytes:
         return data[:end]
 
 
-def _stored_meta(text: str | None) -> MessageMeta | None:
-    if not text:
-        return None
-    try:
-        return MessageMeta.from_json(text)
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None  # another meta version (or damaged): parse instead
-
-
 def _load_content(handle: IO[bytes], with_body: bool, meta_text: str | None = None
                   ) -> _Content:  # fmt: skip
     if not with_body:
         return _Content(header=_read_head(handle))
     with handle:
         raw = handle.read()
-    # The stored tree was computed from these very bytes at delivery/APPEND: reading it
-    # costs ~1/7 of parsing again (issue 8).
-    meta = _stored_meta(meta_text) or parse_message(raw)
-    return _Content(header=raw[: meta.root.body_start], body_text=text_for_search(raw, meta))
+    header, body_text = message_texts(raw, meta_text)  # what the full-text index holds
+    return _Content(header=header, body_text=body_text)
 
 
 def _judge_loaded(evaluator: _Evaluator, key: SearchKey,
@@ -449,19 +453,43 @@ async def _get_metas(store: Store, mailbox_id: int, uids: list[int]) -> dict[int
     return metas
 
 
+def _indexed_only(view: SelectedMailbox, key: IndexedText) -> list[int]:
+    """What the judging loop answers for a program of one covering `IndexedText`: its
+    matches that the view holds and has not seen expunged."""
+    return sorted(uid for uid in key.uids
+                  if uid in view.flags and uid not in view.pending_expunge)  # fmt: skip
+
+
+async def _use_index(store: Store, view: SelectedMailbox, program: SearchKey) -> SearchKey:
+    """The program with its TEXT/BODY keys answered by the full-text index where it can
+    (issue 22): one query per distinct string; messages it does not cover yet are read."""
+    lookup = getattr(store, "fulltext_search", None)
+    if lookup is None or not view.uids:
+        return program  # a Store written before issue 22 (test doubles), or nothing to do
+    answers: dict[TextTest, IndexedText] = {}
+    for test in text_tests(program):
+        match = await lookup(view.mailbox_id, test.folded, with_header=test.is_header_too)
+        if match is not None and match.indexed_uid > 0:
+            answers[test] = IndexedText(test, match.indexed_uid, match.uids, match.skipped)
+    return with_index(program, answers) if answers else program
+
+
 async def evaluate(ctx: Context, view: SelectedMailbox, key: SearchKey, *,
                    normalise: bool = True) -> list[int]:  # fmt: skip
     """UIDs of the messages matching `key`, ascending. Judging from the rows runs on
     the loop in slices of about SLICE_WORK key tests, yielding between them: a program
     of n keys over m messages never holds the loop for more than one slice (issue 25)."""
-    program = prepare(view, key, normalise=normalise)
+    program = await _use_index(ctx.runtime.store, view,
+                               prepare(view, key, normalise=normalise))  # fmt: skip
+    if isinstance(program, IndexedText) and program.covers(view.uids):
+        return _indexed_only(view, program)  # one TEXT/BODY key, all indexed: no loop
     evaluator = _Evaluator(view, dt.datetime.now(dt.UTC))
     with_body = _needs_body(program)
     per_slice = max(1, min(SLICE_MESSAGES, SLICE_WORK // _size(program)))
     found: list[int] = []
     batch: list[MessageRow] = []
     empty = _Content()
-    needs_rows = _needs_rows(program)
+    needs_rows = _needs_rows(program, view.uids)
     if needs_rows:
         await view.load_rows(ctx.runtime.store, view.uids)  # once per view: then cached
     for index, uid in enumerate(list(view.uids)):

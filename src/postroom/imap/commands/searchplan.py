@@ -1,9 +1,10 @@
 """The prepared form of a SEARCH program (issue 25): what `prepare` makes of a parsed
 search-key tree once per command, so judging a message does no normalising.
 
-Owns the prepared leaves (`Spans`, `OneFlag`, `FlagSet`, `HeaderTest`, `TextTest`) and
-`prepare`. Invariants: UID and sequence sets are resolved once into sorted, disjoint UID
-spans (membership O(log spans), never a set of UIDs) and the sets of one AND intersected
+Owns the prepared leaves (`Spans`, `OneFlag`, `FlagSet`, `HeaderTest`, `TextTest`,
+`IndexedText`: a TEXT/BODY key the full-text index answered) and `prepare`.
+Invariants: UID and sequence sets are resolved once into sorted, disjoint UID spans
+(membership O(log spans), never a set of UIDs) and the sets of one AND intersected
 into one; the flag keys of one AND become one set test with flags upper-cased once;
 header names are lower-cased and search strings case-folded once; repeated keys are
 dropped (`normalise_criteria`). The result answers every message as the parsed tree would.
@@ -92,6 +93,29 @@ class TextTest(SearchKey):
     is_header_too: bool  # TEXT (header or body) rather than BODY
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedText(SearchKey):
+    """A `TextTest` the full-text index answered (issue 22): for a UID up to
+    `indexed_uid` and not in `skipped` the answer is membership in `uids`, exactly what
+    reading the message would give (the index holds the very texts `test` matches); any
+    other message is read and judged by `test`."""
+
+    test: TextTest
+    indexed_uid: int
+    uids: frozenset[int]
+    skipped: frozenset[int]
+
+    def answer(self, uid: int) -> bool | None:
+        if uid > self.indexed_uid or uid in self.skipped:
+            return None
+        return uid in self.uids
+
+    def covers(self, uids: list[int]) -> bool:
+        """Whether every one of `uids` (ascending) is answered without reading it."""
+        return not uids or (uids[-1] <= self.indexed_uid
+                            and (not self.skipped or self.skipped.isdisjoint(uids)))
+
+
 RECENT = "\\RECENT"
 
 
@@ -123,6 +147,28 @@ def _prepare_leaves(view: SelectedMailbox, key: SearchKey) -> SearchKey:
     if isinstance(key, BodyKey | TextKey):
         return TextTest(key.text.casefold(), isinstance(key, TextKey))
     return key
+
+
+def text_tests(key: SearchKey) -> set[TextTest]:
+    """The TEXT/BODY leaves of a prepared program."""
+    if isinstance(key, AndKey):
+        return set().union(*(text_tests(part) for part in key.keys))
+    if isinstance(key, OrKey):
+        return text_tests(key.left) | text_tests(key.right)
+    if isinstance(key, NotKey):
+        return text_tests(key.key)
+    return {key} if isinstance(key, TextTest) else set()
+
+
+def with_index(key: SearchKey, answers: dict[TextTest, IndexedText]) -> SearchKey:
+    """The program with each TEXT/BODY leaf the index answered replaced by its answer."""
+    if isinstance(key, AndKey):
+        return AndKey(tuple(with_index(part, answers) for part in key.keys))
+    if isinstance(key, OrKey):
+        return OrKey(with_index(key.left, answers), with_index(key.right, answers))
+    if isinstance(key, NotKey):
+        return NotKey(with_index(key.key, answers))
+    return answers.get(key, key) if isinstance(key, TextTest) else key
 
 
 def _set_spans(view: SelectedMailbox, sequence_set: SequenceSet, *, is_uid: bool) -> Spans:
