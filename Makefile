@@ -44,8 +44,12 @@ typecheck: $(STAMP)
 # over PostgreSQL (a throwaway server per worker, or $$POSTROOM_TEST_DATABASE_URL: see
 # tests/support/storage.py), so both STORAGE backends are.
 UVLOOP_SUITES := tests/smtp tests/checks tests/imap tests/pop3 tests/queue tests/e2e tests/hardening tests/filterd tests/filters tests/quota \
-	tests/managesieve tests/sieve/test_delivery.py
-POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery tests/tls_acme
+	tests/managesieve tests/sieve/test_delivery.py tests/arc tests/web \
+	tests/transport/test_outbound_mtasts.py tests/transport/test_outbound_dane.py tests/transport/test_outbound_app.py
+POSTGRES_SUITES := $(UVLOOP_SUITES) tests/delivery tests/tls_acme \
+	tests/reports/test_tlsrpt_unit.py tests/reports/test_tlsrpt_send.py tests/reports/test_tlsrpt_e2e.py \
+	tests/reports/test_daily.py tests/reports/test_dmarc_intake.py tests/reports/test_dmarc_send.py \
+	tests/reports/test_dmarc_e2e.py
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)

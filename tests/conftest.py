@@ -81,6 +81,7 @@ def make_config(tmp_path: Path, server_cert: tuple[Path, Path], **overrides: obj
         "SSL_KEY_PATH": server_cert[1],
         "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0,
         "IMAP_PORT": 0, "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0,
+        "MTA_STS_PORT": 0,  # 0 is "no listener" here (its tests pick a free port)
     }
     values.update(overrides)
     if "STORAGE" not in overrides:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from postroom.accounts.authcache import AuthCache
+from postroom.accounts.logins import LoginHistory
 from postroom.accounts.service import AccountService
 from postroom.checks import Check
 from postroom.checks.clamav import VirusCheck
@@ -46,28 +47,45 @@ from postroom.checks.spoofing import SpoofingCheck
 from postroom.clock import SystemClock
 from postroom.closing import close_connection
 from postroom.config import Config
+from postroom.delivery.fulltext import FulltextIndexer
 from postroom.dns.cache import with_cache
 from postroom.dns.live import LiveResolver
 from postroom.junk import JunkFilter, JunkScorer
+from postroom.metrics import (
+    note_connection_closed,
+    note_connection_open,
+    note_connection_refused,
+)
 from postroom.outbound.signing import DkimSigner
 from postroom.outbound.worker import QueueWorker
+from postroom.reports.service import ReportServices
+from postroom.reports.tlsrpt import TlsOutcomeRecorder
 from postroom.runtime import Runtime
 from postroom.security.bans import AuthGuard, ban_policy
 from postroom.security.limits import ConnectionLimiter, Refusal, RefusalRenderer
-from postroom.security.peer import CLIENT_ADDRESS, PROXIED_PEER, client_peername, peer_key
+from postroom.security.peer import (
+    CLIENT_ADDRESS,
+    LISTENER,
+    PROXIED_PEER,
+    client_peername,
+    peer_key,
+)
 from postroom.security.proxy_listener import ProxyListener, accept_proxied
 from postroom.security.stalls import watch_stalls
 from postroom.store import open_store
 from postroom.store.changes import ChangeFeed
 from postroom.tls.buffers import limit_tls_read_buffer
 from postroom.tls.contexts import TlsContexts
+from postroom.tls.policyserver import PolicyServer
 from postroom.tls.selfsigned import ensure_self_signed
+from postroom.tls.stspolicy import policy_for
 from postroom.workers import SMTP_LISTENERS, WorkerPool
 
 if TYPE_CHECKING:
     from postroom.delivery.spamfiling import AccountScorer
     from postroom.store.api import Store
     from postroom.tls.acmemanager import AcmeManager
+    from postroom.web.server import WebServer
     from postroom.workers import WorkerRole
 
 log = logging.getLogger("postroom")
@@ -123,7 +141,16 @@ def acme_manager(config: Config, runtime: Runtime) -> AcmeManager:
                        config.acme_domain_prefixes, runtime.store, runtime.store.list_domains,
                        SystemClock(), listen_hosts=config.listen_addresses,
                        http_port=config.acme_http_port, tls_port=config.acme_tls_port,
-                       on_issued=runtime.tls.reload_if_changed)
+                       on_issued=runtime.tls.reload_if_changed,
+                       alpn_shared=config.mta_sts_port == config.acme_tls_port)
+
+
+def policy_server(config: Config, runtime: Runtime, acme: AcmeManager | None) -> PolicyServer:
+    """MTA_STS_PORT: our MTA-STS policy over HTTPS; on ACME_TLS_PORT it also answers
+    TLS-ALPN-01 from the manager's board (tls/policyserver.py)."""
+    board = acme.board if acme is not None and acme.alpn_shared else None
+    return PolicyServer(runtime.tls, policy_for(config), runtime.store.list_domains,
+                        board=board)
 
 
 def pid_path(config: Config) -> Path:
@@ -150,7 +177,8 @@ def inbound_checks(runtime: Runtime) -> tuple[Check, ...]:
         SpfCheck(config, runtime.resolver),  # port 25, at RCPT
         GreylistCheck(config, runtime.store,  # port 25, at RCPT (ENABLE_POSTGREY)
                       DnsLists(runtime.resolver, config) if config.enable_dnsbl else None),
-        DmarcCheck(config, runtime.resolver),  # port 25, after DATA: DKIM, DMARC, A-R
+        DmarcCheck(config, runtime.resolver,  # port 25, after DATA: DKIM, DMARC, A-R
+                   record=runtime.dmarc_record),
         VirusCheck.from_config(config),  # after DATA: EICAR always, clamd (ENABLE_CLAMAV)
         # after DATA, before GTUBE: with rspamd on, GTUBE tests rspamd's path end to end
         *((RspamdCheck.from_config(config),) if config.enable_rspamd else ()),
@@ -183,11 +211,14 @@ class App:
         self._connections: set[asyncio.Task[None]] = set()
         self._runtime: Runtime | None = None
         self._queue: QueueWorker | None = None
+        self.fulltext: FulltextIndexer | None = None  # ENABLE_FTS, main process only
         self.acme: AcmeManager | None = None  # SSL_TYPE=acme, main process only
+        self.reports: ReportServices | None = None  # issue 20: DMARC/TLS reports
         self._stopped = asyncio.Event()
         self.limiter = ConnectionLimiter(config.max_connections, config.max_connections_per_ip,
                                          config.networks)
         self.guard: AuthGuard | None = None
+        self.web: WebServer | None = None  # WEB_PORT: the web console (main process only)
 
     @property
     def runtime(self) -> Runtime:
@@ -206,19 +237,34 @@ class App:
         self.guard = AuthGuard(store, ban_policy(config), config.networks)
         self._runtime = Runtime(config=config, store=store, blobs=blobs, feed=feed,
                                 accounts=AccountService(store, self.guard,
-                                                        AuthCache.from_config(config)),
+                                                        AuthCache.from_config(config),
+                                                        LoginHistory(store)),
                                 tls=tls,
                                 resolver=with_cache(LiveResolver(config.nameservers, cache_size=0),
                                                     config.dns_cache_size),
                                 account_scorers=account_scorers(config, store),
                                 junk=JunkFilter.from_config(config, store, blobs))
+        # TLS-RPT: each outbound TLS attempt counted (the main process's queue delivers).
+        tls_outcomes = (TlsOutcomeRecorder(store, SystemClock())
+                        if config.enable_tlsrpt and self.worker is None else None)
         self._queue = QueueWorker(self._runtime, self._runtime.resolver, SystemClock(),
-                                  DkimSigner.from_config(config))
+                                  DkimSigner.from_config(config), tls_outcomes=tls_outcomes)
         if self.worker is not None:  # the main process's queue worker sends it
             self._queue.on_queued = self.worker.announce_queued
+        self.reports = ReportServices(config, store, blobs, self._runtime.resolver,
+                                      self._queue.enqueue_message,
+                                      tls_outcomes=tls_outcomes)
+        if self.reports.recorder is not None:
+            self._runtime.dmarc_record = self.reports.recorder.record
+        self._runtime.report_intake = self.reports.intake
+        self.reports.start(is_main=self.worker is None)
+        if self.worker is None and config.ssl_type == "acme":  # before the listeners:
+            self.acme = acme_manager(config, self._runtime)  # mta-sts shares its board
         try:
             for spec in self._listener_specs():
-                await self._listen(spec)
+                await self._listen_or_warn(spec)
+            if self.worker is None and config.web_port:
+                await self._start_web()
             if self.worker is None and config.smtp_processes > 1:
                 self._pool = WorkerPool(config, self._listener_fds, feed.publish,
                                         self._queue.kick)
@@ -229,8 +275,10 @@ class App:
         if self.worker is not None:
             return
         self._queue.start()
-        if config.ssl_type == "acme":
-            self.acme = acme_manager(config, self._runtime)
+        if config.enable_fts:  # the SEARCH index, brought up to date in the background
+            self.fulltext = FulltextIndexer(store, blobs)
+            self.fulltext.start()
+        if self.acme is not None:
             self.acme.start()
         if await store.count_accounts() == 0:
             log.warning("no account exists yet: add one with `postroom email add ADDRESS`")
@@ -282,9 +330,26 @@ class App:
             specs.append(ListenerSpec("managesieve", config.managesieve_port,
                                       ManageSieveServer(runtime).handle_connection, False,
                                       managesieve))  # fmt: skip
+        if config.mta_sts_port and self.worker is None:
+            specs.append(ListenerSpec("mta-sts", config.mta_sts_port,
+                                      policy_server(config, runtime, self.acme
+                                                    ).handle_connection, False,
+                                      lambda _refusal, _host: b""))  # TLS: nothing to say
         if self.worker is not None:
             return [spec for spec in specs if spec.name in SMTP_LISTENERS]
         return specs
+
+    async def _listen_or_warn(self, spec: ListenerSpec) -> None:
+        """The MTA-STS port is often held by a web server (that then serves the policy
+        file): saying so beats not starting."""
+        try:
+            await self._listen(spec)
+        except OSError as error:
+            if spec.name != "mta-sts":
+                raise
+            log.error("MTA-STS policy listener not started on port %d: %s (set "
+                      "MTA_STS_PORT=0 when another web server serves the policy)",
+                      spec.port, error)
 
     async def _listen(self, spec: ListenerSpec) -> None:
         if self.config.proxy_networks:
@@ -365,10 +430,12 @@ class App:
         key = peer_key(client_peername(writer))
         refusal = self.limiter.admit(key)
         is_admitted = refusal is None
+        note_connection_open(spec.name)
         stalls = watch_stalls(writer, str(key))  # a client that stops reading is cut off
         try:
             if is_admitted:
                 CLIENT_ADDRESS.set(key)  # this connection task's context only
+                LISTENER.set(spec.name)  # the login history's protocol (accounts/logins.py)
                 refusal = await self._refusal_for(key)
             if refusal is not None:
                 await self._refuse(spec, writer, key, refusal)
@@ -379,6 +446,7 @@ class App:
         finally:
             if is_admitted:
                 self.limiter.release(key)
+            note_connection_closed(spec.name)
             stalls.stop()
             await close_connection(reader, writer)  # after a refusal: its line is read
 
@@ -390,9 +458,24 @@ class App:
     async def _refuse(self, spec: ListenerSpec, writer: asyncio.StreamWriter,
                       key: str | None, refusal: Refusal) -> None:
         log.info("client=%s refused on %s: %s", key, spec.name, refusal.value)
+        note_connection_refused(spec.name, refusal.name.lower())
         writer.write(spec.refusal(refusal, self.config.hostname))
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(writer.drain(), REFUSAL_WRITE_TIMEOUT)
+
+    async def _start_web(self) -> None:
+        """WEB_PORT: the web console (web/server.py) on LISTEN_ADDRESS, sharing the mail
+        listeners' connection limits."""
+        from postroom.selftest.domainadvice import DomainAdvisor
+        from postroom.web.context import WebContext
+        from postroom.web.server import WebServer
+
+        ctx = WebContext(runtime=self.runtime, queue=self.queue, config=self.config,
+                         guard=self.guard, listeners_bound=lambda: bool(self._servers),
+                         domains=DomainAdvisor(self.config, self.runtime.resolver))
+        self.web = WebServer(ctx, self.limiter, self.drain_seconds)
+        for host, port in await self.web.start():
+            self.listeners.append(BoundListener("web", host, port, True))
 
     @property
     def queue(self) -> QueueWorker:
@@ -414,6 +497,7 @@ class App:
             server.close()
         workers_stopped = (asyncio.create_task(self._pool.stop(self.drain_seconds + 5))
                            if self._pool is not None else None)
+        web_stopped = asyncio.create_task(self.web.stop()) if self.web is not None else None
         if self._connections:
             _, pending = await asyncio.wait(set(self._connections), timeout=self.drain_seconds)
             for task in pending:
@@ -425,11 +509,19 @@ class App:
                 await server.wait_closed()
         if workers_stopped is not None:
             await workers_stopped
+        if web_stopped is not None:
+            await web_stopped
         if self._queue is not None:
             await self._queue.stop()
+        if self.reports is not None:
+            await self.reports.stop()
+        if self.fulltext is not None:
+            await self.fulltext.stop()
         if self.acme is not None:
             await self.acme.stop()
         if self._runtime is not None:
+            if self._runtime.accounts.logins is not None:
+                await self._runtime.accounts.logins.close()  # the batch still waiting
             await self._runtime.store.close()
         self._stopped.set()
 

@@ -35,6 +35,7 @@ from postroom.configfilter import FilterSettings
 from postroom.configsieve import SieveSettings
 from postroom.configtransport import TransportSettings
 from postroom.configtypes import Flag, StrList, _parse_duration
+from postroom.configweb import WebSettings
 from postroom.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("postroom.env")
@@ -108,7 +109,7 @@ class RelayHost:
     password: str = field(default="", repr=False)
 
 
-class Config(FilterSettings, SieveSettings, TransportSettings):
+class Config(FilterSettings, SieveSettings, TransportSettings, WebSettings):
     """Validated settings. Field aliases are the env-file keys."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
@@ -251,6 +252,10 @@ class Config(FilterSettings, SieveSettings, TransportSettings):
     # In-process DNS answer cache shared by SPF, DKIM, DMARC, MX and DNSBL (issue 22):
     # answers kept at most, least recently used dropped first (dns/cache.py); 0 = off.
     dns_cache_size: int = Field(default=10_000, ge=0, le=10_000_000, alias="DNS_CACHE_SIZE")
+    # Full-text index for SEARCH TEXT/BODY (issue 22, decision 0051): messages are indexed
+    # in the background and searched the old way until then. DMS configures Dovecot's FTS
+    # through Dovecot files, not an env key: the name follows its ENABLE_* keys.
+    enable_fts: Flag = Field(default=True, alias="ENABLE_FTS")
     # Certificates (issue 20). SSL_DOMAIN_CERT_DIR: one subfolder per certificate (named
     # after its domain) holding fullchain.pem + privkey.pem, chosen by the name a client
     # asks for (SNI, RFC 6066 §3); the SSL_TYPE certificate serves every other name. Not

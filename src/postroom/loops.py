@@ -1,8 +1,9 @@
 """Which event loop a long-running process runs on.
 
 Owns the choice between uvloop and asyncio's own loop, for `postroom serve` (cli/) and
-for each SMTP worker process (workerprocess.py). A low module on purpose: both callers
-sit at the top of the house, and neither may import the other for this.
+for each SMTP worker process (workerprocess.py), and how a background task is stopped
+(`cancel_and_wait`, used by every service with a loop of its own). A low module on
+purpose: its callers sit on every floor above it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import Any
 
 
 def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -24,3 +26,17 @@ def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended (its cancellation is not an
+    error; anything else it raises is). Nothing to do for None."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the caller itself is being cancelled: not ours to swallow

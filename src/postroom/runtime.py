@@ -8,7 +8,9 @@ can build a Runtime around a temporary store.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from postroom.accounts.service import AccountService
 from postroom.config import Config
@@ -39,3 +41,12 @@ class Runtime:
     # Per-account spam signals (issue 18: the learning filter), asked for each local
     # recipient at delivery (delivery/spamfiling.py); app.py wires them.
     account_scorers: tuple[AccountScorer, ...] = ()
+    # Issue 20 (reports/service.py, wired by app.py): inbound DMARC evaluations counted
+    # for the aggregate reports we send; mail to report addresses read for reports.
+    # (Protocols here: reports/ builds on outbound/, which builds on this module.)
+    dmarc_record: Callable[..., None] | None = None  # DmarcRecorder.record
+    report_intake: ReportOffer | None = None  # ReportIntake
+
+
+class ReportOffer(Protocol):
+    def offer(self, recipients: Sequence[str], blob_id: str, size: int) -> bool: ...

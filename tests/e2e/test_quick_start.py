@@ -27,7 +27,7 @@ from tests.support.server import ServeProcess
 DEV_CONFIG = Path(__file__).resolve().parents[2] / "dev" / "postroom.env"
 ADMIN, PASSWORD = "admin@example.com", "a password typed twice"
 PORT_KEYS = ("SMTP_PORT", "SUBMISSION_PORT", "SUBMISSIONS_PORT", "IMAP_PORT", "IMAPS_PORT",
-             "POP3_PORT", "POP3S_PORT")
+             "POP3_PORT", "POP3S_PORT", "MTA_STS_PORT")  # MTA_STS_PORT=0: no listener
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from postroom.store.api import Ban, FlagMode, NewMessage, QueueEntry, SpecialUse, Store
 from postroom.store.blobs import BlobStore
 from postroom.store.changes import ChangeFeed
+from postroom.store.credentials_api import LoginRecord
 from postroom.store.postgres import open_postgres
 from postroom.store.sqlite import sqlite_store
 from postroom.store.sqliteblobs import INLINE_LIMIT
@@ -60,6 +61,14 @@ async def build_sqlite_install(data_dir: Path) -> None:
         await store.put_sieve_script(alice.id, "main", "keep;", WHEN)  # issue 19
         await store.put_sieve_script(alice.id, "spare", "discard;", WHEN)
         await store.activate_sieve_script(alice.id, "main")
+        await store.set_admin("alice@example.org", True)  # issue 21
+        await store.set_account_disabled(alice.id, True)  # issue 21 (decision 0054)
+        await store.add_app_password(alice.id, "Phone", "abcd", "{ARGON2ID}app", WHEN)
+        await store.put_totp_secret(alice.id, "SECRETBASE32", WHEN)  # issue 21 (0055)
+        await store.confirm_totp(alice.id, 12345)
+        await store.put_recovery_codes(alice.id, ["r1", "r2"])
+        await store.record_logins([LoginRecord(alice.id, WHEN, "imaps", "192.0.2.1",
+                                               "app password Phone")], 50)
         await store.add_alias("@other.example", "bob@other.example")
         queued = await blobs.put(b"Subject: out\r\n\r\nout\r\n")
         await store.enqueue([QueueEntry(0, "q1", "alice@example.org", "x@remote.example",
@@ -80,6 +89,13 @@ async def snapshot(store: Store, blobs: BlobStore) -> dict[str, object]:
         seen[f"{summary.address}/subs"] = await store.list_subscriptions(account.id)
         seen[f"{summary.address}/quota"] = (await store.account_quota(account.id)).setting
         seen[f"{summary.address}/metadata"] = await store.list_metadata(account.id, None)
+        seen[f"{summary.address}/credentials"] = (
+            [(a.name, a.tag, a.password_hash, a.created)
+             for a in await store.list_app_passwords(account.id)],
+            await store.totp_state(account.id),
+            [code for _, code in await store.unused_recovery_codes(account.id)],
+            [dataclasses.replace(login, account_id=0)
+             for login in await store.recent_logins(account.id, 100)])
         seen[f"{summary.address}/sieve"] = [
             (info, await store.get_sieve_script(account.id, info.name))
             for info in await store.list_sieve_scripts(account.id)]
@@ -95,6 +111,8 @@ async def snapshot(store: Store, blobs: BlobStore) -> dict[str, object]:
                  await blobs.read(row.blob_id), await store.get_meta(box.id, row.uid))
                 for row in await store.list_messages(box.id)]
     seen["bans"] = await store.list_bans(dt.datetime.now(dt.UTC))
+    seen["admins"] = await store.list_admins()
+    seen["disabled"] = await store.list_disabled_accounts()
     seen["queue"] = [(dataclasses.replace(e, id=0, blob_id=""), await blobs.read(e.blob_id))
                      for e in await store.list_queue()]
     return seen

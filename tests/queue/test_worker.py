@@ -402,3 +402,17 @@ def test_storage_failures_in_a_pass_are_one_line_bugs_keep_their_traceback(
     assert (full.levelno, full.exc_info) == (logging.WARNING, None)
     assert "bounce for m1 failed" in full.getMessage()
     assert bug.levelno == logging.ERROR and bug.exc_info is not None
+
+
+async def test_a_busy_destination_gets_parallel_connections(
+        runtime: Runtime, worker: QueueWorker, mx: FakeMx) -> None:
+    """Issue 22: one connection per LANE_TRANSACTIONS messages waiting, up to the
+    destination's limit; every message goes out once, every row is finished."""
+    for index in range(4 * 3 + 1):  # thirteen transactions: four lanes
+        await queue_message(runtime, worker, [f"r{index}@remote.test"], subject=f"m{index}")
+    report = await worker.run_once()
+    assert len(report.delivered) == 13
+    assert sorted(r for t in mx.transactions for r in t.recipients) == sorted(
+        f"r{index}@remote.test" for index in range(13))
+    assert len({t.connection for t in mx.transactions}) == 4
+    assert await runtime.store.list_queue() == []

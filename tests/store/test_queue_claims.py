@@ -82,3 +82,12 @@ async def test_next_queue_attempt_is_the_soonest_retry_or_lease_end(
     assert await store.next_queue_attempt() == NOW + LEASE
     await store.reschedule(stored[1].id, NOW + dt.timedelta(minutes=3), "451 later")
     assert await store.next_queue_attempt() == NOW + dt.timedelta(minutes=3)
+
+
+async def test_queue_summary_counts_and_dates_the_oldest(store: Store,
+                                                         blobs: BlobStore) -> None:
+    assert await store.queue_summary() == (0, None)
+    stored = await queue_entries(store, blobs, 3)
+    assert await store.queue_summary() == (3, NOW)
+    await store.finish_queue_entry(stored[0].id)
+    assert await store.queue_summary() == (2, NOW)

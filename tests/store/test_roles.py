@@ -12,15 +12,24 @@ import inspect
 import pytest
 
 from postroom.store import Directory, GuardStore, Importer, Mailstore, QueueStore, Store
+from postroom.store.accountstate_api import AccountStateStore
+from postroom.store.credentials_api import CredentialStore
+from postroom.store.dmarcreports_api import DmarcReportStore
+from postroom.store.fulltext_api import FulltextStore
 from postroom.store.greylist_api import GreylistStore
 from postroom.store.junk_api import JunkStore
 from postroom.store.metadata_api import MetadataStore
+from postroom.store.mtasts_api import MtaStsStore
 from postroom.store.quota_api import QuotaStore
 from postroom.store.sieve_api import SieveStore
 from postroom.store.tls_api import TlsStore
+from postroom.store.tlsreports_api import TlsReportStore
+from postroom.store.web_api import WebStore
 
 ROLES: list[type] = [Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
-                     QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore]
+                     QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, MtaStsStore,
+         TlsReportStore, DmarcReportStore, FulltextStore, AccountStateStore, WebStore,
+         CredentialStore]
 
 
 def _methods(protocol: type) -> dict[str, inspect.Signature]:

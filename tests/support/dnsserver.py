@@ -5,9 +5,11 @@ added at run time; answers NXDOMAIN for names that do not exist and NOERROR with
 answer for existing names (including empty non-terminals such as `_domainkey.example.com`)
 without the asked type; follows CNAMEs inside its data; truncates (TC) UDP answers larger
 than the client's limit so resolvers retry over TCP. `fail(name, "servfail" | "drop")`
-makes a name fail, to test temporary errors. Names outside the data are answered NXDOMAIN
-(the server is authoritative for everything it is asked). dnspython only accepts an SOA at
-the origin of loaded zone text; with the default origin "." leave SOAs out (negative answers
+makes a name fail, to test temporary errors. `secure(zone)` sets the AD bit on answers
+for the zone and below, as a validating resolver would (outbound DANE, decision 0046).
+Names outside the data are answered NXDOMAIN (the server is authoritative for everything
+it is asked). dnspython only accepts an SOA at the origin of loaded zone text; with the
+default origin "." leave SOAs out (negative answers
 then carry no SOA and are not cached by resolvers, which suits tests that change data).
 Runs in background threads, so it also serves `postroom serve` subprocesses: pass
 `server.address` as DNS_NAMESERVERS.
@@ -48,6 +50,7 @@ class DnsTestServer:
         self._lock = threading.Lock()
         self._data: dict[Key, dns.rdataset.Rdataset] = {}
         self._failures: dict[dns.name.Name, str] = {}
+        self._secure: set[dns.name.Name] = set()
         self.queries: list[tuple[str, str]] = []
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
@@ -98,6 +101,11 @@ class DnsTestServer:
         with self._lock:
             self._failures.pop(_name(name), None)
 
+    def secure(self, zone: str, is_secure: bool = True) -> None:
+        """Answers for `zone` and names below it carry the AD bit (or stop carrying it)."""
+        with self._lock:
+            (self._secure.add if is_secure else self._secure.discard)(_name(zone))
+
     # -- answering ---------------------------------------------------------------------
 
     def respond(self, query: dns.message.Message) -> dns.message.Message | None:
@@ -118,6 +126,8 @@ class DnsTestServer:
                 response.set_rcode(dns.rcode.SERVFAIL)
                 return response
             self._fill(response, question.name, question.rdtype)
+            if any(question.name.is_subdomain(zone) for zone in self._secure):
+                response.flags |= dns.flags.AD
         return response
 
     def _fill(self, response: dns.message.Message, qname: dns.name.Name,

@@ -101,7 +101,7 @@ def local_serve_env(data_dir: Path, cert: tuple[Path, Path],
         "LISTEN_ADDRESS": "127.0.0.1", "SSL_TYPE": "manual",
         "SSL_CERT_PATH": cert[0], "SSL_KEY_PATH": cert[1],
         "SMTP_PORT": 0, "SUBMISSION_PORT": 0, "SUBMISSIONS_PORT": 0, "IMAP_PORT": 0,
-        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, **overrides,
+        "IMAPS_PORT": 0, "POP3_PORT": 0, "POP3S_PORT": 0, "MTA_STS_PORT": 0, **overrides,
     }
 
 
@@ -141,7 +141,7 @@ class ServeProcess:
             match = _LISTENING.search(line)
             if match:
                 self.ports[match.group(1)] = int(match.group(3))
-            if "ready" in line and "postroom:" in line:
+            if "postroom: ready as " in line:  # not any line saying "already"
                 threading.Thread(target=self._drain_output, daemon=True).start()
                 return self
         raise TimeoutError("postroom serve did not start:\n" + "".join(self.output))

@@ -21,6 +21,12 @@ Decisions:
   without a usable domain, or addresses in several domains is refused (550 5.7.1) before
   any DNS work: these are the forms §6.6.1 says are typically rejected, and passing them
   would let a spoofed author ride along with, or hide behind, another.
+- ARC (RFC 8617, ENABLE_ARC): a message carrying ARC fields has its chain validated
+  (mailauth/arc.py) whether it is delivered or forwarded (our seal on a forward states
+  the result, outbound/arcseal.py), and A-R says `arc=`. When DMARC fails, the chain
+  passes and the newest seal's d= is in ARC_TRUSTED_SEALERS, the disposition becomes
+  none with the override reason trusted_forwarder (RFC 7489 §6.7, §10.1: the forwarder
+  vouches for what it saw); any other chain changes nothing.
 - A From field that cannot be parsed whole (mail/originators.py; headerscan.py marks one
   it could not keep whole) is never read as "no From": it is refused from every client
   that is not ours, with DMARC on (550 5.7.1) or off (550 5.6.0).
@@ -44,9 +50,17 @@ from postroom.checks.spf import evaluate_spf
 from postroom.config import Config
 from postroom.dns.resolver import Resolver
 from postroom.mail.originators import Unparsable
+from postroom.mailauth.arc import ArcResult, has_arc_fields, verify_arc
 from postroom.mailauth.authresults import render_header
 from postroom.mailauth.dkim import DkimResult, verify_dkim
-from postroom.mailauth.dmarc import DmarcResult, Policy, check_dmarc
+from postroom.mailauth.dmarc import (
+    DmarcResult,
+    DmarcVerdict,
+    Policy,
+    PolicyOverride,
+    check_dmarc,
+    override_policy,
+)
 from postroom.mailauth.headerscan import HeaderFacts, authors_of
 
 log = logging.getLogger("postroom.checks")
@@ -64,6 +78,8 @@ class DmarcCheck:
     name: str = "dmarc"
     timeout: float | None = None  # the resolver's own deadlines bound it
     fail_open: bool = False
+    # Issue 20: DmarcRecorder.record(ip, spf, dkim, dmarc), counts for aggregate reports
+    record: Callable[..., None] | None = None
 
     async def on_message(self, message: ReceivedMessage) -> Verdict:
         client = message.client
@@ -77,7 +93,12 @@ class DmarcCheck:
         spf = message.spf
         dkim: list[DkimResult] | None = None  # None: not checked; []: unsigned (dkim=none)
         dmarc: DmarcResult | None = None
-        if any(recipient.local for recipient in message.recipients):
+        is_local = any(recipient.local for recipient in message.recipients)
+        wants_arc = self.config.enable_arc and has_arc_fields(message.header.field_names)
+        raw = await self._whole(message) if wants_arc or (
+            is_local and self.config.enable_dkim) else None
+        arc = await self._verify_arc(message, raw) if wants_arc else None
+        if is_local:
             author_domain = ""
             if self.config.enable_dmarc:
                 author_domain, problem = single_author_domain(message.header)
@@ -88,24 +109,54 @@ class DmarcCheck:
                     spf = await evaluate_spf(self.resolver, client.ip, message.sender,
                                              client.helo_name)
             if self.config.enable_dkim:
-                dkim = await self._verify_dkim(message)
+                dkim = await self._verify_dkim(message, raw)
             if author_domain:
                 dmarc = await check_dmarc(self.resolver, author_domain, spf, dkim or [],
                                           self.rng)
-        header = render_header(self.config.hostname, spf=spf, dkim=dkim, dmarc=dmarc)
+                dmarc = self._arc_override(message, dmarc, arc)
+                if self.record is not None:
+                    self.record(client.ip, spf, dkim or [], dmarc)
+        header = render_header(self.config.hostname, spf=spf, dkim=dkim, dmarc=dmarc,
+                               arc=arc)
         if dmarc is None:
             return _recorded(header)
         return _disposition(message, dmarc, header)
 
-    async def _verify_dkim(self, message: ReceivedMessage) -> list[DkimResult]:
+    async def _whole(self, message: ReceivedMessage) -> bytes | None:
+        """The message for DKIM and ARC, None when larger than the size limit."""
         limit = self.config.message_size_limit or UNLIMITED_DKIM_READ
         if message.body is not None:
             raw = message.body if len(message.body) <= limit else None
         else:
             raw = await asyncio.to_thread(_read_bounded, message.spool_path, limit)
         if raw is None:
-            log.warning("queue_id=%s larger than %d bytes: DKIM not verified",
+            log.warning("queue_id=%s larger than %d bytes: DKIM and ARC not verified",
                         message.queue_id, limit)
+        return raw
+
+    async def _verify_arc(self, message: ReceivedMessage, raw: bytes | None
+                          ) -> ArcResult | None:
+        if raw is None:
+            return None
+        result = await verify_arc(self.resolver, raw)
+        log.info("queue_id=%s arc=%s i=%d d=%s %s", message.queue_id, result.result,
+                 result.instance, result.sealer, result.reason)
+        return result
+
+    def _arc_override(self, message: ReceivedMessage, dmarc: DmarcResult,
+                      arc: ArcResult | None) -> DmarcResult:
+        """RFC 7489 §10.1 local policy: a trusted sealer's passing chain lifts a failure."""
+        if dmarc.result is not DmarcVerdict.FAIL or dmarc.disposition is Policy.NONE \
+                or arc is None or not arc.is_trusted(self.config.arc_trusted_sealers):
+            return dmarc
+        log.info("queue_id=%s dmarc=fail disposition %s lifted: ARC sealed by trusted %s",
+                 message.queue_id, dmarc.disposition, arc.sealer)
+        return override_policy(dmarc, PolicyOverride.TRUSTED_FORWARDER,
+                               f"ARC chain sealed by {arc.sealer} passed")
+
+    async def _verify_dkim(self, message: ReceivedMessage, raw: bytes | None
+                           ) -> list[DkimResult]:
+        if raw is None:
             return []
         results = await verify_dkim(self.resolver, raw)
         for result in results:

@@ -1,10 +1,12 @@
-"""HTTP/1.1 to a local scanner daemon (rspamd), over h11's sans-IO protocol machine.
+"""HTTP/1.1 to a local scanner daemon (rspamd), over h11's sans-IO protocol machine;
+also the `GET` over verified TLS that fetches MTA-STS policies (outbound/mtasts.py).
 
 Owns one request per connection: `POST` with a known Content-Length, the body streamed
-from an async iterator, `Connection: close`; the response read whole, bounded by
-`MAX_RESPONSE`. h11 (decision 0040) does the framing both ways — the request's header
-fields checked as it renders them, the answer's Content-Length, chunked or
-close-delimited body — and this module the I/O, the bounds and the error vocabulary.
+from an async iterator, or a bodiless `GET`, `Connection: close`; the response read
+whole, bounded by `MAX_RESPONSE` (or the caller's smaller `max_size`). h11 (decision
+0040) does the framing both ways — the request's header fields checked as it renders
+them, the answer's Content-Length, chunked or close-delimited body — and this module
+the I/O, the bounds and the error vocabulary.
 
 Invariants: every read is bounded in size (the caller bounds it in time); header values
 we send never carry CR, LF or NUL (h11 refuses them before anything is sent: ValueError);
@@ -79,10 +81,14 @@ def render_request(endpoint: Endpoint, path: str, headers: Sequence[tuple[str, s
 
 
 async def post(endpoint: Endpoint, path: str, headers: Sequence[tuple[str, str]],
-               body: AsyncGenerator[bytes, None], length: int) -> Response:
+               body: AsyncGenerator[bytes, None], length: int, *,
+               context: ssl.SSLContext | None = None) -> Response:
     """POST `length` bytes of `body` and read the whole response."""
     request = _request(endpoint, path, headers, length)
-    context = ssl.create_default_context() if endpoint.is_tls else None
+    if not endpoint.is_tls:  # `context`: what an https peer's certificate is checked
+        context = None       # against (TLS-RPT: SMTP_TLS_CAFILE); default: the system's
+    elif context is None:
+        context = ssl.create_default_context()
     reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port, ssl=context)
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SECTION)
     try:
@@ -100,8 +106,32 @@ async def post(endpoint: Endpoint, path: str, headers: Sequence[tuple[str, str]]
         writer.close()
 
 
+async def get(host: str, port: int, path: str, *, address: str, context: ssl.SSLContext,
+              max_size: int = MAX_RESPONSE) -> Response:
+    """GET `path` from `https://host:port`, connecting to `address` (the caller resolved
+    `host`), with `context` (it decides what certificate is accepted; SNI and the name
+    checked are `host`), and read the whole response."""
+    endpoint = Endpoint(host, port, True, "")
+    try:
+        request = h11.Request(method="GET", target=path, headers=[
+            ("Host", endpoint.authority), ("Connection", "close")])
+    except h11.LocalProtocolError as error:
+        raise ValueError(f"request refused: {error}") from None
+    reader, writer = await asyncio.open_connection(address, port, ssl=context,
+                                                   server_hostname=host)
+    connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SECTION)
+    try:
+        writer.write(connection.send(request) or b"")
+        writer.write(connection.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+        return await read_response(reader, connection, max_size)
+    finally:
+        writer.close()
+
+
 async def read_response(reader: asyncio.StreamReader,
-                        connection: h11.Connection | None = None) -> Response:
+                        connection: h11.Connection | None = None,
+                        max_size: int = MAX_RESPONSE) -> Response:
     """The whole answer to the request `connection` sent (a fresh one: to any POST)."""
     if connection is None:
         connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SECTION)
@@ -121,7 +151,7 @@ async def read_response(reader: asyncio.StreamReader,
             status, fields = event.status_code, _fields(event.headers)
         elif isinstance(event, h11.Data):
             body += event.data
-            if len(body) > MAX_RESPONSE:
+            if len(body) > max_size:
                 raise ScannerError("the answer is too large")
         elif isinstance(event, h11.EndOfMessage):
             return Response(status, fields, bytes(body))

@@ -36,6 +36,7 @@ from postroom.checks.api import (
     Verdict,
 )
 from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.metrics import note_verdict
 
 log = logging.getLogger("postroom.checks")
 
@@ -98,6 +99,7 @@ class Pipeline:
         merged = ACCEPT
         for check, method in self._stages[stage]:
             verdict = await self._call(check, method, args)
+            note_verdict(check.name, verdict.action.name.lower())
             if verdict is ACCEPT:
                 continue
             if verdict.is_refusal:

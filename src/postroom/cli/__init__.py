@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from postroom.cli import (
+    admin,  # registers the admin, audit verbs; email add --admin
+    apppasswords,  # noqa: F401  (registers email app-password, email 2fa-off)
     domain,  # noqa: F401  (registers the dkim, dns, selftest verbs)
     filters,  # noqa: F401  (registers the filter, greylist verbs)
     junk,  # noqa: F401  (registers the junk verbs)
     quota,  # registers the quota verbs; email list's quota columns
+    reports,  # noqa: F401  (registers the reports verbs)
     sieve,  # noqa: F401  (registers the sieve verbs)
 )
 from postroom.cli import tls as tls_verbs  # noqa: F401  (registers the tls verbs)
@@ -49,6 +52,8 @@ from postroom.logsetup import announce, setup_logging
 from postroom.loops import fast_loop_factory
 
 if TYPE_CHECKING:
+    from postroom.accounts.service import AccountService
+    from postroom.store.api import Store
     from postroom.store.transfer import TransferReport
 
 
@@ -82,11 +87,15 @@ def serve() -> None:
 
 # -- email -------------------------------------------------------------------------------
 @email_app.command("add")
-def email_add(address: str, password: Annotated[str | None, typer.Argument()] = None) -> None:
+def email_add(address: str, password: Annotated[str | None, typer.Argument()] = None,
+              is_admin: Annotated[bool, typer.Option(
+                  "--admin", help="with the web console's admin role")] = False) -> None:
     """Add an account (prompts for the password when it is not given)."""
     secret = read_password(password)
     account = run_with_store(lambda accounts, _: accounts.add_account(address, secret))
-    typer.echo(f"added {account.address}")
+    if is_admin:
+        run_with_store(lambda _, store: admin.set_role(store, account.address, True))
+    typer.echo(f"added {account.address}{' (admin)' if is_admin else ''}")
 
 
 @email_app.command("update")
@@ -107,6 +116,32 @@ def email_del(address: str,
         raise fail("not deleted")
     run_with_store(lambda accounts, _: accounts.delete_account(address))
     typer.echo(f"deleted {address}")
+
+
+@email_app.command("disable")
+def email_disable(address: str) -> None:
+    """Refuse every login of ADDRESS (its mail is kept and still delivered)."""
+    run_with_store(lambda accounts, store: set_disabled(accounts, store, address, True))
+    typer.echo(f"disabled {address}")
+
+
+@email_app.command("enable")
+def email_enable(address: str) -> None:
+    """Let a disabled ADDRESS log in again."""
+    run_with_store(lambda accounts, store: set_disabled(accounts, store, address, False))
+    typer.echo(f"enabled {address}")
+
+
+async def set_disabled(accounts: AccountService, store: Store, address: str,
+                       is_disabled: bool) -> None:
+    """Issue 21 (decision 0054): the flag, its web sessions ended, an audit entry."""
+    from postroom.web.audit import audit_cli
+
+    await accounts.set_disabled(address, is_disabled)
+    canonical = address.strip().lower()
+    if is_disabled:
+        await store.delete_web_sessions_of(canonical)
+    await audit_cli(store, "account.disable" if is_disabled else "account.enable", canonical)
 
 
 @email_app.command("list")

@@ -87,7 +87,8 @@ def dkim_show(domain: str) -> None:
 # -- dns ---------------------------------------------------------------------------------
 def zone_input(domain: str, ip: str | None, ipv6: str | None) -> ZoneInput:
     from postroom.mail.address import normalize_domain
-    from postroom.selftest.records import ZoneInput, configured_srv_ports
+    from postroom.reports.intake import rua_address  # where reports arrive (issue 20)
+    from postroom.selftest.records import ZoneInput, configured_srv_ports, transport_inputs
 
     config = current_config()
     try:
@@ -98,8 +99,9 @@ def zone_input(domain: str, ip: str | None, ipv6: str | None) -> ZoneInput:
     except (PostroomError, ValueError) as error:
         raise fail(str(error)) from None
     return ZoneInput(domain=domain, hostname=config.hostname, ipv4=ip, ipv6=ipv6,
-                     dkim_dir=dkim_dir(config), postmaster=f"postmaster@{domain}",
-                     srv_ports=configured_srv_ports(config))
+                     dkim_dir=dkim_dir(config), postmaster=rua_address(config, domain),
+                     srv_ports=configured_srv_ports(config),
+                     **transport_inputs(config))
 
 
 @dns_app.command("records")

@@ -9,56 +9,22 @@ SNI), the renewal schedule tls/acmemanager.py's.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from pathlib import Path
 
 import typer
 
 from postroom.cli.console import app, current_config, human_time, print_table
 from postroom.config import Config
-from postroom.tls.certfiles import CHAIN_FILE, CertificateFacts, certificate_folders, read_facts
+from postroom.tls.served import ServedCertificate, renewal_due, served_certificates
 
 tls_app = typer.Typer(no_args_is_help=True, help="TLS certificates (ACME, SNI).")
 app.add_typer(tls_app, name="tls")
 
 
-@dataclass(frozen=True, slots=True)
-class ServedCertificate:
-    role: str  # "default", "acme" or "sni"
-    path: Path
-    facts: CertificateFacts | None  # None: missing or unreadable
-    problem: str = ""
-
-
-def served_certificates(config: Config) -> list[ServedCertificate]:
-    found = [_read("default", config.cert_path)]
-    if config.ssl_type == "acme":
-        found += [_read("acme", folder / CHAIN_FILE)
-                  for folder in certificate_folders(config.acme_dir / "certs")
-                  if folder / CHAIN_FILE != config.cert_path]
-    if config.ssl_domain_cert_dir is not None:
-        found += [_read("sni", folder / CHAIN_FILE)
-                  for folder in certificate_folders(config.ssl_domain_cert_dir)]
-    return found
-
-
-def _read(role: str, path: Path) -> ServedCertificate:
-    try:
-        return ServedCertificate(role, path, read_facts(path.read_bytes()))
-    except OSError as error:
-        return ServedCertificate(role, path, None, error.strerror or str(error))
-    except ValueError as error:
-        return ServedCertificate(role, path, None, f"not a PEM certificate: {error}")
-
-
 def _renewal(config: Config, served: ServedCertificate) -> str:
-    from postroom.tls.acmemanager import renewal_time
-
-    if config.ssl_type != "acme" or served.facts is None:
-        return "-"
-    if served.facts.is_self_signed:
+    if served.facts is not None and served.facts.is_self_signed and config.ssl_type == "acme":
         return "now (self-signed stand-in)"
-    return human_time(renewal_time(served.facts))
+    due = renewal_due(config, served)
+    return "-" if due is None else human_time(due)
 
 
 @tls_app.command("status")

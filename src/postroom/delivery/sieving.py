@@ -82,6 +82,7 @@ class Outgoing:
     sender: str
     recipient: str
     raw: bytes
+    is_forward: bool = False  # a redirect: ARC-sealed when a stranger sent it
 
 
 @dataclass(slots=True)
@@ -243,7 +244,8 @@ class SieveFilter:
 
     # -- redirect (SRS) and vacation ---------------------------------------------------
     def _redirect(self, action: Redirect, raw: bytes, sender: str) -> Outgoing:
-        return Outgoing(rewrite_sender(self._config, sender), action.address, raw)
+        return Outgoing(rewrite_sender(self._config, sender), action.address, raw,
+                        is_forward=True)
 
     async def _vacation(self, action: Vacation, outcome: SieveOutcome, message: SieveMessage,
                         account: Account, sender: str, recipient: str,
@@ -310,7 +312,7 @@ RawOf = Callable[[int], Awaitable[bytes]]
 
 class Enqueue(Protocol):
     async def __call__(self, sender: str, recipients: Sequence[str], raw: bytes, *,
-                       sign_as: str = "") -> object: ...
+                       sign_as: str = "", seal_as: str = "") -> object: ...
 
 
 @dataclass(slots=True)
@@ -394,7 +396,9 @@ class SieveStage:
                             account.address, "reply" if not out.sender else "redirect",
                             out.recipient)  # fmt: skip
                 continue
-            await enqueue(out.sender, [out.recipient], out.raw, sign_as=domain)
+            seal = out.is_forward and not message.client.is_ours  # RFC 8617 §5.1
+            await enqueue(out.sender, [out.recipient], out.raw, sign_as=domain,
+                          seal_as=domain if seal else "")
         await self.filter.commit(account, outcome)
         if outcome.error:
             notice = await self.filter.error_notice(account, outcome.error)

@@ -55,6 +55,11 @@ class ClientInfo:
     is_submission: bool = False  # came in on 587/465, not port 25
 
     @property
+    def is_ours(self) -> bool:
+        """One of our users or networks: its mail is signed, not judged or ARC-sealed."""
+        return self.is_submission or bool(self.auth_user) or self.is_trusted
+
+    @property
     def protocol(self) -> str:
         """RFC 3848 `with` keyword."""
         if not self.is_esmtp:

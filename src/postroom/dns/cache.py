@@ -21,7 +21,9 @@ Invariants:
   the same name at the same moment may make one query each);
 - async and blocking lookups share the entries; the lock is held for dictionary work
   only, never across a query, so a thread never blocks the loop for longer than that;
-- every call returns a new list: callers may change what they get.
+- every call returns a new list: callers may change what they get;
+- the AD bit travels inside the kept `Answer` (`is_secure`): every query asks for it, so
+  the one answer kept per (name, type) says itself whether it was validated.
 
 Time is a monotonic clock in seconds (`time.monotonic` unless a test passes its own).
 """

@@ -10,6 +10,8 @@ its reverse name. A name exists when it has records or a
 descendant has (an empty non-terminal, RFC 8020), so `_domainkey.example.com` exists once
 `sel._domainkey.example.com` does. `fail(name)` makes lookups of that name raise
 `DnsTemporaryError`. `queries` records every (name, type) asked, for assertions.
+`secure(zone)` marks answers for the zone and the names below it DNSSEC-validated (the
+AD bit, `Answer.is_secure`); TLSA data is a `TlsaRecord` or "3 1 1 <hex>" text.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 from postroom.dns.resolver import (
+    Answer,
     DnsTemporaryError,
     MxRecord,
     NxDomain,
+    Record,
+    RecordType,
     SrvRecord,
+    TlsaRecord,
     normalize_name,
 )
 
-RecordValue = str | MxRecord | SrvRecord | tuple[int, str]
+RecordValue = str | MxRecord | SrvRecord | TlsaRecord | tuple[int, str]
 
 
 class FakeResolver:
@@ -33,6 +39,7 @@ class FakeResolver:
                  ) -> None:
         self._records: dict[str, dict[str, list[RecordValue]]] = {}
         self._failing: set[str] = set()
+        self._secure: set[str] = set()
         self.queries: list[tuple[str, str]] = []
         for name, by_type in (records or {}).items():
             for rdtype, values in by_type.items():
@@ -55,6 +62,12 @@ class FakeResolver:
 
     def heal(self, name: str) -> None:
         self._failing.discard(_key(name))
+
+    def secure(self, zone: str) -> None:
+        self._secure.add(_key(zone))
+
+    def _is_secure(self, key: str) -> bool:
+        return any(key == zone or key.endswith("." + zone) for zone in self._secure)
 
     def _lookup(self, name: str, rdtype: str) -> list[RecordValue]:
         key = _key(name)
@@ -110,6 +123,14 @@ class FakeResolver:
     async def srv(self, name: str) -> list[SrvRecord]:
         return self.sync_srv(name)
 
+    async def answer(self, name: str, rdtype: RecordType) -> Answer:
+        try:
+            values = self._lookup(name, rdtype.value)
+        except NxDomain:
+            return Answer((), 60, is_nxdomain=True, is_secure=self._is_secure(_key(name)))
+        return Answer(tuple(_record(rdtype, value) for value in values), 60,
+                      is_secure=self._is_secure(_key(name)))
+
 
 def _key(name: str) -> str:
     """IP addresses become their reverse names so PTR records can be keyed either way."""
@@ -117,6 +138,24 @@ def _key(name: str) -> str:
         return ipaddress.ip_address(name).reverse_pointer
     except ValueError:
         return normalize_name(name)
+
+
+def _record(rdtype: RecordType, value: RecordValue) -> Record:
+    if rdtype is RecordType.MX:
+        return _mx(value)
+    if rdtype is RecordType.SRV:
+        return _srv(value)
+    if rdtype is RecordType.TLSA:
+        return _tlsa(value)
+    return str(value)
+
+
+def _tlsa(value: RecordValue) -> TlsaRecord:
+    """`TlsaRecord` or "usage selector mtype hex" text."""
+    if isinstance(value, TlsaRecord):
+        return value
+    usage, selector, mtype, data = str(value).split(maxsplit=3)
+    return TlsaRecord(int(usage), int(selector), int(mtype), bytes.fromhex(data))
 
 
 def _srv(value: RecordValue) -> SrvRecord:
@@ -131,8 +170,8 @@ def _srv(value: RecordValue) -> SrvRecord:
 def _mx(value: RecordValue) -> MxRecord:
     if isinstance(value, MxRecord):
         return value
-    if isinstance(value, SrvRecord):
-        raise TypeError("an SRV record given as MX data")
+    if isinstance(value, SrvRecord | TlsaRecord):
+        raise TypeError("an SRV or TLSA record given as MX data")
     if isinstance(value, tuple):
         preference, host = value
         return MxRecord(preference, normalize_name(host))

@@ -20,6 +20,7 @@ from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -36,6 +37,7 @@ from postroom.dns.resolver import (
     Record,
     RecordType,
     SrvRecord,
+    TlsaRecord,
     TypedLookups,
 )
 
@@ -62,6 +64,8 @@ class LiveResolver(TypedLookups):
         if self.nameservers:
             resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port)
                                     for ns in self.nameservers]
+        # RFC 6840 §5.7: ask for the AD bit, so a validating resolver reports validation.
+        resolver.flags = dns.flags.RD | dns.flags.AD
         resolver.lifetime = self.timeout
         resolver.timeout = self.timeout / _ATTEMPTS
         resolver.cache = self._cache
@@ -99,18 +103,23 @@ def _query_name(name: str, rdtype: RecordType) -> dns.name.Name:
 
 
 def _converted(answer: dns.resolver.Answer, rdtype: RecordType) -> Answer:
+    is_secure = _is_secure(answer.response)
     if answer.rrset is None:  # NODATA: the name exists without records of this type
-        return Answer((), _negative_ttl(answer.response))
+        return Answer((), _negative_ttl(answer.response), is_secure=is_secure)
     convert = _CONVERTERS[rdtype]
     return Answer(tuple(convert(rdata) for rdata in answer.rrset),
-                  int(answer.chaining_result.minimum_ttl))
+                  int(answer.chaining_result.minimum_ttl), is_secure=is_secure)
+
+
+def _is_secure(response: dns.message.Message | None) -> bool:
+    return response is not None and bool(response.flags & dns.flags.AD)
 
 
 def _nxdomain(exc: dns.resolver.NXDOMAIN) -> Answer:
     responses = exc.responses()
     response = next(iter(responses.values()), None) if responses else None
     return Answer((), _negative_ttl(response) if response is not None else 0,
-                  is_nxdomain=True)
+                  is_nxdomain=True, is_secure=_is_secure(response))
 
 
 def _negative_ttl(response: dns.message.Message) -> int:
@@ -176,7 +185,13 @@ def _ptr_host(rdata: Any) -> str:
     return _host(rdata.target)
 
 
+def _tlsa_record(rdata: Any) -> TlsaRecord:
+    return TlsaRecord(int(rdata.usage), int(rdata.selector), int(rdata.mtype),
+                      bytes(rdata.cert))
+
+
 _CONVERTERS: dict[RecordType, Callable[[Any], Record]] = {
     RecordType.A: _address, RecordType.AAAA: _address, RecordType.MX: _mx_record,
     RecordType.TXT: _txt_text, RecordType.PTR: _ptr_host, RecordType.SRV: _srv_record,
+    RecordType.TLSA: _tlsa_record,
 }

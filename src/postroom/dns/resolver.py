@@ -16,7 +16,11 @@ Invariants shared by every implementation:
   trailing dot and are lower-cased;
 - `ptr` takes an IP address, the implementation builds the reverse name;
 - an SRV target carries no trailing dot and is lower-cased; "." (RFC 2782: the service
-  is decidedly not available) is "".
+  is decidedly not available) is "";
+- every query asks for the AD bit (RFC 6840 §5.7) and every `Answer` carries it as
+  `is_secure`: DNSSEC-validated by the resolver, which DANE trusts only when
+  DNSSEC_VALIDATION=resolver (decision 0046). A cache keeps the flag with the answer, so a
+  secure and an insecure answer are never confused (one key, one answer, one flag).
 
 It also owns the lower contract a cache needs (`AnswerSource`): one lookup per record type
 that returns the converted records with their TTL, NXDOMAIN included as an `Answer` rather
@@ -69,6 +73,20 @@ class SrvRecord:
     target: str  # "" for "." (service not offered)
 
 
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """RFC 6698 §2.1 TLSA data: certificate usage, selector, matching type, data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def __str__(self) -> str:
+        """Presentation form (RFC 6698 §2.2), as TLS-RPT policy strings quote it."""
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
 class Resolver(Protocol):
     """Async lookups for the loop, and `sync_*` twins for code already on a worker thread.
 
@@ -104,6 +122,11 @@ class Resolver(Protocol):
         when the resolver has none (then `a` asks)."""
         ...
 
+    async def answer(self, name: str, rdtype: RecordType) -> Answer:
+        """The whole answer: records, TTL, NXDOMAIN as a flag and the AD bit
+        (`is_secure`); for DANE, which must know whether the answer was validated."""
+        ...
+
 
 class RecordType(enum.Enum):
     """The record types postroom asks for; the value is the RR type mnemonic."""
@@ -114,9 +137,10 @@ class RecordType(enum.Enum):
     TXT = "TXT"
     PTR = "PTR"
     SRV = "SRV"
+    TLSA = "TLSA"
 
 
-Record = str | MxRecord | SrvRecord  # str for A, AAAA, TXT and PTR
+Record = str | MxRecord | SrvRecord | TlsaRecord  # str for A, AAAA, TXT and PTR
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +156,7 @@ class Answer:
     records: tuple[Record, ...]
     ttl: int
     is_nxdomain: bool = False
+    is_secure: bool = False  # the resolver set the AD bit (DNSSEC-validated)
 
 
 class AnswerSource(Protocol):
@@ -170,6 +195,9 @@ class TypedLookups(abc.ABC):
 
     @abc.abstractmethod
     def sync_lookup(self, name: str, rdtype: RecordType) -> Answer: ...
+
+    async def answer(self, name: str, rdtype: RecordType) -> Answer:
+        return await self.lookup(name, rdtype)
 
     async def _records(self, name: str, rdtype: RecordType) -> list[Any]:
         return records_or_raise(name, await self.lookup(name, rdtype))

@@ -8,7 +8,10 @@ Invariants: property values are emitted as RFC 2045 tokens, bare addresses
 (`local@domain`, allowed by RFC 8601 §2.2 pvalue), or quoted strings, never raw text; reasons are
 quoted, single-line and bounded; stripping touches only the header section and keeps
 every other field byte for byte. Results are taken structurally (SpfResult, DkimResult,
-DmarcResult), so this module imports none of the checking libraries.
+ArcResult, DmarcResult), so this module imports none of the checking libraries. The ARC
+result (RFC 8617 §4.4, RFC 8601 registry method "arc") comes before DMARC's, which it
+may have changed; it is said only when the message carried ARC fields, so mail without a
+chain keeps the field it always had (and our own seal then starts at cv=none).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from postroom.mailauth.arc import ArcResult
     from postroom.mailauth.dkim import DkimResult
     from postroom.mailauth.dmarc import DmarcResult
     from postroom.mailauth.spf import SpfResult
@@ -67,21 +71,37 @@ def render_dkim(dkim: DkimResult) -> str:
     return " ".join(part for part in parts if part)
 
 
+def render_arc(arc: ArcResult) -> str:
+    """RFC 8617 §4.4 / RFC 8601 registry: arc=<cv>, the newest set and sealer in a
+    comment, the reason of a failure."""
+    parts = [f"arc={arc.result}"]
+    if arc.result != "pass":
+        parts.append(_reason(arc.reason).lstrip())
+    if arc.instance:
+        sealer = re.sub(r"[^A-Za-z0-9.-]", "", arc.sealer)
+        parts.append(f"(i={arc.instance}" + (f" d={sealer})" if sealer else ")"))
+    return " ".join(part for part in parts if part)
+
+
 def render_dmarc(dmarc: DmarcResult) -> str:
-    """RFC 7489 §11.2: dmarc=<result> header.from=<domain>, policy in a comment."""
+    """RFC 7489 §11.2: dmarc=<result> header.from=<domain>, policy in a comment (with
+    the §6.7 override reason when local policy changed the disposition)."""
     comment = ""
     if dmarc.policy is not None:
-        comment = f" (p={dmarc.policy} dis={dmarc.disposition})"
+        override = f" override={dmarc.override}" if dmarc.override else ""
+        comment = f" (p={dmarc.policy} dis={dmarc.disposition}{override})"
     return f"dmarc={dmarc.result}{comment} header.from={_pvalue(dmarc.from_domain or '')}"
 
 
 def _resinfos(spf: SpfResult | None, dkim: Sequence[DkimResult] | None,
-              dmarc: DmarcResult | None) -> list[str]:
+              dmarc: DmarcResult | None, arc: ArcResult | None = None) -> list[str]:
     """`dkim` None: DKIM was not checked (nothing said); empty: checked, no signature."""
     parts = [render_spf(spf)] if spf is not None else []
     if dkim is not None and not dkim:
         parts.append("dkim=none")  # RFC 8601 §2.7.1: "The message was not signed."
     parts.extend(render_dkim(signature) for signature in dkim or ())
+    if arc is not None:
+        parts.append(render_arc(arc))
     if dmarc is not None:
         parts.append(render_dmarc(dmarc))
     return parts
@@ -102,9 +122,10 @@ def render_authentication_results(authserv_id: str, *, spf: SpfResult | None = N
 
 def render_header(authserv_id: str, *, spf: SpfResult | None = None,
                   dkim: Sequence[DkimResult] | None = None,
-                  dmarc: DmarcResult | None = None) -> bytes:
-    """The whole field, one result per folded line, CRLF-terminated, ready to prepend."""
-    parts = _resinfos(spf, dkim, dmarc)
+                  dmarc: DmarcResult | None = None, arc: ArcResult | None = None) -> bytes:
+    """The whole field, one result per folded line, CRLF-terminated, ready to prepend.
+    `arc`: the chain's result when the message carried ARC fields, else None."""
+    parts = _resinfos(spf, dkim, dmarc, arc)
     if not parts:
         return f"{HEADER_NAME}: {_pvalue(authserv_id)}; none\r\n".encode()
     value = ";\r\n\t".join([_pvalue(authserv_id), *parts])

@@ -2,7 +2,9 @@
 
 Owns: `verify_dkim` (every DKIM-Signature of a message, each with its own result),
 `sign_message` (our outgoing signatures), and the mapping of dkimpy outcomes onto RFC 8601
-results.
+results; and dkimpy's side of ARC (RFC 8617: `arc_verify_sync`, `arc_seal_sync`, run in
+worker threads by mailauth/arc.py, which owns the chain's rules), so dkimpy stays in one
+module (ARCHITECTURE.md rule 2).
 
 How verification stays off the loop and on our resolver: the DKIM-Signature fields are
 parsed from the header block, each `s._domainkey.d` TXT record is fetched concurrently
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -112,7 +114,7 @@ async def verify_dkim(resolver: Resolver, raw: bytes) -> list[DkimResult]:
         results.append(None)
         signatures.append(signature)
     if signatures:
-        keys = await _prefetch_keys(resolver, {sig.key_name for sig in signatures})
+        keys = await prefetch_keys(resolver, {sig.key_name for sig in signatures})
         verified = await asyncio.to_thread(_verify_all, raw, signatures, keys)
         for signature, result in zip(signatures, verified, strict=True):
             results[signature.index] = result
@@ -120,13 +122,25 @@ async def verify_dkim(resolver: Resolver, raw: bytes) -> list[DkimResult]:
 
 
 def _signature_header_values(raw: bytes) -> list[bytes]:
+    return [value for name, value in header_fields(raw) if name.lower() == b"dkim-signature"]
+
+
+def header_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """The header section's fields as (name, value), in order, as dkimpy reads them."""
     match = _HEADER_END.search(raw)
-    header_block = raw[:match.end()] if match else raw
-    headers, _body = dkim.rfc822_parse(header_block)
-    return [value for name, value in headers if name.lower() == b"dkim-signature"]
+    headers, _body = dkim.rfc822_parse(raw[:match.end()] if match else raw)
+    return [(name, value) for name, value in headers]
 
 
-async def _prefetch_keys(resolver: Resolver, names: set[str]) -> dict[str, _KeyAnswer]:
+def parse_tags(value: bytes) -> dict[bytes, bytes] | None:
+    """A DKIM-style tag list (RFC 6376 §3.2), or None when it is malformed."""
+    try:
+        return dict(parse_tag_value(value))
+    except InvalidTagValueList:
+        return None
+
+
+async def prefetch_keys(resolver: Resolver, names: set[str]) -> dict[str, _KeyAnswer]:
     async def fetch(name: str) -> _KeyAnswer:
         try:
             records = await resolver.txt(name)
@@ -145,13 +159,19 @@ async def _prefetch_keys(resolver: Resolver, names: set[str]) -> dict[str, _KeyA
 def _verify_all(raw: bytes, signatures: list[_Signature], keys: Mapping[str, _KeyAnswer]
                 ) -> list[DkimResult]:
     """Worker thread: dkimpy over the whole message, DNS answered from `keys` only."""
+    verifier = dkim.DKIM(raw, minkey=1024)
+    dnsfunc = _answers_from(keys)
+    return [_verify_one(verifier, signature, keys.get(signature.key_name), dnsfunc)
+            for signature in signatures]
+
+
+def _answers_from(keys: Mapping[str, _KeyAnswer]) -> Callable[..., bytes | None]:
+    """A dkimpy `dnsfunc` that reads prefetched answers only (no DNS on the thread)."""
     def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
         answer = keys.get(name.decode("ascii", "replace").rstrip(".").lower())
         return answer.encode() if isinstance(answer, str) else None
 
-    verifier = dkim.DKIM(raw, minkey=1024)
-    return [_verify_one(verifier, signature, keys.get(signature.key_name), dnsfunc)
-            for signature in signatures]
+    return dnsfunc
 
 
 def _verify_one(verifier: dkim.DKIM, signature: _Signature, key: _KeyAnswer,
@@ -227,3 +247,41 @@ def _sign_with(signer: dkim.DKIM, algorithm: bytes, domain: str, selector: str, 
     except dkim.DKIMException as exc:
         raise ValueError(f"DKIM signing failed: {exc}") from exc
     return signature
+
+
+# -- ARC (RFC 8617): dkimpy's side ---------------------------------------------------------
+
+# dkimpy logs every broken chain at ERROR; the reason comes back in the result and the
+# DMARC stage logs it with the queue id, so a stranger's bad seal is not our error.
+_ARC_QUIET = logging.getLogger("postroom.mailauth.dkimpy-arc")
+_ARC_QUIET.setLevel(logging.CRITICAL)
+
+def arc_verify_sync(raw: bytes, keys: Mapping[str, _KeyAnswer]) -> tuple[str, str]:
+    """Worker thread: dkimpy's chain validation (RFC 8617 §5.2) as ("pass" | "fail" |
+    "none", reason), keys answered from `keys` only. A chain that a seal marked failed
+    (dkimpy's None) is "fail"; any dkimpy error is "fail" with its text."""
+    try:
+        cv, _results, reason = dkim.arc_verify(raw, logger=_ARC_QUIET,
+                                               dnsfunc=_answers_from(keys), minkey=1024)
+    except Exception as exc:  # dkimpy indexes fields a hostile header may not have
+        log.info("dkimpy could not read an ARC chain: %r", exc)
+        return "fail", f"unverifiable: {exc!r}"
+    if cv is None:
+        return "fail", str(reason)
+    return cv.decode("ascii", "replace").lower(), str(reason)
+
+
+def arc_seal_sync(raw: bytes, domain: str, selector: str, private_key_pem: bytes,
+                  authserv_id: str) -> bytes:
+    """Worker thread: the next ARC set (ARC-Seal, ARC-Message-Signature,
+    ARC-Authentication-Results), CRLF-terminated, to prepend to `raw`; b"" when dkimpy
+    ends the chain instead (no Authentication-Results of `authserv_id`, RFC 8617 §5.1).
+    rsa-sha256, relaxed/relaxed (§4.1.2, §4.1.3). Raises ValueError when it cannot seal."""
+    try:
+        fields = dkim.arc_sign(raw, selector.encode(), domain.encode(),
+                               rsa_pkcs1_pem(private_key_pem), authserv_id.encode(),
+                               linesep=b"\r\n")
+    except dkim.DKIMException as exc:
+        raise ValueError(f"ARC sealing failed: {exc}") from exc
+    return b"".join(field if field.endswith(b"\r\n") else field + b"\r\n"
+                    for field in fields)

@@ -1,7 +1,9 @@
 """DMARC (RFC 7489): record parsing, organizational domains, alignment and policy.
 
 Owns: `parse_dmarc_record`, `organizational_domain`, `is_aligned`, `evaluate_dmarc` (all
-pure) and `check_dmarc` (record discovery through the async Resolver, §6.6.3).
+pure), `check_dmarc` (record discovery through the async Resolver, §6.6.3) and
+`override_policy` (§6.7 / §10.1: a local policy that accepts a failing message, with the
+PolicyOverride reason aggregate reports carry, RFC 7489 Appendix C).
 
 Sans-IO: imports nothing from asyncio, ssl, socket or the store (ARCHITECTURE.md rule 1);
 `check_dmarc` only awaits the Resolver it is given.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -52,6 +54,18 @@ class Policy(StrEnum):
     NONE = "none"
     QUARANTINE = "quarantine"
     REJECT = "reject"
+
+
+class PolicyOverride(StrEnum):
+    """RFC 7489 Appendix C PolicyOverrideType: why the applied disposition differs from
+    the requested policy (reported in aggregate reports' <reason><type>)."""
+
+    FORWARDED = "forwarded"
+    SAMPLED_OUT = "sampled_out"
+    TRUSTED_FORWARDER = "trusted_forwarder"
+    MAILING_LIST = "mailing_list"
+    LOCAL_POLICY = "local_policy"
+    OTHER = "other"
 
 
 class Alignment(StrEnum):
@@ -97,6 +111,7 @@ class DmarcResult:
     record: DmarcRecord | None = None
     spf_aligned: bool = False
     dkim_aligned: bool = False
+    override: PolicyOverride | None = None  # §6.7: local policy changed the disposition
 
 
 # -- record ------------------------------------------------------------------------------
@@ -231,6 +246,13 @@ def evaluate_dmarc(from_domain: str, record: DmarcRecord, policy_domain: str,
             reason += f"; pct={record.pct} sampled out, applying {disposition}"
     return DmarcResult(verdict, disposition, from_domain, reason, policy_domain, requested,
                        record, spf_aligned, dkim_aligned)
+
+
+def override_policy(result: DmarcResult, reason: PolicyOverride, why: str) -> DmarcResult:
+    """§6.7 / §10.1: deliver a failing message as with p=none, saying why (`why` joins the
+    reason text; `reason` is the report's PolicyOverrideType). The verdict stays fail."""
+    return replace(result, disposition=Policy.NONE, override=reason,
+                   reason=f"{result.reason}; {reason}: {why}" if result.reason else why)
 
 
 def _requested(record: DmarcRecord, from_domain: str, policy_domain: str) -> Policy:

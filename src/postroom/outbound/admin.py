@@ -21,10 +21,10 @@ async def list_queued(store: Store) -> list[QueuedMessage]:
     return summarize_queue(await store.list_queue())
 
 
-async def flush_queue(store: Store, clock: Clock) -> int:
-    """Make every queued recipient not being delivered right now (no lease in force) due
-    now; returns how many rows changed."""
-    return await store.flush_queue(clock.now())
+async def flush_queue(store: Store, clock: Clock, message_id: str | None = None) -> int:
+    """Make every queued recipient (or only those of `message_id`) not being delivered
+    right now (no lease in force) due now; returns how many rows changed."""
+    return await store.flush_queue(clock.now(), message_id)
 
 
 async def delete_queued(store: Store, message_id: str) -> int:

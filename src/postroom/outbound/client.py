@@ -20,6 +20,10 @@ Invariants:
   STARTTLS with a certificate that verifies against the CA store (SMTP_TLS_CAFILE, else
   the system's) and matches the server's name, and a server that offers REQUIRETLS after
   it; otherwise `TlsPolicyError` (a 5.7.10), never a plaintext retry.
+- A session opened with `ClientSettings.tls_requirement` (a destination's MTA-STS
+  `enforce` policy or DANE TLSA records, built by outbound/tlspolicy.py) is STARTTLS with
+  the requirement's context, then its `check` on the session; otherwise
+  `TlsRequirementError` (temporary, with the RFC 8460 result type), never plaintext.
 - Credentials are never sent over an unencrypted connection (Postfix's default
   `smtp_sasl_security_options = noplaintext`): without TLS the session fails temporarily.
 - `SessionError` means "this server could not take the mail now" — the caller moves on to
@@ -36,7 +40,7 @@ import base64
 import logging
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from postroom.outbound.model import TransactionOptions
@@ -103,6 +107,7 @@ class ClientSettings:
     data_timeout: float = DATA_TIMEOUT
     requires_tls: bool = False  # RFC 8689 REQUIRETLS: verified TLS or no session
     tls_cafile: str = ""  # SMTP_TLS_CAFILE: the CAs verified against ("" = system)
+    tls_requirement: TlsRequirement | None = None  # MTA-STS enforce or DANE
 
     @property
     def has_credentials(self) -> bool:
@@ -116,6 +121,40 @@ def opportunistic_tls_context() -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+# What a requirement's check says of a session: None, or (RFC 8460 result type, reason).
+TlsCheck = Callable[[ssl.SSLObject], "tuple[str, str] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsRequirement:
+    """TLS the destination's policy demands: STARTTLS with `context`, then `check`."""
+
+    label: str  # who demands it, for the error: "MTA-STS policy of example.org (enforce)"
+    context: ssl.SSLContext
+    check: TlsCheck | None = None
+
+
+class TlsRequirementError(SessionError):
+    """This server did not give the TLS its destination's policy demands: temporary."""
+
+    def __init__(self, message: str, result_type: str) -> None:
+        super().__init__(message)
+        self.result_type = result_type  # RFC 8460 §4.3 result-type, for TLS-RPT
+
+
+def _requirement_failure(requirement: TlsRequirement, server_name: str,
+                         error: BaseException | None) -> TlsRequirementError:
+    """A failed handshake as the requirement's error, named as TLS-RPT names it."""
+    code = getattr(error, "verify_code", None)
+    result, reason = {62: ("certificate-host-mismatch", "does not match"),
+                      10: ("certificate-expired", "has expired")}.get(
+        code or 0, ("certificate-not-trusted", "is not trusted"))
+    if code is None:
+        result, reason = "validation-failure", f"failed TLS: {error or type(error).__name__}"
+    return TlsRequirementError(f"{requirement.label}: certificate of {server_name} {reason}",
+                               result)
 
 
 class TlsPolicyError(SessionError):
@@ -212,6 +251,9 @@ class OutboundSession:
         except _TlsFailed as failure:
             if settings.requires_tls:  # RFC 8689 §4.2.1: never fall back to plaintext
                 raise TlsPolicyError(f"TLS with {server_name} failed: {failure}") from failure
+            if settings.tls_requirement is not None:
+                raise _requirement_failure(settings.tls_requirement, server_name,
+                                           failure.__cause__) from failure
             log.info("STARTTLS with %s [%s] failed (%s); retrying without TLS",
                      server_name, ip, failure)
             return await cls._open(ip, server_name, settings, try_tls=False)
@@ -225,6 +267,9 @@ class OutboundSession:
             await session._hello()
             if try_tls and session._extensions.has("STARTTLS"):
                 await session._start_tls()
+            elif settings.tls_requirement is not None:
+                raise TlsRequirementError(f"{settings.tls_requirement.label}: {server_name}"
+                                          " does not offer STARTTLS", "starttls-not-supported")
             if settings.requires_tls:
                 session._check_requiretls()
             if settings.has_credentials:
@@ -268,15 +313,22 @@ class OutboundSession:
             # RFC 3207 §6 / CVE-2011-0411 class: bytes sent before the handshake could be
             # taken as replies to what we say inside TLS.
             raise _TlsFailed("data after the STARTTLS reply")
+        requirement = self._settings.tls_requirement
         try:
             context = (verifying_tls_context(self._settings.tls_cafile)
-                       if self._settings.requires_tls else opportunistic_tls_context())
+                       if self._settings.requires_tls else requirement.context
+                       if requirement is not None else opportunistic_tls_context())
             await self._wire.writer.start_tls(
                 context, server_hostname=self.server_name or None,
                 ssl_handshake_timeout=self._settings.connect_timeout)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             raise _TlsFailed(str(exc) or type(exc).__name__) from exc
         self.is_tls = True
+        if requirement is not None and requirement.check is not None:
+            problem = requirement.check(self._wire.writer.get_extra_info("ssl_object"))
+            if problem is not None:
+                raise TlsRequirementError(f"{requirement.label}: certificate of"
+                                          f" {self.server_name} {problem[1]}", problem[0])
         # RFC 3207 §4.2: forget what was learnt before TLS and greet again.
         ehlo = await self._ehlo()
         if ehlo.code != 250:

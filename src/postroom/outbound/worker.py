@@ -2,12 +2,14 @@
 
 Owns the queue's life cycle after a message is accepted:
 - `enqueue` (the SMTP server's outbound hook) stores a message for remote recipients:
-  the spool's Return-Path is removed (RFC 5321 §4.4), a DKIM signature is prepended once
+  the spool's Return-Path is removed (RFC 5321 §4.4), mail forwarded for a stranger is
+  ARC-sealed (outbound/arcseal.py), a DKIM signature is prepended once
   (outbound/signing.py), the result is written as its own durable blob, and one row per
   recipient is committed — all before the server replies 250;
-- each pass (`run_once`) takes the due rows, groups them by destination (one connection
-  per destination carries several messages) and by message (one transaction carries
-  all of a message's recipients there), and settles every row: 2xx → finished;
+- each pass (`run_once`) takes the due rows, groups them by destination (up to
+  DESTINATION_CONCURRENCY connections per destination, one per LANE_TRANSACTIONS
+  messages waiting, each carrying several messages) and by message (one transaction
+  carries all of a message's recipients there), and settles every row: 2xx → finished;
   4xx or no reachable server → rescheduled with back-off (outbound/schedule.py); 5xx, null
   MX, a routing loop or an expired lifetime → bounced and finished;
 - bounces are RFC 3464 DSNs from MAILER-DAEMON with the null sender: delivered locally
@@ -21,7 +23,10 @@ Owns the queue's life cycle after a message is accepted:
   (`report_delivered`, called by smtp/receive.py). NOTIFY=NEVER gets none;
 - a REQUIRETLS message (RFC 8689) travels only over a session with a verified certificate
   to a server offering REQUIRETLS (its own connection, see client.py), else it bounces
-  5.7.10; its bounce returns headers only and is itself sent with REQUIRETLS.
+  5.7.10; its bounce returns headers only and is itself sent with REQUIRETLS;
+- each destination's TLS policy — DANE, MTA-STS, or none — is planned before dialling
+  (outbound/tlspolicy.py); a policy the servers fail defers the rows with 4.7.5 and the
+  policy's reason, and every TLS attempt is reported to `tls_outcomes` (TLS-RPT).
 
 Invariants: a row is finished only after the remote side accepted it or after its DSN
 is durable, so a crash re-sends at worst a message whose 250 was not yet recorded (RFC
@@ -52,7 +57,9 @@ from postroom.clock import Clock
 from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.dns.resolver import Resolver
 from postroom.mail.dsn import DsnAction
+from postroom.metrics import note_outbound
 from postroom.outbound import schedule
+from postroom.outbound.arcseal import ArcSealer, forwarding_domain
 from postroom.outbound.client import (
     ClientSettings,
     OutboundSession,
@@ -74,8 +81,10 @@ from postroom.outbound.model import (
     wants_dsn,
 )
 from postroom.outbound.reports import DsnSender, Notice, PassReport, domain_of, log_failure
-from postroom.outbound.routing import Route, RouteError, connect_first, resolve_route
+from postroom.outbound.routing import RouteError, connect_first, resolve_route
 from postroom.outbound.signing import DkimSigner
+from postroom.outbound.tlspolicy import DestinationPlan, TlsPolicies
+from postroom.outbound.tlsresults import DiscardOutcomes, TlsOutcomeSink
 from postroom.runtime import Runtime
 from postroom.store.api import QueueEntry
 
@@ -83,6 +92,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_CONNECTIONS = 10
+DESTINATION_CONCURRENCY = 10  # connections to one destination at once (issue 22)
+LANE_TRANSACTIONS = 4  # a further connection per this many transactions waiting
 # The worker also wakes on its own at least this often, so mail queued by another node and
 # `postroom queue flush` run without a pid file to signal take effect within the interval.
 POLL_SECONDS = 30.0
@@ -97,11 +108,14 @@ class QueueWorker:
                  rng: random.Random | None = None,
                  batch_size: int = BATCH_SIZE, max_connections: int = MAX_CONNECTIONS,
                  poll_seconds: float = POLL_SECONDS,
-                 lease_renewal_seconds: float | None = None) -> None:
+                 lease_renewal_seconds: float | None = None,
+                 tls_outcomes: TlsOutcomeSink | None = None) -> None:
         self.runtime = runtime
         self.resolver = resolver
         self.clock = clock
         self.signer = dkim_signer
+        self.sealer = ArcSealer(runtime.config, dkim_signer) \
+            if dkim_signer is not None and runtime.config.enable_arc else None
         self.rng = rng or random.Random()
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -111,6 +125,7 @@ class QueueWorker:
         self.lease_renewal_seconds = lease_renewal_seconds or self.lease.total_seconds() / 3
         self.policy = schedule.RetryPolicy.from_seconds(runtime.config.queue_lifetime)
         self._connections = asyncio.Semaphore(max_connections)
+        self.destination_concurrency = min(DESTINATION_CONCURRENCY, max_connections)
         self._pass_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._passes = 0
@@ -121,6 +136,9 @@ class QueueWorker:
         # (workers.py), tells the main process, whose queue worker sends it.
         self.on_queued: Callable[[], None] = self.kick
         self.reports = DsnSender(runtime, clock, self.policy, self.enqueue_message)
+        self.tls_outcomes = tls_outcomes or DiscardOutcomes()
+        self.tls_policies = TlsPolicies(runtime.config, runtime.store, resolver, clock,
+                                        self.tls_outcomes)
 
     # -- accepting mail (the SMTP server's outbound hook) -------------------------------
 
@@ -134,7 +152,8 @@ class QueueWorker:
                            notify=[",".join(r.notify) for r in recipients],
                            orcpt=[r.orcpt or "" for r in recipients], ret=params.ret or "",
                            body="BINARYMIME" if params.is_binarymime else "",
-                           is_requiretls=params.is_requiretls)
+                           is_requiretls=params.is_requiretls,
+                           seal_as=forwarding_domain(message))
 
     async def report_delivered(self, message: ReceivedMessage) -> None:
         """smtp/receive.py's hook after local delivery: success DSNs (outbound/reports.py)."""
@@ -142,8 +161,8 @@ class QueueWorker:
 
     async def enqueue(self, sender: str, recipients: Sequence[str], blob_id: str, *,
                       envid: str = "", notify: Sequence[str] = (), orcpt: Sequence[str] = (),
-                      ret: str = "", body: str = "", is_requiretls: bool = False
-                      ) -> list[QueueEntry]:
+                      ret: str = "", body: str = "", is_requiretls: bool = False,
+                      seal_as: str = "") -> list[QueueEntry]:
         """Queue the spooled message `blob_id` for remote `recipients`; durable on return.
 
         The queue sends its own copy — Return-Path removed, DKIM signature prepended — so
@@ -151,24 +170,27 @@ class QueueWorker:
         unless a local delivery (which the receiver does first) still uses it.
         `notify` and `orcpt` optionally give each recipient's RFC 3461 NOTIFY and ORCPT
         ("" = none); `ret`, `body` (RFC 3030 "BINARYMIME") and `is_requiretls` (RFC 8689)
-        are the message's.
+        are the message's; `seal_as`: the forwarding domain of mail to ARC-seal.
         """
         raw = strip_return_path(await self.runtime.blobs.read(blob_id))
         stored = await self.enqueue_message(sender, recipients, raw, envid=envid,
                                             notify=notify, orcpt=orcpt, ret=ret, body=body,
-                                            is_requiretls=is_requiretls)
+                                            is_requiretls=is_requiretls, seal_as=seal_as)
         await self.runtime.store.release_blob_if_unused(blob_id)
         return stored
 
     async def enqueue_message(self, sender: str, recipients: Sequence[str], raw: bytes, *,
                               envid: str = "", notify: Sequence[str] = (),
                               orcpt: Sequence[str] = (), ret: str = "", body: str = "",
-                              is_requiretls: bool = False, sign_as: str = ""
-                              ) -> list[QueueEntry]:  # fmt: skip
+                              is_requiretls: bool = False, sign_as: str = "",
+                              seal_as: str = "") -> list[QueueEntry]:  # fmt: skip
         """Queue a message given as bytes (no Return-Path); signs it when a key applies
-        (`sign_as`: the domain to sign for first, see DkimSigner.signature_for)."""
+        (`sign_as`: the domain to sign for first, see DkimSigner.signature_for) and,
+        with `seal_as` (forwarded mail: the forwarding domain), ARC-seals it first."""
         if not recipients:
             return []
+        if seal_as and self.sealer is not None:
+            raw = await self.sealer.seal(raw, seal_as) + raw
         if self.signer is not None:
             raw = await self.signer.signature_for(raw, sender, sign_as) + raw
         queued_blob = await self.runtime.blobs.put(raw)
@@ -300,13 +322,28 @@ class QueueWorker:
                 route = await resolve_route(
                     entries[0].domain, self.resolver, relay=self.runtime.config.relay,
                     port=self.runtime.config.outbound_smtp_port, rng=self.rng)
+                plan = await self.tls_policies.plan(route)
             except RouteError as error:
                 for entry in entries:
                     await self._settle(entry, error.attempt, report, notices)
                 return
-            await self._deliver_route(route, entries, report, notices)
+        # Issue 22: a busy destination gets up to DESTINATION_CONCURRENCY connections
+        # (Postfix: smtp_destination_concurrency_limit), each its share of the messages
+        # and each holding one of the worker's connection slots.
+        batches = group_transactions(entries)
+        lanes: list[list[QueueEntry]] = [[] for _ in range(min(
+            self.destination_concurrency, -(-len(batches) // LANE_TRANSACTIONS)))]
+        for index, batch in enumerate(batches):
+            lanes[index % len(lanes)].extend(batch)
+        await asyncio.gather(*(self._deliver_lane(plan, lane, report, notices)
+                               for lane in lanes))
 
-    async def _deliver_route(self, route: Route, entries: list[QueueEntry],
+    async def _deliver_lane(self, plan: DestinationPlan, entries: list[QueueEntry],
+                            report: PassReport, notices: list[Notice]) -> None:
+        async with self._connections:
+            await self._deliver_route(plan, entries, report, notices)
+
+    async def _deliver_route(self, plan: DestinationPlan, entries: list[QueueEntry],
                              report: PassReport, notices: list[Notice]) -> None:
         """Every batch over one connection per TLS policy: REQUIRETLS mail (RFC 8689)
         needs a verified one of its own. A policy whose connection failed settles its
@@ -324,7 +361,7 @@ class QueueWorker:
                         session is None or not session.is_connected):
                     try:
                         session = sessions[requires_tls] = await self._connect(
-                            route, requires_tls=requires_tls)
+                            plan, requires_tls=requires_tls)
                     except RouteError as error:
                         unreachable[requires_tls] = error.attempt
                 if requires_tls in unreachable:
@@ -337,23 +374,29 @@ class QueueWorker:
             for session in sessions.values():
                 await session.close()
 
-    async def _connect(self, route: Route, *, requires_tls: bool) -> OutboundSession:
-        """A session to the first server of `route` that takes us. REQUIRETLS: when every
-        server reached failed its TLS policy, the attempt fails 5.7.10 (RFC 8689 §5)."""
+    async def _connect(self, plan: DestinationPlan, *, requires_tls: bool
+                       ) -> OutboundSession:
+        """A session to the first server of the plan's route that takes us. REQUIRETLS:
+        when every server reached failed its TLS policy, the attempt fails 5.7.10 (RFC 8689
+        §5); a destination's DANE or MTA-STS policy failed: 4.7.5 with its reason."""
+        route = plan.route
         policy_failures: list[TlsPolicyError] = []
         try:
             return await connect_first(route, self.resolver,
-                                       self._opener(route, requires_tls, policy_failures))
+                                       self._opener(plan, requires_tls, policy_failures))
         except RouteError as error:
             if policy_failures and error.attempt.outcome is Outcome.FAILED:
                 raise RouteError(failed("5.7.10", f"REQUIRETLS: {policy_failures[-1]}",
                                         route.hosts[-1])) from error  # fmt: skip
+            if plan.failures and error.attempt.outcome is Outcome.DEFERRED:
+                raise RouteError(deferred("4.7.5", str(plan.failures[-1]),
+                                          route.hosts[-1])) from error  # fmt: skip
             raise
 
-    def _opener(self, route: Route, requires_tls: bool,
+    def _opener(self, plan: DestinationPlan, requires_tls: bool,
                 policy_failures: list[TlsPolicyError]
                 ) -> Callable[[str, str], Awaitable[OutboundSession]]:
-        config = self.runtime.config
+        config, route = self.runtime.config, plan.route
         relay = config.relay if route.is_relay else None
         settings = ClientSettings(
             helo_name=config.hostname, port=route.port,
@@ -363,7 +406,7 @@ class QueueWorker:
 
         async def open_session(ip: str, host: str) -> OutboundSession:
             try:
-                return await OutboundSession.open(ip, host, settings)
+                return await plan.open(ip, host, settings)
             except TlsPolicyError as error:
                 policy_failures.append(error)
                 raise
@@ -418,6 +461,7 @@ class QueueWorker:
         if attempt.outcome is Outcome.DELIVERED:
             await store.finish_queue_entry(entry.id)
             report.delivered.append(entry)
+            note_outbound("delivered")
             log.info("delivered %s to <%s> via %s: %s", entry.message_id, entry.recipient,
                      attempt.remote_mta, attempt.diagnostic)
             return
@@ -428,6 +472,7 @@ class QueueWorker:
             if when is not None:
                 await store.reschedule(entry.id, when, attempt.diagnostic)
                 report.deferred.append(entry)
+                note_outbound("deferred")
                 if self._is_delay_warning_due(entry, now):
                     notices.append(Notice(entry, attempt, DsnAction.DELAYED))
                 log.info("deferred %s to <%s> until %s: %s", entry.message_id,
@@ -438,6 +483,7 @@ class QueueWorker:
         # Permanent failure or lifetime over: bounced after the pass (DSN first, then the
         # row is finished, so a crash in between re-bounces rather than losing the DSN).
         notices.append(Notice(entry, attempt))
+        note_outbound("bounced")
 
     def _is_delay_warning_due(self, entry: QueueEntry, now: dt.datetime) -> bool:
         """RFC 3461 NOTIFY=DELAY: once, at the first deferral DELAY_WARNING_TIME (0 =

@@ -1,7 +1,8 @@
 """Who is on the other end of the connection the current task serves.
 
 Owns the `CLIENT_ADDRESS` context variable and the address key bans and limits use.
-app.py sets the variable once per connection task, before the protocol handler runs;
+app.py sets the variable (and `LISTENER`, the listener's name) once per connection task,
+before the protocol handler runs;
 anything below (AccountService.authenticate, off-loop threads started with
 `asyncio.to_thread`, which copies the context) reads it, so IMAP, POP3 and SMTP get
 brute-force protection without passing the address through their own code.
@@ -30,6 +31,10 @@ CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 # (address, port) of the client a PROXY header named for this connection task.
 PROXIED_PEER: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "postroom_proxied_peer", default=None)
+# The listener (ListenerSpec.name: "imaps", "submission", …, or "web") the task serves:
+# the login history (accounts/logins.py) says which protocol a login came by.
+LISTENER: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "postroom_listener", default="other")
 
 IPV6_PREFIX = 64
 
@@ -64,6 +69,10 @@ def peer_key(peername: object) -> str | None:
 
 def current_client() -> str | None:
     return CLIENT_ADDRESS.get()
+
+
+def current_listener() -> str:
+    return LISTENER.get()
 
 
 def client_peername(writer: asyncio.StreamWriter) -> Any:

@@ -35,7 +35,7 @@ from postroom.selftest.message import (
     build_signed_message,
     send_direct,
 )
-from postroom.selftest.records import ZoneInput, configured_srv_ports
+from postroom.selftest.records import ZoneInput, configured_srv_ports, transport_inputs
 from postroom.selftest.tls import TlsTarget, check_tls
 
 __all__ = [
@@ -175,7 +175,8 @@ def _zone_input(config: Config, domain: str, addresses: list[str], sender: str) 
     v6 = next((ip for ip in addresses if ipaddress.ip_address(ip).version == 6), None)
     return ZoneInput(domain=domain, hostname=config.hostname, ipv4=v4, ipv6=v6,
                      dkim_dir=config.data_dir / "dkim", postmaster=f"postmaster@{domain}",
-                     srv_ports=configured_srv_ports(config))
+                     srv_ports=configured_srv_ports(config),
+                     **transport_inputs(config))
 
 
 async def _bounded(name: str, work: Awaitable[tuple[CheckResult, T]], default: T

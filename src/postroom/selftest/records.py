@@ -7,9 +7,12 @@ zone parser; `check_domain()` asks DNS (through the Resolver, so DNS_NAMESERVERS
 and returns one `Finding` per record with what was found and the fix. SPF is *evaluated*
 for the server's IP with the real SPF engine, not string-matched; the DKIM key in DNS is
 compared with the private key on disk. Every record `render_zone()` prints is checked: SRV
-against the ports this server is configured with, MTA-STS and TLS-RPT by their syntax.
-The MTA-STS policy file is served by a web server, not by postroom, and is not fetched:
-its finding says "not checked" rather than pretending.
+against the ports this server is configured with, TLS-RPT by its syntax, the `_mta-sts`
+id against the policy postroom serves (tls/stspolicy.py: one id function for both), the
+policy itself fetched over HTTPS when MTA_STS_PORT runs our listener (with MTA_STS_PORT=0
+another web server serves it and the finding says "not checked" rather than pretending),
+and our TLSA record (RFC 7671 DANE-EE 3 1 1: SHA-256 of the served certificate's
+SubjectPublicKeyInfo) against the certificate `serve` uses.
 
 It lives here, not in dns/, because it judges records with the mail-auth engines (SPF,
 DKIM keys, DMARC): dns/ sits below mailauth/ and only answers queries.
@@ -17,20 +20,25 @@ DKIM keys, DMARC): dns/ sits below mailauth/ and only answers queries.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
+import hashlib
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from postroom.config import Config
-from postroom.dns.resolver import DnsError, Resolver
+from postroom.dns.resolver import DnsError, RecordType, Resolver, TlsaRecord
 from postroom.mailauth import dmarc
 from postroom.mailauth.keys import list_keys, public_key_matches, public_txt_value
 from postroom.mailauth.spf import SpfVerdict, check_spf
+from postroom.selftest.policyfetch import PolicyFetchError, fetch_policy
+from postroom.tls.stspolicy import StsPolicy, policy_for, policy_host, txt_value
 
 T = TypeVar("T")
 RecordWriter = Callable[[str, str, str, str], None]
@@ -51,9 +59,6 @@ SRV_SERVICES = (
     SrvService("_imaps._tcp", 993, "IMAPS_PORT", "IMAP over implicit TLS"),
     SrvService("_pop3s._tcp", 995, "POP3S_PORT", "POP3 over implicit TLS"),
 )
-# RFC 8461 §3.2: how long senders cache the policy we recommend (a day: mistakes in a
-# first policy heal quickly; raise it once the policy is settled).
-MTA_STS_MAX_AGE = 86400
 _STS_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 §3.1 sts-id
 
 
@@ -80,6 +85,42 @@ class ZoneInput:
     dkim_dir: Path
     postmaster: str
     srv_ports: Mapping[str, int] = field(default_factory=standard_srv_ports)
+    sts_policy: StsPolicy | None = None  # what we serve; None: the default settings'
+    policy_port: int = 0  # MTA_STS_PORT: our listener serves the policy there; 0: not us
+    tlsa: TlsaRecord | None = None  # 3 1 1 of the served certificate; None: none yet
+    web_port: int = 0  # WEB_PORT: autoconfig and autodiscover served by us; 0: not
+
+    @property
+    def policy(self) -> StsPolicy:
+        return self.sts_policy or StsPolicy("testing", (self.hostname,), 604800)
+
+
+class TransportInputs(TypedDict):
+    sts_policy: StsPolicy
+    policy_port: int
+    tlsa: TlsaRecord | None
+    web_port: int
+
+
+def transport_inputs(config: Config) -> TransportInputs:
+    """The ZoneInput fields that come from the server's settings and files."""
+    return {"sts_policy": policy_for(config), "policy_port": config.mta_sts_port,
+            "tlsa": served_tlsa(config.cert_path), "web_port": config.web_port}
+
+
+def tlsa_of(certificate_pem: bytes) -> TlsaRecord:
+    """DANE-EE SPKI SHA-256 (3 1 1, RFC 7671 §5.1) of the first certificate in a chain."""
+    public = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    spki = public.public_bytes(serialization.Encoding.DER,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return TlsaRecord(3, 1, 1, hashlib.sha256(spki).digest())
+
+
+def served_tlsa(cert_path: Path) -> TlsaRecord | None:
+    try:
+        return tlsa_of(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def _txt(value: str) -> str:
@@ -108,13 +149,7 @@ def tlsrpt_value(postmaster: str) -> str:
     return f"v=TLSRPTv1; rua=mailto:{postmaster}"
 
 
-def mta_sts_policy(spec: ZoneInput) -> list[str]:
-    """The lines of https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.2)."""
-    return ["version: STSv1", "mode: testing", f"mx: {spec.hostname}",
-            f"max_age: {MTA_STS_MAX_AGE}"]
-
-
-def render_zone(spec: ZoneInput, today: dt.date | None = None) -> str:
+def render_zone(spec: ZoneInput) -> str:
     domain, host = spec.domain + ".", spec.hostname + "."
     lines = [f"; DNS records for mail at {spec.domain}, served by {spec.hostname}",
              f"; paste into the zone of {spec.domain}; names are absolute", ""]
@@ -136,19 +171,49 @@ def render_zone(spec: ZoneInput, today: dt.date | None = None) -> str:
     record("DMARC: what receivers do with mail that fails SPF and DKIM alignment",
            f"_dmarc.{domain}", "TXT", _txt(dmarc_value(spec.postmaster)))
     _render_srv(spec, record, lines)
-    stamp = (today or dt.datetime.now(dt.UTC).date()).strftime("%Y%m%d")
-    policy_host = f"mta-sts.{spec.domain}"
-    lines += ["; MTA-STS (RFC 8461): the record below announces a policy file that a web "
-              "server with a", f"; certificate for {policy_host} must serve at",
-              f"; https://{policy_host}/.well-known/mta-sts.txt (postroom does not serve it).",
-              "; Its content, in testing mode to start with:",
-              *[f";   {line}" for line in mta_sts_policy(spec)]]
-    record("MTA-STS: change the id whenever the policy file changes", f"_mta-sts.{domain}",
-           "TXT", _txt(f"v=STSv1; id={stamp}01"))
+    _render_autoconfig(spec, record, lines)
+    _render_mta_sts(spec, record, lines)
+    _render_tlsa(spec, record, lines)
     record("TLS-RPT (RFC 8460): where senders report TLS delivery problems",
            f"_smtp._tls.{domain}", "TXT", _txt(tlsrpt_value(spec.postmaster)))
     lines += _ptr_advice(spec)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _served_by(spec: ZoneInput) -> str:
+    if not spec.policy_port:
+        return ("postroom does not serve it (MTA_STS_PORT=0): a web server with a "
+                "certificate for that name must")
+    if spec.policy_port == 443:
+        return "postroom serves it (MTA_STS_PORT=443)"
+    return f"postroom serves it on MTA_STS_PORT={spec.policy_port}: forward port 443 to it"
+
+
+def _render_mta_sts(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
+    """RFC 8461: the policy host's address (when we serve it), the policy, its TXT."""
+    host = policy_host(spec.domain)
+    lines += ["; MTA-STS (RFC 8461): the TXT record below announces the policy at",
+              f"; https://{host}/.well-known/mta-sts.txt; {_served_by(spec)}.",
+              "; It says (MTA_STS_MODE, MTA_STS_MAX_AGE; start with testing, then enforce):",
+              *[f";   {line}" for line in spec.policy.lines], ""]
+    if spec.policy_port:
+        for rtype, address in (("A", spec.ipv4), ("AAAA", spec.ipv6)):
+            if address:
+                record(f"{rtype}: the MTA-STS policy host is this server", f"{host}.",
+                       rtype, address)
+    record("MTA-STS: the id is derived from the policy; a new policy prints a new id",
+           f"_mta-sts.{spec.domain}.", "TXT", _txt(txt_value(spec.policy)))
+
+
+def _render_tlsa(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
+    """RFC 7671/7672: DANE-EE for our MX, pinned to the key (renewals keep it)."""
+    if spec.tlsa is None:
+        lines += ["; TLSA (DANE, RFC 7672): no certificate yet; rerun once `postroom serve` "
+                  "has one", ""]
+        return
+    record(f"TLSA (DANE, RFC 7672): senders check port 25's certificate key; put it in the "
+           f"zone of {spec.hostname}, signed with DNSSEC", f"_25._tcp.{spec.hostname}.",
+           "TLSA", str(spec.tlsa))
 
 
 def _render_srv(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
@@ -166,6 +231,24 @@ def _render_srv(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None
                  f" ({service.config_key}={port}, not the standard {service.standard_port})")
         record(f"SRV (RFC 6186): {service.what}, for mail client autoconfiguration{moved}",
                f"{service.label}.{spec.domain}.", "SRV", f"0 1 {port} {host}")
+
+
+def _render_autoconfig(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
+    """Issue 21: Thunderbird asks https://autoconfig.DOMAIN/mail/config-v1.1.xml (port
+    443), Outlook finds autodiscover through _autodiscover._tcp (host and port); the web
+    console (WEB_PORT) answers both (web/autoconfig.py)."""
+    if not spec.web_port:
+        return
+    host = spec.hostname + "."
+    forward = "" if spec.web_port == 443 else f"; forward port 443 to WEB_PORT={spec.web_port}"
+    lines += ["; Client autoconfiguration: the web console answers Thunderbird at",
+              f"; https://autoconfig.{spec.domain}/mail/config-v1.1.xml{forward}; its",
+              "; certificate must name it (SSL_TYPE=acme: ACME_DOMAIN_PREFIXES has autoconfig).",
+              ""]
+    record("CNAME: Thunderbird's autoconfig host is this server", f"autoconfig.{spec.domain}.",
+           "CNAME", host)
+    record("SRV: Outlook's autodiscover (POX) is answered by the web console",
+           f"_autodiscover._tcp.{spec.domain}.", "SRV", f"0 1 {spec.web_port} {host}")
 
 
 def _render_dkim(spec: ZoneInput, record: RecordWriter, lines: list[str]) -> None:
@@ -399,7 +482,7 @@ async def _the_one_record(resolver: Resolver, label: str, name: str, version: st
 
 async def check_mta_sts(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     name = f"_mta-sts.{spec.domain}"
-    fix = f'add: {name}. IN TXT "v=STSv1; id=<date>01" and serve the policy file'
+    fix = f'publish: {name}. IN TXT "{txt_value(spec.policy)}"'
     record = await _the_one_record(resolver, "MTA-STS", name, "v=STSv1", fix)
     if isinstance(record, Finding):
         return [record]
@@ -407,26 +490,71 @@ async def check_mta_sts(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     if not _STS_ID.fullmatch(sts_id):
         return [Finding("MTA-STS", Status.WRONG, record,
                         f"id must be 1-32 letters or digits: {fix}", is_required=False)]
+    if sts_id != spec.policy.id:
+        return [Finding("MTA-STS", Status.WRONG, record, "the id is not the one of the "
+                        f"policy served (senders would keep an old policy): {fix}",
+                        is_required=False), await _mta_sts_policy_finding(resolver, spec)]
     return [Finding("MTA-STS", Status.OK, record, "", is_required=False),
             await _mta_sts_policy_finding(resolver, spec)]
 
 
 async def _mta_sts_policy_finding(resolver: Resolver, spec: ZoneInput) -> Finding:
-    """The policy file is HTTPS, not DNS: say whether its host resolves, and plainly that
-    the file itself was not fetched (postroom does not serve it)."""
-    host = f"mta-sts.{spec.domain}"
+    """The policy is HTTPS, not DNS: its host must resolve; when our listener serves it
+    (MTA_STS_PORT), it is fetched as a sender would (certificate verified) and compared."""
+    host = policy_host(spec.domain)
     v4, error = await _lookup(resolver.a(host))
     v6, _ = await _lookup(resolver.aaaa(host))
-    addresses = ", ".join(str(a) for a in v4 + v6)
-    policy = " / ".join(mta_sts_policy(spec))
+    addresses = [str(a) for a in v4 + v6]
+    policy = " / ".join(spec.policy.lines)
     where = f"https://{host}/.well-known/mta-sts.txt"
     if not addresses:
         return Finding("MTA-STS policy", Status.MISSING, error or f"no address for {host}",
-                       f"serve {where} ({policy}) from a web server, and point {host} at "
-                       "it; until then senders ignore the record", is_required=False)
-    return Finding("MTA-STS policy", Status.NOT_CHECKED, f"{host} is {addresses}; "
-                   f"{where} was not fetched", f"make sure it serves: {policy} "
-                   "(postroom does not serve it)", is_required=False)
+                       f"point {host} at the server serving {where} ({policy}); until "
+                       "then senders ignore the record", is_required=False)
+    if not spec.policy_port:
+        return Finding("MTA-STS policy", Status.NOT_CHECKED, f"{host} is "
+                       f"{', '.join(addresses)}; {where} was not fetched (MTA_STS_PORT=0)",
+                       f"make sure it serves: {policy} (postroom does not serve it)",
+                       is_required=False)
+    try:
+        text = await fetch_policy(addresses[0], spec.policy_port, host)
+    except PolicyFetchError as problem:
+        return Finding("MTA-STS policy", Status.WRONG, f"{where} (port {spec.policy_port} "
+                       f"of {addresses[0]}): {problem}", f"serve it ({policy}): is "
+                       "`postroom serve` running, with a certificate for " + host + "?",
+                       is_required=False)
+    if text != spec.policy.text:
+        return Finding("MTA-STS policy", Status.WRONG, " / ".join(text.splitlines()[:6]),
+                       f"{host} serves another policy than postroom's ({policy}): does "
+                       f"{host} point at this server?", is_required=False)
+    return Finding("MTA-STS policy", Status.OK, f"{where}: {policy}", "", is_required=False)
+
+
+async def check_tlsa(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
+    """Our DANE-EE record against the certificate served (none printed, none checked)."""
+    if spec.tlsa is None:
+        return []
+    name = f"_25._tcp.{spec.hostname}"
+    fix = f"publish: {name}. IN TLSA {spec.tlsa}"
+    try:
+        answer = await resolver.answer(name, RecordType.TLSA)
+    except DnsError as error:
+        return [Finding("TLSA", Status.MISSING, f"{type(error).__name__}: {error}", fix,
+                        is_required=False)]
+    records = [r for r in answer.records if isinstance(r, TlsaRecord)]
+    found = ", ".join(str(r) for r in records)
+    if not records:
+        return [Finding("TLSA", Status.MISSING, f"no TLSA record at {name}", fix,
+                        is_required=False)]
+    if spec.tlsa not in records:
+        return [Finding("TLSA", Status.WRONG, found, "no record matches the certificate "
+                        f"served (DANE senders would refuse to deliver): {fix}",
+                        is_required=False)]
+    if not answer.is_secure:
+        return [Finding("TLSA", Status.WARNING, found, "the answer is not DNSSEC-validated "
+                        "(no AD bit): sign the zone, or senders ignore the record",
+                        is_required=False)]
+    return [Finding("TLSA", Status.OK, found, "", is_required=False)]
 
 
 async def check_tls_rpt(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
@@ -447,6 +575,7 @@ async def check_tls_rpt(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
 async def check_domain(resolver: Resolver, spec: ZoneInput) -> list[Finding]:
     findings: list[Finding] = []
     for check in (check_mx, check_host_address, check_spf_record, check_dkim,
-                  check_dmarc_record, check_ptr, check_srv, check_mta_sts, check_tls_rpt):
+                  check_dmarc_record, check_ptr, check_srv, check_mta_sts, check_tlsa,
+                  check_tls_rpt):
         findings += await check(resolver, spec)
     return findings

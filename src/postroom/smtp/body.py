@@ -22,7 +22,8 @@ ends is unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from postroom.delivery.transit import Envelope
@@ -49,6 +50,7 @@ class Transaction(Envelope):
     spool: Spool | None = None
     chunked: int | None = None  # octets received by BDAT so far; None: no BDAT yet
     body_deadline: float = 0.0  # loop time by which the last chunk must have arrived
+    started: float = field(default_factory=time.monotonic)  # MAIL FROM, for metrics.py
 
     @property
     def is_chunking(self) -> bool:

@@ -105,8 +105,9 @@ class OutboundQueue(Protocol):
                              blob_id: str, size: int) -> None: ...
 
     async def enqueue_message(self, sender: str, recipients: Sequence[str], raw: bytes, *,
-                              sign_as: str = "") -> object:
-        """A message made here (a Sieve redirect or vacation reply): signed and queued."""
+                              sign_as: str = "", seal_as: str = "") -> object:
+        """A message made here (a Sieve redirect or vacation reply): signed and queued;
+        `seal_as`: a redirect's forwarding domain, to ARC-seal it."""
 
     async def report_delivered(self, message: ReceivedMessage) -> None:
         """RFC 3461 NOTIFY=SUCCESS: the success DSNs for the local deliveries just made
@@ -423,6 +424,9 @@ class Receiver:
                 whole = await self._runtime.blobs.read(blob_id)
                 meta = await asyncio.to_thread(message_meta, whole)
             await self._deliver_local(message, targets, blob_id, size, meta, unwritten, sieved)
+            if targets and self._runtime.report_intake is not None:  # issue 20: reports
+                self._runtime.report_intake.offer(
+                    [r.address for r in message.recipients if r.local], blob_id, size)
             if with_remote:
                 await self._hand_on_remote(message, blob_id, size)
         except BaseException:
@@ -540,10 +544,11 @@ class Receiver:
         return b"".join(kept)
 
     async def _enqueue(self, sender: str, recipients: Sequence[str], raw: bytes, *,
-                       sign_as: str = "") -> object:
+                       sign_as: str = "", seal_as: str = "") -> object:
         """A message Sieve sends (a redirect, a vacation reply) into the outbound queue."""
         assert self._outbound is not None
-        return await self._outbound.enqueue_message(sender, recipients, raw, sign_as=sign_as)
+        return await self._outbound.enqueue_message(sender, recipients, raw, sign_as=sign_as,
+                                                    seal_as=seal_as)
 
     async def _deliver_notice(self, account_id: int, raw: bytes) -> None:
         """A message from us into the account's INBOX (a Sieve script's failure)."""

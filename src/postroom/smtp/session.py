@@ -26,6 +26,7 @@ import asyncio
 import datetime as dt
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from postroom.delivery.recipients import (
 )
 from postroom.delivery.transit import AcceptedRecipient, ClientInfo, ReceivedMessage
 from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.metrics import note_smtp_rejection, note_smtp_transaction
 from postroom.runtime import Runtime
 from postroom.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postroom.security.peer import client_peername
@@ -319,6 +321,7 @@ class SmtpSession:
     def refuse(self, reply: Reply) -> None:
         """A 5xx/4xx for a client mistake; too many of them end the session."""
         self.send(reply)
+        note_smtp_rejection(reply.code, reply.status)
         self.errors += 1
         if self.errors >= MAX_ERRORS:
             self.send(replies.reply(421, "4.7.0", "Too many errors, closing connection"))
@@ -551,6 +554,8 @@ class SmtpSession:
                      ",".join(f"<{r.address}>" for r in transaction.recipients), size,
                      reply.code, reply.text,
                      f" {transaction.filter_decision}" if transaction.filter_decision else "")
+            note_smtp_transaction(self.server.mode.value, reply.code, reply.status,
+                                  time.monotonic() - transaction.started)
         self.reset_transaction()
         self.send(reply)
 

@@ -26,6 +26,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from postroom.store.accountstate_api import AccountStateStore
+from postroom.store.credentials_api import CredentialStore
+from postroom.store.dmarcreports_api import DmarcReportStore
+from postroom.store.fulltext_api import FulltextStore
 from postroom.store.greylist_api import (  # noqa: F401  (rows re-exported)
     GreylistClient,
     GreylistEntry,
@@ -34,9 +38,12 @@ from postroom.store.greylist_api import (  # noqa: F401  (rows re-exported)
 )
 from postroom.store.junk_api import JunkStore
 from postroom.store.metadata_api import MetadataStore
+from postroom.store.mtasts_api import MtaStsStore
 from postroom.store.quota_api import QuotaStore
 from postroom.store.sieve_api import SieveStore
 from postroom.store.tls_api import TlsStore
+from postroom.store.tlsreports_api import TlsReportStore
+from postroom.store.web_api import WebStore
 
 
 class SpecialUse(enum.StrEnum):
@@ -430,6 +437,11 @@ class QueueStore(Protocol):
         ...
 
     async def list_queue(self) -> list[QueueEntry]: ...
+    async def queue_summary(self) -> tuple[int, dt.datetime | None]:
+        """How many entries the queue holds and when the oldest was queued (None when
+        empty): one aggregate query, for /metrics (metrics.py)."""
+        ...
+
     async def next_queue_attempt(self) -> dt.datetime | None:
         """The earliest `next_attempt` in the queue (a leased entry's is its lease's end),
         None when the queue is empty: when a worker next has something to claim."""
@@ -442,10 +454,10 @@ class QueueStore(Protocol):
     async def mark_delay_notified(self, entry_ids: Sequence[int]) -> None:
         """Record that the sender was told these entries are delayed (sent once)."""
         ...
-    async def flush_queue(self, now: dt.datetime) -> int:
-        """Make every entry not under a lease in force at `now` due at `now`; returns how
-        many changed. Leased entries are being delivered: making them claimable again
-        would send them twice."""
+    async def flush_queue(self, now: dt.datetime, message_id: str | None = None) -> int:
+        """Make every entry (or only `message_id`'s) not under a lease in force at `now`
+        due at `now`; returns how many changed. Leased entries are being delivered: making
+        them claimable again would send them twice."""
         ...
 
     async def delete_queue_message(self, message_id: str) -> int: ...
@@ -504,7 +516,10 @@ class GuardStore(Protocol):
 
 
 class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
-            QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, Protocol):
+            QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, MtaStsStore,
+            TlsReportStore, DmarcReportStore, FulltextStore, AccountStateStore, WebStore,
+            CredentialStore,
+            Protocol):
     """Persistent state: every role, on one backend. All methods are coroutines and safe
     to call concurrently."""
 

@@ -55,9 +55,13 @@ from postroom.store.migrate import SCHEMA_VERSION_DDL, Migration, check_install,
 from postroom.store.pgblobs import PgBlobStore
 from postroom.store.pgfeed import CHANNEL, NotifyListener, render_payload
 from postroom.store.sql import rows as shared  # the statements and mappers both use
+from postroom.store.sql.accountstate import AccountStateSql
 from postroom.store.sql.base import Params, Tx
+from postroom.store.sql.credentials import CredentialSql
 from postroom.store.sql.dialect import aware, postgres_dialect
 from postroom.store.sql.directory import DirectorySql
+from postroom.store.sql.dmarcreports import DmarcReportSql
+from postroom.store.sql.fulltext import FulltextSql
 from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
 from postroom.store.sql.junk import JunkSql
@@ -69,11 +73,14 @@ from postroom.store.sql.mailboxes import (
 )
 from postroom.store.sql.messages import MessageSql
 from postroom.store.sql.metadata import MetadataSql
+from postroom.store.sql.mtasts import MtaStsSql
 from postroom.store.sql.queue import QueueSql
 from postroom.store.sql.quota import QuotaSql
 from postroom.store.sql.rows import Row
 from postroom.store.sql.sieve import SieveSql
 from postroom.store.sql.tls import TlsSql
+from postroom.store.sql.tlsreports import TlsReportSql
+from postroom.store.sql.web import WebSql
 
 DIALECT = postgres_dialect(psycopg.errors.UniqueViolation)
 _MIGRATION_LOCK = 0x706F7374726F6F6D  # "postroom": pg_advisory_xact_lock key
@@ -202,7 +209,9 @@ class _PostgresInstall:
 
 
 class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
-                    MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql):
+                    MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql, MtaStsSql,
+                    TlsReportSql, DmarcReportSql, FulltextSql, AccountStateSql,
+                    WebSql, CredentialSql):
     """`Store` on a PostgreSQL database shared by any number of nodes (module docstring).
     The SQL it shares with SQLite is in store/sql/.
 

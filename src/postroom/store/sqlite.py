@@ -19,7 +19,8 @@ Invariants beyond those in `store/api.py`:
   (issue 8: five such hops per received message). That connection never waits: with
   busy_timeout 0, a read that finds the WAL index locked (recovery, a checkpoint
   restarting the log) goes to the reader thread instead.
-- synchronous=FULL: a commit is on disk before the method returns (rule 10).
+- synchronous=FULL: a commit is on disk before the method returns (rule 10); flag-only
+  changes (store_flags) are committed in the WAL with synchronous=NORMAL (decision 0052).
 - The hot writes (append_message, store_flags, expunge) go through the group commit in
   store/sqlitebatch.py: waiting jobs of all sessions share one transaction, one thread
   hop and one WAL fsync, under the same write lock.
@@ -76,15 +77,20 @@ from postroom.store.migrate import (
     migrate,
     refuse_missing_database,
 )
+from postroom.store.sql.accountstate import AccountStateSql
 from postroom.store.sql.base import Params, Tx
+from postroom.store.sql.credentials import CredentialSql
 from postroom.store.sql.dialect import SQLITE, utc_text
 from postroom.store.sql.directory import DirectorySql
+from postroom.store.sql.dmarcreports import DmarcReportSql
+from postroom.store.sql.fulltext import FulltextSql
 from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
 from postroom.store.sql.junk import JunkSql
 from postroom.store.sql.mailboxes import MailboxSql, Rename
 from postroom.store.sql.messages import MessageSql
 from postroom.store.sql.metadata import MetadataSql
+from postroom.store.sql.mtasts import MtaStsSql
 from postroom.store.sql.queue import SELECT_DUE, QueueSql
 from postroom.store.sql.quota import QuotaSql
 from postroom.store.sql.rows import (
@@ -96,6 +102,8 @@ from postroom.store.sql.rows import (
 )
 from postroom.store.sql.sieve import SieveSql
 from postroom.store.sql.tls import TlsSql
+from postroom.store.sql.tlsreports import TlsReportSql
+from postroom.store.sql.web import WebSql
 from postroom.store.sqlitebatch import BatchWriter
 from postroom.store.sqliteblobs import (
     BLOB_IN_USE_SQL,
@@ -107,6 +115,7 @@ from postroom.store.sqlitejobs import (
     append_job,
     append_many_job,
     expunge_job,
+    finish_queue_job,
     insert_inline_job,
     store_flags_job,
     write_blobs_now,
@@ -262,7 +271,9 @@ _QUICK_CHECK_ERRORS = 3  # what the refusal quotes of quick_check's findings
 
 
 class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
-                  MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql):
+                  MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql, MtaStsSql,
+                  TlsReportSql, DmarcReportSql, FulltextSql, AccountStateSql, WebSql,
+                  CredentialSql):
     """`Store` on one SQLite file; see the module docstring for the concurrency model.
     The SQL it shares with PostgreSQL is in store/sql/.
 
@@ -337,10 +348,10 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         if isinstance(error, StorageCorrupt) and self.damage is None:
             self.damage = error
 
-    async def _batched(self, job: Any, *, prepare: Any = None) -> Any:
+    async def _batched(self, job: Any, *, prepare: Any = None, durable: bool = True) -> Any:
         """A group-commit job (store/sqlitebatch.py), its failures noted."""
         try:
-            return await self._batch.run(job, prepare=prepare)
+            return await self._batch.run(job, prepare=prepare, durable=durable)
         except Exception as error:
             self._noted(storage_failure(error) or error)
             raise
@@ -417,7 +428,10 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             except BaseException as error:
                 self._noted(error)
                 if db.in_transaction:
-                    await _fetch(db, "ROLLBACK")
+                    # Cancelled while awaiting the COMMIT, which still finishes in the
+                    # thread: the ROLLBACK may find nothing to undo. The first error wins.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await _fetch(db, "ROLLBACK")
                 raise
             try:
                 # Still under the lock: no writer can add a reference between check and unlink.
@@ -497,8 +511,9 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
     async def store_flags(self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str],
                           mode: FlagMode, *, unchanged_since: int | None = None,
                           ) -> list[MessageRow]:  # fmt: skip
+        # Flag-only: committed in the WAL without waiting for an fsync (decision 0052).
         return await self._batched(partial(store_flags_job, mailbox_id, uids, flags, mode,
-                                             unchanged_since))  # fmt: skip
+                                             unchanged_since), durable=False)  # fmt: skip
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged:
         return await self._batched(partial(expunge_job, mailbox_id, uids))  # type: ignore[no-any-return]
@@ -510,6 +525,10 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
                                               for old, new in pairs])  # fmt: skip
 
     # -- outbound queue -------------------------------------------------------------------
+
+    async def finish_queue_entry(self, entry_id: int) -> None:
+        # Group commit: the worker's parallel lanes to a destination share one fsync.
+        await self._batched(partial(finish_queue_job, entry_id))
 
     async def claim_due_queue_entries(
         self, now: dt.datetime, limit: int, lease: dt.timedelta

@@ -121,3 +121,11 @@ def expunge_job(mailbox_id: int, uids: Sequence[int], work: BatchWork) -> Expung
     work.blobs.update(row[1] for row in rows)  # unlinked after COMMIT when unreferenced
     work.changed(account_id, mailbox_id, "expunge", modseq)
     return Expunged(found, modseq)
+
+
+def finish_queue_job(entry_id: int, work: BatchWork) -> None:
+    """A delivered queue row removed (issue 22: in a group commit, so parallel delivery
+    lanes share its fsync); its blob is released after the COMMIT when unused."""
+    rows = work.db.execute("DELETE FROM queue WHERE id = ? RETURNING blob_id",
+                           (entry_id,)).fetchall()  # fmt: skip
+    work.blobs.update(row[0] for row in rows)

@@ -120,12 +120,17 @@ async def _copy_account(run: _Transfer, address: str) -> None:
     for name in await run.source.list_subscriptions(account.id):
         await run.target.set_subscribed(new_id, name, True)
     await _copy_account_settings(run, account.id, new_id, account.address)
+    await _copy_credentials(run, account.id, new_id)
 
 
 async def _copy_account_settings(run: _Transfer, old_id: int, new_id: int,
                                  address: str) -> None:  # fmt: skip
-    """Its quota (issue 17), server METADATA, and Sieve scripts with the active one
-    (issue 19)."""
+    """Its quota (issue 17), server METADATA, Sieve scripts with the active one
+    (issue 19), and the web console's admin role and the disabled flag (issue 21)."""
+    if await run.source.is_admin(address):
+        await run.target.set_admin(address, True)
+    if await run.source.is_account_disabled(old_id):
+        await run.target.set_account_disabled(new_id, True)
     setting = (await run.source.account_quota(old_id)).setting
     if setting.storage is not None or setting.messages is not None:
         await run.target.set_quota(address, setting.storage, setting.messages)
@@ -139,6 +144,26 @@ async def _copy_account_settings(run: _Transfer, old_id: int, new_id: int,
             await run.target.put_sieve_script(new_id, info.name, text, now)
             if info.is_active:
                 await run.target.activate_sieve_script(new_id, info.name)
+
+
+async def _copy_credentials(run: _Transfer, old_id: int, new_id: int) -> None:
+    """App passwords (hashes and tags as they are: devices keep working), the TOTP
+    secret with its last used step and the unused recovery codes, and the login history
+    (issue 21)."""
+    for app in await run.source.list_app_passwords(old_id):
+        await run.target.add_app_password(new_id, app.name, app.tag, app.password_hash,
+                                          app.created)
+    state = await run.source.totp_state(old_id)
+    if state is not None:
+        await run.target.put_totp_secret(new_id, state.secret, dt.datetime.now(dt.UTC))
+        if state.is_confirmed:
+            await run.target.confirm_totp(new_id, state.last_step)
+            await run.target.put_recovery_codes(
+                new_id, [code for _, code in await run.source.unused_recovery_codes(old_id)])
+    history = await run.source.recent_logins(old_id, 1000)
+    if history:
+        await run.target.record_logins([replace(login, account_id=new_id)
+                                        for login in reversed(history)], len(history))
 
 
 async def _copy_mailbox(run: _Transfer, account_id: int, mailbox: Mailbox) -> None:

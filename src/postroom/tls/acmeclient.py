@@ -1,8 +1,8 @@
 """One ACME order, start to finish (RFC 8555 §7), with certbot's `acme` library.
 
 Owns the account key (DATA_DIR/acme/account.key, EC P-256, 0600, made once), the account
-registration, and an order for a list of names: a fresh certificate key and CSR, one
-challenge per pending authorization published on the `ChallengeBoard`, polling,
+registration, and an order for a list of names: a CSR for the kept key (a renewal) or a
+fresh one, one challenge per pending authorization published on the `ChallengeBoard`, polling,
 finalization, the chain. JWS, nonces and polling are the library's; this module only
 chooses. It blocks (the library uses `requests`): callers run it in a thread.
 
@@ -27,7 +27,7 @@ import josepy as jose
 from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from postroom.tls.certfiles import write_atomically
@@ -95,9 +95,12 @@ def load_account_key(path: Path) -> jose.JWK:
     return jose.JWKEC(key=private)
 
 
-def make_csr(names: Sequence[str]) -> tuple[bytes, bytes]:
-    """(CSR PEM, key PEM) for `names` with a fresh EC P-256 key; names[0] is the CN."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_csr(names: Sequence[str], key_pem: bytes | None = None) -> tuple[bytes, bytes]:
+    """(CSR PEM, key PEM) for `names`; names[0] is the CN. The key is `key_pem` (a
+    renewal keeps its key: TLSA 3 1 1 records stay true) or a fresh EC P-256 key."""
+    key = _reused_key(key_pem) if key_pem else None
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
@@ -111,6 +114,16 @@ def make_csr(names: Sequence[str]) -> tuple[bytes, bytes]:
     return csr.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def _reused_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None:
+    """The kept key, if it is one a CA signs for (else a fresh one is made)."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as error:
+        log.warning("acme: the certificate key is unreadable, making a new one: %s", error)
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else None
+
+
 class AcmeClient:
     def __init__(self, settings: AcmeSettings, account_key_path: Path,
                  board: ChallengeBoard) -> None:
@@ -118,12 +131,13 @@ class AcmeClient:
         self.account_key_path = account_key_path
         self.board = board
 
-    def order(self, names: Sequence[str]) -> IssuedCertificate:
-        """Blocking. Raises AcmeError with the step that failed."""
+    def order(self, names: Sequence[str], key_pem: bytes | None = None) -> IssuedCertificate:
+        """Blocking. Raises AcmeError with the step that failed. `key_pem`: the key to
+        keep (a renewal), else a new one is made."""
         try:
             key = load_account_key(self.account_key_path)
             acme = self._connect(key)
-            csr_pem, key_pem = make_csr(names)
+            csr_pem, key_pem = make_csr(names, key_pem)
             order = acme.new_order(csr_pem)
             try:
                 self._answer_challenges(acme, key, order)

@@ -16,6 +16,11 @@ store's lease "acme" (`LEASE_TIME`, extended before each order), so one node ord
 the others pick the files up at their next pass, `LEASE_WAIT` later at most when one of
 their certificates is due.
 
+A renewal keeps the certificate's key (a new certificate for the same key), so DANE-EE
+TLSA records naming the key (3 1 1) survive renewals; a first order makes a new key.
+With `alpn_shared` (ACME_TLS_PORT = MTA_STS_PORT) no TLS-ALPN-01 listener is bound: the
+MTA-STS listener answers acme-tls/1 from the same board.
+
 Invariants: one order at a time per installation; a failed order leaves the files it had;
 a plan whose certificate is missing, self-signed (the stand-in app.py makes), lacks one of
 its names or is due for renewal is ordered; nothing else is.
@@ -38,10 +43,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from postroom.clock import Clock
+from postroom.loops import cancel_and_wait
 from postroom.store.tls_api import TlsStore
 from postroom.tls.acmeclient import AcmeClient, AcmeError, AcmeSettings
 from postroom.tls.acmeshare import ensure_account_key, share_certificate, sync_certificates
-from postroom.tls.certfiles import CHAIN_FILE, CertificateFacts, read_facts_file
+from postroom.tls.certfiles import CHAIN_FILE, KEY_FILE, CertificateFacts, read_facts_file
 from postroom.tls.challenges import ChallengeBoard, ChallengeListeners
 
 log = logging.getLogger(__name__)
@@ -128,7 +134,7 @@ class AcmeManager:
                  prefixes: Sequence[str], store: TlsStore, domains: Domains, clock: Clock, *,
                  listen_hosts: Sequence[str], http_port: int, tls_port: int,
                  on_issued: Callable[[], object] = lambda: None,
-                 retry_base: dt.timedelta = RETRY_BASE) -> None:
+                 retry_base: dt.timedelta = RETRY_BASE, alpn_shared: bool = False) -> None:
         self.settings = settings
         self.acme_dir = acme_dir
         self.hostname, self.prefixes, self.domains = hostname, tuple(prefixes), domains
@@ -138,6 +144,8 @@ class AcmeManager:
         self.listen_hosts, self.http_port, self.tls_port = listen_hosts, http_port, tls_port
         self.on_issued = on_issued
         self.retry_base = retry_base
+        # TLS-ALPN-01 answered by the MTA-STS listener on the same port (policyserver.py)
+        self.alpn_shared = alpn_shared
         self.board = ChallengeBoard(acme_dir / "tmp")
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, dt.datetime] = {}
@@ -155,11 +163,8 @@ class AcmeManager:
         self._task = asyncio.create_task(self._run(), name="acme")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def kick(self) -> None:
         """Look at every certificate now (a clock moved, a domain was added)."""
@@ -242,10 +247,11 @@ class AcmeManager:
         try:
             if self.settings.challenge == "http-01":
                 await listeners.start_http(self.http_port)
-            else:
+            elif not self.alpn_shared:
                 await listeners.start_alpn(self.tls_port)
             client = AcmeClient(self.settings, self.acme_dir / "account.key", self.board)
-            issued = await in_daemon_thread(client.order, plan.names)
+            issued = await in_daemon_thread(client.order, plan.names,
+                                            self._kept_key(plan.folder))
             await share_certificate(self.store, self.certs_dir, plan.folder,
                                     issued.chain_pem, issued.key_pem, self.clock.now())
         except (AcmeError, OSError) as error:
@@ -259,6 +265,17 @@ class AcmeManager:
         log.info("acme: certificate for %s written to %s", ", ".join(plan.names),
                  self.certs_dir / plan.folder)
         self.on_issued()
+
+    def _kept_key(self, folder: str) -> bytes | None:
+        """The key of the certificate being renewed: kept, so the TLSA 3 1 1 record
+        (`dns records`) stays true across renewals (RFC 7671 §8.1)."""
+        facts = self.facts(folder)
+        if facts is None or facts.is_self_signed:
+            return None
+        try:
+            return (self.certs_dir / folder / KEY_FILE).read_bytes()
+        except OSError:
+            return None
 
     def _note_failure(self, plan: CertificatePlan, reason: str) -> None:
         failures = self._failures.get(plan.folder, 0) + 1

@@ -2,7 +2,9 @@
 
 Owns the board of challenges currently published (filled by the ACME client, which runs
 in a worker thread, and read by the listeners on the event loop), the two listeners, and
-the RFC 8737 validation certificate.
+the RFC 8737 validation certificate and the context answering with it
+(`ChallengeBoard.alpn_listener_context`), which the MTA-STS listener also uses when it
+shares ACME_TLS_PORT (tls/policyserver.py: then no listener of this module binds it).
 
 Invariants: the HTTP listener answers exactly `GET`/`HEAD
 /.well-known/acme-challenge/TOKEN` for a published token and 404 for everything else; a
@@ -95,6 +97,7 @@ class ChallengeBoard:
         self._lock = threading.Lock()
         self._tokens: dict[str, bytes] = {}
         self._alpn: dict[str, ssl.SSLContext] = {}
+        self._listener_context: ssl.SSLContext | None = None
         self.answered = 0  # validation requests answered (logs, tests)
 
     def publish_http(self, token: str, key_authorization: str) -> None:
@@ -125,6 +128,42 @@ class ChallengeBoard:
     def alpn_context(self, name: str) -> ssl.SSLContext | None:
         with self._lock:
             return self._alpn.get(name.lower().rstrip("."))
+
+    @property
+    def is_answering_alpn(self) -> bool:
+        """A TLS-ALPN-01 challenge is published (an order is validating)."""
+        with self._lock:
+            return bool(self._alpn)
+
+    def alpn_listener_context(self) -> ssl.SSLContext:
+        """The context a TLS-ALPN-01 responder wraps connections in: made once (it
+        blocks: a key and a file load), it answers only acme-tls/1 and hands each
+        ClientHello to the validation certificate of the name it asks for, or refuses
+        the handshake. Used by `ChallengeListeners` and by a listener sharing its port
+        (tls/policyserver.py)."""
+        with self._lock:
+            context = self._listener_context
+        if context is None:
+            context = _alpn_context(*make_alpn_certificate("acme.invalid", "none"),
+                                    self.scratch)
+            context.sni_callback = self._choose_alpn  # type: ignore[assignment]
+            with self._lock:
+                self._listener_context = self._listener_context or context
+                context = self._listener_context
+        return context
+
+    def _choose_alpn(self, ssl_object: ssl.SSLObject, server_name: str | None,
+                     _context: ssl.SSLContext) -> int | None:
+        context = self.alpn_context(server_name) if server_name else None
+        if context is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # RFC 6066 §3
+        ssl_object.context = context
+        return None
+
+    def note_handshake(self, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> None:
+        """Count a completed validation handshake (logs, tests)."""
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == ACME_TLS_ALPN:
+            self.note_alpn_answered()
 
 
 def parse_challenge_request(head: bytes) -> str | None:
@@ -162,10 +201,7 @@ class ChallengeListeners:
                 self._handle_http, host, port, reuse_address=True, limit=MAX_REQUEST))
 
     async def start_alpn(self, port: int) -> None:
-        default = await asyncio.to_thread(
-            lambda: _alpn_context(*make_alpn_certificate("acme.invalid", "none"),
-                                  self.board.scratch))
-        default.sni_callback = self._choose_alpn  # type: ignore[assignment]
+        default = await asyncio.to_thread(self.board.alpn_listener_context)
         for host in self.hosts:
             self._servers.append(await asyncio.start_server(
                 self._handle_alpn, host, port, reuse_address=True, ssl=default,
@@ -183,19 +219,9 @@ class ChallengeListeners:
                 await asyncio.wait_for(server.wait_closed(), REQUEST_TIMEOUT)
         self._servers.clear()
 
-    def _choose_alpn(self, ssl_object: ssl.SSLObject, server_name: str | None,
-                     _context: ssl.SSLContext) -> int | None:
-        context = self.board.alpn_context(server_name) if server_name else None
-        if context is None:
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # RFC 6066 §3
-        ssl_object.context = context
-        return None
-
     async def _handle_alpn(self, _reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
-        ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is not None and ssl_object.selected_alpn_protocol() == ACME_TLS_ALPN:
-            self.board.note_alpn_answered()
+        self.board.note_handshake(writer.get_extra_info("ssl_object"))
         writer.close()  # the handshake was the answer (RFC 8737 §3)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT)

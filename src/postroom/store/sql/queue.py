@@ -58,6 +58,12 @@ class QueueSql(SqlBackend):
         rows = await self._rows(SELECT_QUEUE + " ORDER BY id")
         return [queue_from_row(row, self.dialect.read_time) for row in rows]
 
+    async def queue_summary(self) -> tuple[int, dt.datetime | None]:
+        row = await self._row("SELECT count(*), min(created) FROM queue")
+        if not row or not row[0]:
+            return 0, None
+        return int(row[0]), self.dialect.read_time(row[1])
+
     async def next_queue_attempt(self) -> dt.datetime | None:
         row = await self._row("SELECT min(next_attempt) FROM queue")
         return self.dialect.read_time(row[0]) if row and row[0] else None
@@ -82,14 +88,17 @@ class QueueSql(SqlBackend):
             await tx.fetch("UPDATE queue SET delay_notified = 1 WHERE id" + self.dialect.in_uids
                            + " RETURNING id", (self.dialect.uids(entry_ids),))  # fmt: skip
 
-    async def flush_queue(self, now: dt.datetime) -> int:
+    async def flush_queue(self, now: dt.datetime, message_id: str | None = None) -> int:
+        one = " AND message_id = ?" if message_id is not None else ""
+        params = (self.dialect.time(now),) * 2 + ((message_id,) if message_id is not None
+                                                    else ())
         async with self._tx() as tx:
             # A lease in force means a worker is delivering the row right now. On
             # PostgreSQL a claim running concurrently holds its rows' locks: this UPDATE
             # waits for it, then re-checks the lease (READ COMMITTED re-evaluates WHERE).
             rows = await tx.fetch("UPDATE queue SET next_attempt = ?, leased_until = NULL"
-                                  " WHERE leased_until IS NULL OR leased_until <= ?"
-                                  " RETURNING id", (self.dialect.time(now),) * 2)  # fmt: skip
+                                  " WHERE (leased_until IS NULL OR leased_until <= ?)" + one
+                                  + " RETURNING id", params)  # fmt: skip
         return len(rows)
 
     async def delete_queue_message(self, message_id: str) -> int:
