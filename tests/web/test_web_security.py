@@ -192,6 +192,36 @@ def test_an_oversized_request_head_is_refused(web_app: StartWebApp,
         assert answer.split(b" ", 2)[1] in (b"400", b"431"), answer[:100]
 
 
+def read_response(sock: ssl.SSLSocket) -> bytes:
+    """One whole response with a content-length (keep-alive: the connection stays)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                      if line.startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length  # nothing of a next answer read
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_head_counted_across_reads_and_requests(web_app: StartWebApp,
+                                                 client_tls: ssl.SSLContext) -> None:
+    """The head limit holds however the bytes arrive: a normal head dribbled a byte at a
+    time (its blank line split across reads) is served, then a second request on the same
+    connection, just over MAX_HEAD and sent whole, is refused."""
+    with web_app() as app, tls_socket(app.port("web"), client_tls) as sock:
+        for byte in b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n":
+            sock.sendall(bytes([byte]))
+        first = read_response(sock)
+        assert first.startswith(b"HTTP/1.1 200 "), first[:100]
+        filler = web_server.MAX_HEAD - len(b"GET /login HTTP/1.1\r\nX: \r\n\r\n") + 1
+        sock.sendall(b"GET /login HTTP/1.1\r\nX: " + b"a" * filler + b"\r\n\r\n")
+        answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
 def test_a_client_that_never_finishes_its_request_is_cut_off(
         web_app: StartWebApp, client_tls: ssl.SSLContext,
         monkeypatch: pytest.MonkeyPatch) -> None:

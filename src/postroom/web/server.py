@@ -6,7 +6,10 @@ Owns binding WEB_PORT on every LISTEN_ADDRESS, the TLS context (TlsContexts'
 per-connection limits, and the drain. app.py starts it with the other listeners (main
 process only) and stops it on SIGTERM (docs/decisions/0053-web-stack.md).
 
-Limits: a request head over MAX_HEAD bytes is refused by h11 (431/400); a body over
+Limits: a request head over MAX_HEAD bytes is refused with 431 — counted here as it
+arrives, because h11's own bound (max_incomplete_event_size, 400) holds only for a head
+still incomplete after a read, and a head arriving whole in one read passes at any
+size; a body over
 WEB_MAX_BODY is 413 (middleware.py); each connection counts in the listeners' shared
 ConnectionLimiter (MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP; a trusted proxy counts only
 towards the total) and a refused one gets 503; a client must send a whole request head
@@ -45,6 +48,9 @@ HANDSHAKE_TIMEOUT = 30.0  # seconds for the TLS handshake (as the mail ports)
 SHUTDOWN_TIMEOUT = 3.0  # seconds a closing TLS connection waits for the client's close_notify
 REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
            b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                  b"content-type: text/plain\r\nconnection: close\r\n"
+                  b"content-length: 29\r\n\r\nrequest header is too large\r\n")
 
 
 class WebServer:
@@ -137,6 +143,29 @@ class GuardedProtocol(H11Protocol):
         self._admitted = False
         self._key: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # bytes of the request head being received (MAX_HEAD)
+        self._head_tail = b""  # the last bytes already counted, for a split CRLFCRLF
+        self._awaiting_head = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head and self._head_too_large(data):
+            log.info("client=%s web request head over %d bytes", self._key, MAX_HEAD)
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+            return
+        super().data_received(data)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the head's bytes up to its blank line; past it, the request is h11's."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_bytes += len(data)
+            self._head_tail = seen[-3:]
+            return self._head_bytes > MAX_HEAD
+        size = self._head_bytes - len(self._head_tail) + end + 4
+        self._awaiting_head, self._head_bytes, self._head_tail = False, 0, b""
+        return size > MAX_HEAD
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -157,6 +186,7 @@ class GuardedProtocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._awaiting_head = True  # a keep-alive connection's next request
         self._arm()
 
     def _refuse(self, transport: asyncio.Transport, refusal: Refusal) -> None:
