@@ -17,6 +17,9 @@ from tests.support.loops import LoopFactory, chosen_loop_factory, is_uvloop_chos
 from tests.support.runtime import open_runtime
 from tests.support.storage import is_postgres_chosen, release_databases, storage_settings
 
+# Fixtures shared by several directories: `sink`, the loopback SMTP sink outbound mail goes to.
+pytest_plugins = ["tests.support.smtpsink"]
+
 TEST_HOSTNAME = "mail.example.test"
 
 

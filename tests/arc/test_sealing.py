@@ -10,18 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dkim  # dkimpy's arc_verify: the reference verifier, as the receiving side
 import dns.message
 import dns.query
 import pytest
-from aiosmtpd.controller import Controller
 
 from postroom.mailauth import keys
 from postroom.outbound.arcseal import ArcSealer
@@ -30,6 +27,7 @@ from tests.arc.chains import arc_instances, forwarded, key_records, original
 from tests.conftest import make_config
 from tests.support.dnsserver import DnsTestServer
 from tests.support.server import AppThread
+from tests.support.smtpsink import Sink
 
 USER, ALIAS, OTHER_ALIAS = "user@example.test", "fwd@example.test", "desk@other.test"
 OUR_KEY = keys.generate_private_key(bits=1024)
@@ -43,15 +41,6 @@ mx.outside.test.     A   127.0.0.1
 """
 
 
-@dataclass
-class Sink:
-    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos),  # type: ignore[attr-defined]
-                              envelope.content))  # type: ignore[attr-defined]
-        return "250 2.0.0 accepted"
-
 
 @pytest.fixture(scope="module")
 def zone() -> Iterator[DnsTestServer]:
@@ -61,19 +50,6 @@ def zone() -> Iterator[DnsTestServer]:
         server.add("mail._domainkey.example.test", "TXT", keys.public_txt_value(OUR_KEY))
         yield server
 
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
-    with socket.socket() as probe:  # aiosmtpd's start() connects to the port it is given
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -7,45 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
-import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from postroom.mailauth import keys
 from postroom.outbound.signing import keys_dir
 from tests.conftest import make_config
 from tests.support.server import NO_DNS_CHECKS, AppThread
+from tests.support.smtpsink import Sink
 
 USER = "user@example.com"
 
 
-@dataclass
-class Sink:
-    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos),  # type: ignore[attr-defined]
-                              envelope.content))  # type: ignore[attr-defined]
-        return "250 2.0.0 accepted"
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
-    with socket.socket() as probe:  # aiosmtpd's start() connects to the port it is given
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

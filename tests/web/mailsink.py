@@ -5,43 +5,18 @@ wired to it, and mail sent to USER from an outside address over SMTP."""
 from __future__ import annotations
 
 import smtplib
-import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.support.server import AppThread
+from tests.support.smtpsink import Sink
 from tests.web.conftest import USER, StartWebApp
 
 OUTSIDE = "friend@remote.example"
 
 
-@dataclass
-class Sink:
-    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos),  # type: ignore[attr-defined]
-                              envelope.content))  # type: ignore[attr-defined]
-        return "250 2.0.0 accepted"
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    """A loopback SMTP server every outbound message is relayed to (DEFAULT_RELAY_HOST)."""
-    handler = Sink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -17,9 +17,9 @@ import pytest
 from postroom.accounts.mailrules import MANAGED_NAME
 from tests.support.server import AppThread
 from tests.web.conftest import USER, StartWebApp, WebClient, login
-from tests.web.mailsink import OUTSIDE, Sink, mail_app, send_from_outside, sink, wait_for
+from tests.web.mailsink import OUTSIDE, Sink, mail_app, send_from_outside, wait_for
 
-__all__ = ["mail_app", "sink"]  # fixtures
+__all__ = ["mail_app"]  # the fixture (`sink` comes from tests/conftest.py)
 
 SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
 RECOVERY = re.compile(r"\b([a-z2-9]{5}-[a-z2-9]{5})\b")

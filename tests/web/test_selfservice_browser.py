@@ -17,10 +17,10 @@ import pytest
 from tests.support.server import AppThread
 from tests.web.browser import Browser
 from tests.web.conftest import PASSWORD, USER
-from tests.web.mailsink import OUTSIDE, Sink, mail_app, send_from_outside, sink, wait_for
+from tests.web.mailsink import OUTSIDE, Sink, mail_app, send_from_outside, wait_for
 from tests.web.test_selfservice import RECOVERY
 
-__all__ = ["mail_app", "sink"]  # fixtures
+__all__ = ["mail_app"]  # the fixture (`sink` comes from tests/conftest.py)
 
 pytestmark = pytest.mark.timeout(240)
 
