@@ -17,7 +17,7 @@ from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
 from postroom.store.errors import NotFound
 from postroom.store.sqlite import SqliteStore
-from postroom.store.sqlitebatch import BatchWork, BatchWriter
+from postroom.store.sqlitebatch import LOOP_MAX_MESSAGES, BatchWork, BatchWriter
 
 WHEN = dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
 
@@ -252,6 +252,25 @@ def synchronous_of(store: SqliteStore) -> int:
     db = batch._db
     return int(batch._thread.submit(
         lambda: db.execute("PRAGMA synchronous").fetchone()[0]).result(5))
+
+
+async def test_a_flag_change_for_many_messages_leaves_the_loop(
+        store: SqliteStore, files: FileBlobStore, db_path: Path,
+        batch_sizes: list[int]) -> None:
+    """Only a small flag job commits on the event loop: one for more than
+    LOOP_MAX_MESSAGES messages (STORE 1:* on a big mailbox) runs on the batch thread, so
+    other sessions are never held for the length of its UPDATE."""
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await files.put(b"x")
+    count = LOOP_MAX_MESSAGES + 1
+    for _ in range(count):
+        await store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset()))
+    batch_sizes.clear()
+    flagged = await store.store_flags(box.id, list(range(1, count + 1)),
+                                      frozenset({"\\Seen"}), FlagMode.ADD)
+    assert len(flagged) == count
+    assert batch_sizes == [1]  # through the batch thread, not on the loop
+    assert on_disk(db_path, "SELECT count(*) FROM messages WHERE flags = '\\Seen'") == [(count,)]
 
 
 async def test_flag_changes_commit_apart_from_durable_writes_and_without_fsync(

@@ -104,7 +104,7 @@ from postroom.store.sql.sieve import SieveSql
 from postroom.store.sql.tls import TlsSql
 from postroom.store.sql.tlsreports import TlsReportSql
 from postroom.store.sql.web import WebSql
-from postroom.store.sqlitebatch import BatchWriter
+from postroom.store.sqlitebatch import LOOP_MAX_MESSAGES, BatchWriter
 from postroom.store.sqliteblobs import (
     BLOB_IN_USE_SQL,
     DELETE_INLINE_IF_UNUSED_SQL,
@@ -348,10 +348,11 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         if isinstance(error, StorageCorrupt) and self.damage is None:
             self.damage = error
 
-    async def _batched(self, job: Any, *, prepare: Any = None, durable: bool = True) -> Any:
+    async def _batched(self, job: Any, *, prepare: Any = None, durable: bool = True,
+                       small: bool = False) -> Any:
         """A group-commit job (store/sqlitebatch.py), its failures noted."""
         try:
-            return await self._batch.run(job, prepare=prepare, durable=durable)
+            return await self._batch.run(job, prepare=prepare, durable=durable, small=small)
         except Exception as error:
             self._noted(storage_failure(error) or error)
             raise
@@ -513,7 +514,8 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
                           ) -> list[MessageRow]:  # fmt: skip
         # Flag-only: committed in the WAL without waiting for an fsync (decision 0052).
         return await self._batched(partial(store_flags_job, mailbox_id, uids, flags, mode,
-                                             unchanged_since), durable=False)  # fmt: skip
+                                             unchanged_since), durable=False,
+                                     small=len(uids) <= LOOP_MAX_MESSAGES)  # fmt: skip
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> Expunged:
         return await self._batched(partial(expunge_job, mailbox_id, uids))  # type: ignore[no-any-return]

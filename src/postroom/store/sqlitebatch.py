@@ -28,7 +28,9 @@ Invariants:
   the batch thread, finding it taken, waits for it as for another process. Whenever it
   would wait (flock taken, SQLite busy, or a non-batch write holding the write lock) it
   takes the queue instead; every LOOP_CHECKPOINT_EVERY-th one does anyway, so the batch
-  connection's auto-checkpoint keeps the WAL bounded.
+  connection's auto-checkpoint keeps the WAL bounded. Only a job its caller calls small
+  (a STORE of at most LOOP_MAX_MESSAGES messages) runs on the loop: `STORE 1:*` on a
+  100,000-message mailbox would hold every other session for the length of its UPDATE.
   A job that raises is rolled back to its savepoint alone; the others still commit. If
   the COMMIT fails, every job of the batch gets the error.
 - Batches run under the store's asyncio write lock, the same one every other write takes
@@ -82,6 +84,7 @@ log = logging.getLogger("postroom.store")
 T = TypeVar("T")
 
 LOOP_CHECKPOINT_EVERY = 64  # flag jobs on the loop between two through the batch thread
+LOOP_MAX_MESSAGES = 64  # a flag job for more messages takes the batch thread (module doc)
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # acknowledged writes survive power loss
     "PRAGMA foreign_keys = ON",
@@ -180,13 +183,13 @@ class BatchWriter:
             thread.shutdown(wait=False)
 
     async def run(self, job: Job[T], *, prepare: Prepare | None = None,
-                  durable: bool = True) -> T:
+                  durable: bool = True, small: bool = False) -> T:
         """Run `job(work)` in the next batch, after `prepare()` (see the module doc); its
         result once that batch is committed (`durable=False`: committed to the WAL
         without an fsync of its own, for flag-only changes: see the module doc)."""
         if self._db is None:
             raise RuntimeError("SqliteStore used before open()")
-        if not durable and (done := self._run_on_loop(job)) is not None:
+        if not durable and small and (done := self._run_on_loop(job)) is not None:
             if done.error is not None:
                 raise_storage_failure(done.error)
                 raise done.error
