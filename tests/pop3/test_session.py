@@ -485,7 +485,7 @@ async def test_store_failure_is_an_err_not_a_traceback(
     async def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(runtime.store, "get_message", broken)
+    monkeypatch.setattr(runtime.blobs, "read", broken)
     assert await client.command("RETR 1") == b"-ERR [SYS/TEMP] internal server error\r\n"
     assert await client.command("NOOP") == b"+OK\r\n"
     monkeypatch.setattr(runtime.store, "expunge", broken)

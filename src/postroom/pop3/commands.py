@@ -70,6 +70,7 @@ class MaildropEntry:
     number: int  # RFC 1939 §5 message number, 1-based, fixed for the session
     uid: int
     size: int
+    blob_id: str  # read directly at RETR/TOP: no row lookup per message (issue 22)
 
 
 class MaildropLocks:
@@ -103,9 +104,8 @@ class Maildrop:
 
     @classmethod
     def from_rows(cls, mailbox_id: int, uidvalidity: int, rows: list[MessageRow]) -> Maildrop:
-        entries = tuple(
-            MaildropEntry(number, row.uid, row.size) for number, row in enumerate(rows, 1)
-        )
+        entries = tuple(MaildropEntry(number, row.uid, row.size, row.blob_id)
+                        for number, row in enumerate(rows, 1))
         return cls(mailbox_id, uidvalidity, entries)
 
     def entry(self, number: int) -> MaildropEntry:
@@ -338,38 +338,30 @@ class Pop3Session:
         lines = (f"{entry.number} {drop.unique_id(entry)}" for entry in drop.live())
         return Outcome(wire.MultiLine("unique-id listing follows", wire.lines_body(lines)))
 
-    async def _current_row(self, drop: Maildrop, entry: MaildropEntry) -> MessageRow:
-        row = await self.runtime.store.get_message(drop.mailbox_id, entry.uid)
-        if row is None:
-            raise Refused(f"message {entry.number} was deleted by another session")
-        return row
+    async def _read(self, entry: MaildropEntry) -> bytes:
+        """The message's bytes. A message expunged since the snapshot (by IMAP) has lost
+        its blob, unless another copy still names it: then the snapshot's bytes stand."""
+        try:
+            return await self.runtime.blobs.read(entry.blob_id)
+        except FileNotFoundError as error:
+            raise Refused(f"message {entry.number} was deleted by another session"
+                          ) from error  # fmt: skip
 
     async def handle_retr(self, drop: Maildrop, event: wire.Retr) -> Outcome:
         entry = drop.entry(event.number)
-        row = await self._current_row(drop, entry)
-        if row.size <= RETR_WHOLE:  # read at once (a body row: no thread hop), one write
-            try:
-                raw = await self.runtime.blobs.read(row.blob_id)
-            except FileNotFoundError as error:
-                raise Refused(f"message {entry.number} was deleted by another session"
-                              ) from error  # fmt: skip
-            return Outcome(wire.MultiLine(f"{entry.size} octets", raw))
+        if entry.size <= RETR_WHOLE:  # read at once (a body row: no thread hop), one write
+            return Outcome(wire.MultiLine(f"{entry.size} octets", await self._read(entry)))
         try:
-            open_blob = await self.runtime.blobs.opener([row.blob_id])
-            handle = await asyncio.to_thread(open_blob, row.blob_id)  # closed by _stream_file
+            open_blob = await self.runtime.blobs.opener([entry.blob_id])
+            handle = await asyncio.to_thread(open_blob, entry.blob_id)  # closed by _stream_file
         except FileNotFoundError as error:
             raise Refused(f"message {entry.number} was deleted by another session") from error
         return Outcome(StreamedMessage(f"{entry.size} octets", _stream_file(handle)))
 
     async def handle_top(self, drop: Maildrop, event: wire.Top) -> Outcome:
         entry = drop.entry(event.number)
-        row = await self._current_row(drop, entry)
-        try:
-            raw = await self.runtime.blobs.read(row.blob_id)
-        except FileNotFoundError as error:
-            raise Refused(f"message {entry.number} was deleted by another session") from error
         return Outcome(wire.MultiLine("top of message follows",
-                                      wire.top_of_message(raw, event.lines)))
+                                      wire.top_of_message(await self._read(entry), event.lines)))
 
     def handle_dele(self, drop: Maildrop, event: wire.Dele) -> Outcome:
         entry = drop.entry(event.number)
