@@ -10,7 +10,8 @@ Invariants:
   session expunged stays in `uids` (keeping numbers stable) until its EXPUNGE response
   is sent, which never happens during FETCH, STORE or SEARCH (RFC 9051 §7.5.1).
 - Updates are found by re-reading the store — `list_messages(changed_since=baseline)`
-  and `expunged_since(baseline)` — never from the change-feed payload, so a missed or
+  and `expunged_since(baseline)`, shared by the views of one mailbox that ask at once
+  (imap/refreshshare.py) — never from the change-feed payload, so a missed or
   coalesced feed event loses nothing. The baseline is the mailbox's HIGHESTMODSEQ read
   *before* those queries, so a change racing the refresh is seen again next time (and
   de-duplicated), never skipped. The one exception: the session's own STORE, APPEND or
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.flagcache import flag_tables
 from postroom.imap.recent import claim_recent, mailbox_key, unclaimed_recent
+from postroom.imap.refreshshare import changes_since
 from postroom.imap.wire.grammar import SYSTEM_FLAGS, SequenceSet
 from postroom.imap.wire.responses import Atom, render_flags, render_untagged_status
 from postroom.store.api import (
@@ -304,12 +306,11 @@ class SelectedMailbox:
             raise MailboxGone("the selected mailbox was deleted", code="NONEXISTENT")
         if mailbox.highest_modseq == self.baseline:
             return
-        changed = await store.list_messages(self.mailbox_id, changed_since=self.baseline)
-        expunged = await store.expunged_since(self.mailbox_id, self.baseline)
+        news = await changes_since(store, mailbox, self.baseline)  # shared with other views
         self.mailbox = mailbox
         self.baseline = mailbox.highest_modseq
-        self._note_changed(changed, store)
-        for uid in expunged:
+        self._note_changed(news.changed, store)
+        for uid in news.expunged:
             if self.contains(uid):
                 self.pending_expunge.add(uid)
                 self.pending_flags.discard(uid)

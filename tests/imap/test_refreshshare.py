@@ -1,0 +1,106 @@
+"""Refresh reads shared by the sessions of one mailbox (imap/refreshshare.py, issue 22):
+sessions in IDLE woken by one delivery read the store once between them, each still
+gets its own right answer, and a failed read is not kept."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from postroom.imap import refreshshare
+from tests.imap.conftest import ImapThread, RawClient, login_raw, simple_message
+from tests.imap.test_performance_paths import count_calls
+
+
+def idling(server: ImapThread, client_tls: ssl.SSLContext, count: int) -> list[RawClient]:
+    clients = []
+    for _ in range(count):
+        client = login_raw(server, client_tls)
+        assert client.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+        client.send(b"i IDLE\r\n")
+        assert client.line() == b"+ idling"
+        clients.append(client)
+    return clients
+
+
+def exists(client: RawClient) -> bytes:
+    """The next EXISTS line (an IMAP4rev1 client also hears RECENT)."""
+    while not (line := client.line()).endswith(b" EXISTS"):
+        assert line.endswith(b" RECENT"), line
+    return line
+
+
+def test_one_delivery_wakes_every_session_with_one_read(
+        imap_server: ImapThread, client_tls: ssl.SSLContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    imap_server.deliver(simple_message("before"))
+    clients = idling(imap_server, client_tls, 5)
+    calls: Counter[str] = Counter()
+    count_calls(monkeypatch, imap_server.rt.store, "list_messages", calls)
+    count_calls(monkeypatch, imap_server.rt.store, "expunged_since", calls)
+    imap_server.deliver(simple_message("wake up"))
+    for client in clients:
+        assert exists(client) == b"* 2 EXISTS"
+    assert calls == {"list_messages": 1, "expunged_since": 1}
+
+    # Each session stays exact on its own: one expunges, the others hear of it.
+    for client in clients:
+        client.send(b"DONE\r\n")
+        assert client.until_tagged(b"i")[-1] == b"i OK IDLE terminated"
+    first = imap_server.messages()[0]
+    clients[0].command(b"d", f"UID STORE {first.uid} +FLAGS.SILENT (\\Deleted)".encode())
+    assert clients[0].command(b"e", b"EXPUNGE")[:1] == [b"* 1 EXPUNGE"]
+    for client in clients[1:]:
+        lines = client.command(b"n", b"NOOP")
+        assert b"* 1 EXPUNGE" in lines and lines[-1].startswith(b"n OK")
+        assert client.command(b"f", b"FETCH 1 (UID)")[0] == (
+            f"* 1 FETCH (UID {first.uid + 1})".encode())
+    for client in clients:
+        client.close()
+
+
+def test_a_different_baseline_reads_for_itself(
+        imap_server: ImapThread, client_tls: ssl.SSLContext) -> None:
+    early = idling(imap_server, client_tls, 1)[0]
+    imap_server.deliver(simple_message("one"))
+    assert exists(early) == b"* 1 EXISTS"
+    late = idling(imap_server, client_tls, 1)[0]  # selected after "one": another baseline
+    imap_server.deliver(simple_message("two"))
+    assert exists(early) == b"* 2 EXISTS"
+    assert exists(late) == b"* 2 EXISTS"
+    early.close()
+    late.close()
+
+
+def test_a_failed_read_reaches_every_asker_and_is_not_kept(
+        imap_server: ImapThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = imap_server.rt.store
+    imap_server.deliver(simple_message("one"))
+    original = store.list_messages
+    failures = [RuntimeError("disk on fire")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.01)  # both askers are waiting by now
+        if failures:
+            raise failures.pop()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_messages", flaky)
+
+    async def ask_twice() -> list[object]:
+        account = await store.get_account("alice@example.test")
+        assert account is not None
+        box = await store.get_mailbox(account.id, "INBOX")
+        assert box is not None
+        asks = [refreshshare.changes_since(store, box, 0) for _ in range(2)]
+        failed = await asyncio.gather(*asks, return_exceptions=True)
+        again = await refreshshare.changes_since(store, box, 0)
+        return [*failed, again]
+
+    first, second, again = imap_server.call(ask_twice())
+    assert isinstance(first, RuntimeError) and second is first
+    assert isinstance(again, refreshshare.Changes) and len(again.changed) == 1
