@@ -24,6 +24,10 @@ SANS_IO = [
     "security/proxy_protocol.py", "junk/tokens.py", "junk/classifier.py", "checks/eicar.py",
     "sieve", "managesieve/wire.py", "imap/compress.py",
     "tls/clienthello.py", "tls/stspolicy.py",
+    # JMAP's JSON core and Email rendering; the HTTP side (later) lives beside them
+    *(f"jmap/{name}.py" for name in ("types", "errors", "core", "standard", "query",
+                                      "patch", "session", "emailheaders", "emailbody",
+                                      "emailview")),
 ]
 FORBIDDEN_IN_SANS_IO = {"asyncio", "ssl", "socket", "postroom.store", "aiosqlite"}
 
@@ -60,7 +64,7 @@ OWNED_LIBRARIES = {
 FLOORS: dict[str, tuple[str, ...]] = {
     "top": ("__main__", "app", "cli", "workers", "workerprocess"),
     "tools": ("importers", "selftest"),
-    "protocols": ("smtp", "imap", "pop3", "managesieve", "web"),
+    "protocols": ("smtp", "imap", "pop3", "managesieve", "web", "jmap"),
     "services": ("delivery", "outbound", "accounts", "checks", "security", "runtime",
                  "junk", "reports"),
     "mailauth": ("mailauth",),
