@@ -3,7 +3,8 @@
 Owns one manual profiling run (not part of `make bench`): start postroom, attach
 `py-spy record` to it, send 4 KB messages over 10 sessions with smtp-source, and print
 the hottest functions (own time and total time) from py-spy's raw collapsed stacks.
-Usage: `.venv/bin/python -m bench.profile_smtp [--size 4096] [--messages 3000]`.
+Usage: `.venv/bin/python -m bench.profile_smtp [--size 4096] [--messages 3000]
+[--postgresql]`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.harness import HOST, WORK_DIR, bench_user
+from bench.pg import PgCluster
 from bench.references import smtp_source_path
 from bench.smtp_load import CLIENT_NAME, SENDER
 from bench.target import Postroom
@@ -45,9 +47,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--gil", action="store_true",
                         help="only samples holding the GIL: Python-level CPU")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="STORAGE=postgresql on a throwaway cluster (bench/pg.py)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    postroom = Postroom(root=WORK_DIR / "profile")
+    cluster = PgCluster() if args.postgresql else None
+    postroom = Postroom(root=WORK_DIR / "profile",
+                        storage="postgresql" if cluster else "sqlite")
+    if cluster is not None:
+        cluster.start()
+        postroom.database_url = cluster.create_database("profile")
     postroom.configure()
     postroom.add_accounts([bench_user(1)], [])
     postroom.start()
@@ -65,6 +74,8 @@ def main() -> int:
         spy.wait(60)
     finally:
         postroom.stop()
+        if cluster is not None:
+            cluster.stop()
     own, total, samples = top_frames(output, args.top)
     print(f"{samples} samples; own time:")
     for frame, weight in own:

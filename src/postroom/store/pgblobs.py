@@ -114,9 +114,14 @@ class PgBlobStore:
         async with self._source.connection() as conn:
             await conn.execute("INSERT INTO blobs (id, size, data) VALUES (%s, %s, %s)",
                                (blob_id, len(data), data))  # fmt: skip
+        await self.cache_written(blob_id, data)
+        return blob_id
+
+    async def cache_written(self, blob_id: str, data: bytes) -> None:
+        """This node's copy of a body just committed (by `put`, or by the store's
+        one-statement append, which inserts the row itself)."""
         if self.is_caching_writes:
             await asyncio.to_thread(self._cache, blob_id, data)
-        return blob_id
 
     async def read(self, blob_id: str, *, limit: int | None = None) -> bytes:
         cached = self.path(blob_id)

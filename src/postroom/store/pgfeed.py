@@ -33,7 +33,8 @@ ChangePublisher = Callable[[Change], None]  # ChangeFeed.publish
 
 
 def render_payload(node_id: str, change: Change) -> str:
-    """`node account mailbox kind,kind`: short, well under NOTIFY's 8000-byte limit."""
+    """`node account mailbox kind,kind`: short, well under NOTIFY's 8000-byte limit.
+    postgres.py's one-statement append builds the same text in SQL (`_APPEND_CTE`)."""
     return f"{node_id} {change.account_id} {change.mailbox_id} {','.join(sorted(change.kinds))}"
 
 

@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from postroom.errors import TryLater
 from postroom.store.api import (
+    Change,
     Expunged,
     FlagColumns,
     FlagMode,
@@ -96,6 +97,27 @@ _COPY_MESSAGES = (
     " m.flags, %s, m.meta FROM messages m JOIN unnest(%s::bigint[], %s::bigint[])"
     " AS n(old_uid, new_uid) ON m.uid = n.old_uid WHERE m.mailbox_id = %s"
 )
+# One append as one statement in autocommit (issue 22): it takes the UID and MODSEQ (the
+# UPDATE locks the mailbox row, so appends from any node still queue there), inserts the
+# message row (and the body, when the caller hands it over) and queues the NOTIFY, and
+# its COMMIT makes all of it durable at once. Before, BEGIN, UPDATE, INSERT, NOTIFY and
+# COMMIT were five round trips, plus a commit of its own for the body. The payload is
+# pgfeed.render_payload's `node account mailbox kinds`, built here because only the
+# UPDATE knows the account. Nothing is written when the mailbox does not exist.
+_APPEND_CTE = (
+    "WITH taken AS (UPDATE mailboxes SET uidnext = uidnext + 1,"
+    " highest_modseq = highest_modseq + 1 WHERE id = %(mailbox)s"
+    " RETURNING account_id, uidnext - 1 AS uid, highest_modseq AS modseq),"
+    " added AS (INSERT INTO messages (mailbox_id, uid, modseq, blob_id, size, internal_date,"
+    " flags, saved_date, meta) SELECT %(mailbox)s, uid, modseq, %(blob)s, %(size)s,"
+    " %(date)s, %(flags)s, %(saved)s, %(meta)s FROM taken RETURNING 1){body}"
+    " SELECT account_id, uid, modseq, pg_notify(%(channel)s, concat_ws(' ', %(node)s::text,"
+    " account_id, %(mailbox)s::bigint, 'append')) FROM taken, added"
+)
+_APPEND = _APPEND_CTE.format(body="")
+_APPEND_WITH_BODY = _APPEND_CTE.format(
+    body=", body AS (INSERT INTO blobs (id, size, data) SELECT %(blob)s,"
+         " length(%(body)s::bytea), %(body)s FROM taken RETURNING 1)")
 _SELECT_MESSAGES_IN = DIALECT.sql(shared.SELECT_MESSAGES + " AND uid = ANY(?) ORDER BY uid")
 _SELECT_SUMMARY = (
     "WITH sets AS MATERIALIZED (SELECT DISTINCT flags FROM messages WHERE mailbox_id = %s)"
@@ -327,20 +349,26 @@ class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
 
     async def append_message(self, mailbox_id: int, message: NewMessage, *,
                              body: bytes | None = None) -> MessageRow:
-        if body is not None:
-            await self._blobs.put(body, blob_id=message.blob_id)
         saved = shared.utc_now()
-        async with self._tx() as work:
-            # The UPDATE locks the mailbox row: concurrent appends from any node queue here.
-            row = await work.fetch_one(shared.TAKE_UID, (mailbox_id,))
-            if row is None:
-                raise NotFound(f"no mailbox with id {mailbox_id}")
-            account_id, uid, modseq = row
-            message_row = shared.new_message_row(mailbox_id, message, saved, uid, modseq)
-            await work.fetch(shared.INSERT_MESSAGE,
-                             shared.insert_params(DIALECT, message_row, message.meta))
-            work.changed(account_id, mailbox_id, "append", modseq)
-        return message_row
+        params = {"mailbox": mailbox_id, "blob": message.blob_id, "size": message.size,
+                  "date": aware(message.internal_date).isoformat(),
+                  "flags": shared.flags_text(message.flags), "saved": saved,
+                  "meta": message.meta, "channel": CHANNEL, "node": self.node_id,
+                  "body": body}  # fmt: skip
+        # The body goes in the same statement when the blobs are this database's table.
+        tables = self._blobs if isinstance(self._blobs, PgBlobStore) else None
+        if body is not None and tables is None:
+            await self._blobs.put(body, blob_id=message.blob_id)
+        with_body = body is not None and tables is not None
+        async with self.connection() as conn:
+            row = await _fetch_one(conn, _APPEND_WITH_BODY if with_body else _APPEND, params)
+        if row is None:
+            raise NotFound(f"no mailbox with id {mailbox_id}")
+        account_id, uid, modseq = row[0], row[1], row[2]
+        if with_body and tables is not None and body is not None:
+            await tables.cache_written(message.blob_id, body)
+        self._feed.publish(Change(account_id, mailbox_id, frozenset({"append"}), modseq))
+        return shared.new_message_row(mailbox_id, message, saved, uid, modseq)
 
     async def append_messages(self, mailbox_id: int, messages: Sequence[NewMessage], *,
                               bodies: Sequence[bytes | None] | None = None,
