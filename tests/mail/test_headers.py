@@ -37,6 +37,13 @@ def test_split_tolerates_bare_lf_and_missing_body() -> None:
     assert find_body_start(b"") == 0
 
 
+def test_body_start_is_the_first_empty_line_of_either_kind() -> None:
+    assert find_body_start(b"A: 1\n\nB: 2\r\n\r\nbody") == 6  # bare LF first
+    assert find_body_start(b"A: 1\r\n\r\nbody\n\nmore") == 8  # CRLF first: later LFs are body
+    assert find_body_start(b"A: 1\r\n\n\r\n") == 7
+    assert find_body_start(b"A: 1\r\nB: 2\r\n\r\n", 6) == 14  # from an offset
+
+
 def test_fields_keep_raw_bytes_and_folding() -> None:
     fields = parse_header_fields(FOLDED)
     assert [f.name for f in fields] == ["Subject", "X-Other", "subject", "To"]

@@ -46,7 +46,9 @@ def find_body_start(raw: bytes, start: int = 0, end: int | None = None) -> int:
     if raw.startswith(b"\n", start) and start + 1 <= stop:
         return start + 1
     crlf = raw.find(b"\n\r\n", start, stop)
-    bare = raw.find(b"\n\n", start, stop)
+    # A bare-LF end counts only before the CRLF one: look no further than that (a
+    # CRLF message would otherwise be scanned to its end, 100 KB at every delivery).
+    bare = raw.find(b"\n\n", start, stop if crlf < 0 else crlf + 2)
     candidates = [pos + 3 for pos in (crlf,) if pos >= 0] + [pos + 2 for pos in (bare,) if pos >= 0]
     return min(candidates) if candidates else stop
 

@@ -528,12 +528,13 @@ class SmtpConnection:
         if has_bare_lf and self._bare_newline is BareNewlinePolicy.NORMALIZE:
             has_bare_lf = False
             chunk = _BARE_LF.sub(b"\r\n", chunk)
+            pairs = chunk.count(b"\r\n")
         self._data_size += len(chunk)
         if isinstance(self._problem, BareNewline):
             return chunk
         if has_bare_lf:
             self._problem = BareNewline("LF")
-        elif chunk.count(b"\r") != chunk.count(b"\r\n"):
+        elif chunk.count(b"\r") != pairs:
             self._problem = BareNewline("CR")
         elif self._size_limit and self._data_size > self._size_limit:
             self._problem = SizeExceeded(self._data_size)
