@@ -13,10 +13,15 @@ import pytest
 
 from postroom.store import Directory, GuardStore, Importer, Mailstore, QueueStore, Store
 from postroom.store.accountstate_api import AccountStateStore
+from postroom.store.apitokens_api import ApiTokenStore
 from postroom.store.credentials_api import CredentialStore
 from postroom.store.dmarcreports_api import DmarcReportStore
 from postroom.store.fulltext_api import FulltextStore
 from postroom.store.greylist_api import GreylistStore
+from postroom.store.jmap_api import JmapStateStore
+from postroom.store.jmapidentities_api import JmapIdentityStore
+from postroom.store.jmapthreads_api import JmapThreadStore
+from postroom.store.jmapuploads_api import JmapUploadStore
 from postroom.store.junk_api import JunkStore
 from postroom.store.metadata_api import MetadataStore
 from postroom.store.mtasts_api import MtaStsStore
@@ -29,7 +34,8 @@ from postroom.store.web_api import WebStore
 ROLES: list[type] = [Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
                      QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, MtaStsStore,
          TlsReportStore, DmarcReportStore, FulltextStore, AccountStateStore, WebStore,
-         CredentialStore]
+         CredentialStore, JmapStateStore, JmapThreadStore, JmapIdentityStore,
+         JmapUploadStore, ApiTokenStore]
 
 
 def _methods(protocol: type) -> dict[str, inspect.Signature]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postroom.store.accountstate_api import AccountStateStore
+from postroom.store.apitokens_api import ApiTokenStore
 from postroom.store.credentials_api import CredentialStore
 from postroom.store.dmarcreports_api import DmarcReportStore
 from postroom.store.fulltext_api import FulltextStore
@@ -36,6 +37,10 @@ from postroom.store.greylist_api import (  # noqa: F401  (rows re-exported)
     GreylistStore,
     SpamThresholds,
 )
+from postroom.store.jmap_api import JmapStateStore
+from postroom.store.jmapidentities_api import JmapIdentityStore
+from postroom.store.jmapthreads_api import JmapThreadStore
+from postroom.store.jmapuploads_api import JmapUploadStore
 from postroom.store.junk_api import JunkStore
 from postroom.store.metadata_api import MetadataStore
 from postroom.store.mtasts_api import MtaStsStore
@@ -518,8 +523,8 @@ class GuardStore(Protocol):
 class Store(Directory, Mailstore, QueueStore, Importer, GuardStore, MetadataStore,
             QuotaStore, GreylistStore, JunkStore, SieveStore, TlsStore, MtaStsStore,
             TlsReportStore, DmarcReportStore, FulltextStore, AccountStateStore, WebStore,
-            CredentialStore,
-            Protocol):
+            CredentialStore, JmapStateStore, JmapUploadStore, ApiTokenStore, JmapThreadStore,
+            JmapIdentityStore, Protocol):
     """Persistent state: every role, on one backend. All methods are coroutines and safe
     to call concurrently."""
 

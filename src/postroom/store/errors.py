@@ -2,7 +2,8 @@
 
 `AlreadyExists` and `NotFound` are `Refused` (ARCHITECTURE.md rule 4), so a protocol driver
 maps them without knowing about the store; `code` is the IMAP response code (RFC 5530) that
-fits best.
+fits best. `CannotCalculateChanges` (and `TooManyChanges`, one of them) are `Refused` too:
+JMAP /changes cannot answer from that state, and the client resyncs.
 
 `StorageFailure` and its kinds are `TryLater`: the disk or the database failed, not the
 request, and the same request may succeed once an operator has acted. Each backend turns
@@ -44,6 +45,19 @@ class NotFound(Refused):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="NONEXISTENT")
+
+
+class CannotCalculateChanges(Refused):
+    """JMAP /changes (store/jmap_api.py): the old state is unknown or pruned, or what
+    happened since it cannot be told; the client must resync (RFC 8620 §5.2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="CANNOTCALCULATECHANGES")
+
+
+class TooManyChanges(CannotCalculateChanges):
+    """JMAP /changes: more changes than the client's maxChanges or MAX_CHANGES allow.
+    A CannotCalculateChanges (intermediate states are not served: decision 0057)."""
 
 
 class StorageFailure(TryLater):

@@ -57,6 +57,7 @@ from postroom.store.pgblobs import PgBlobStore
 from postroom.store.pgfeed import CHANNEL, NotifyListener, render_payload
 from postroom.store.sql import rows as shared  # the statements and mappers both use
 from postroom.store.sql.accountstate import AccountStateSql
+from postroom.store.sql.apitokens import ApiTokenSql
 from postroom.store.sql.base import Params, Tx
 from postroom.store.sql.credentials import CredentialSql
 from postroom.store.sql.dialect import aware, postgres_dialect
@@ -65,6 +66,10 @@ from postroom.store.sql.dmarcreports import DmarcReportSql
 from postroom.store.sql.fulltext import FulltextSql
 from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
+from postroom.store.sql.jmapidentities import JmapIdentitySql
+from postroom.store.sql.jmapstate import JmapStateSql
+from postroom.store.sql.jmapthreads import JmapThreadSql
+from postroom.store.sql.jmapuploads import JmapUploadSql
 from postroom.store.sql.junk import JunkSql
 from postroom.store.sql.mailboxes import (
     MailboxSql,
@@ -233,7 +238,8 @@ class _PostgresInstall:
 class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
                     MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql, MtaStsSql,
                     TlsReportSql, DmarcReportSql, FulltextSql, AccountStateSql,
-                    WebSql, CredentialSql):
+                    WebSql, CredentialSql, JmapStateSql, JmapUploadSql, ApiTokenSql,
+                    JmapThreadSql, JmapIdentitySql):
     """`Store` on a PostgreSQL database shared by any number of nodes (module docstring).
     The SQL it shares with SQLite is in store/sql/.
 
@@ -525,7 +531,9 @@ class PostgresStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
     async def release_blob_if_unused(self, blob_id: str) -> None:
         (row,) = await self._read(
             "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = %s)"
-            " OR EXISTS (SELECT 1 FROM queue WHERE blob_id = %s)", (blob_id, blob_id))
+            " OR EXISTS (SELECT 1 FROM queue WHERE blob_id = %s)"
+            " OR EXISTS (SELECT 1 FROM jmap_uploads WHERE blob_id = %s)",  # migration 0027
+            (blob_id, blob_id, blob_id))
         if not row[0]:
             await self._blobs.delete(blob_id)
 

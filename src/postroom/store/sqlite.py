@@ -78,6 +78,7 @@ from postroom.store.migrate import (
     refuse_missing_database,
 )
 from postroom.store.sql.accountstate import AccountStateSql
+from postroom.store.sql.apitokens import ApiTokenSql
 from postroom.store.sql.base import Params, Tx
 from postroom.store.sql.credentials import CredentialSql
 from postroom.store.sql.dialect import SQLITE, utc_text
@@ -86,6 +87,10 @@ from postroom.store.sql.dmarcreports import DmarcReportSql
 from postroom.store.sql.fulltext import FulltextSql
 from postroom.store.sql.greylist import GreylistSql
 from postroom.store.sql.guard import GuardSql
+from postroom.store.sql.jmapidentities import JmapIdentitySql
+from postroom.store.sql.jmapstate import JmapStateSql
+from postroom.store.sql.jmapthreads import JmapThreadSql
+from postroom.store.sql.jmapuploads import JmapUploadSql
 from postroom.store.sql.junk import JunkSql
 from postroom.store.sql.mailboxes import MailboxSql, Rename
 from postroom.store.sql.messages import MessageSql
@@ -273,7 +278,8 @@ _QUICK_CHECK_ERRORS = 3  # what the refusal quotes of quick_check's findings
 class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
                   MetadataSql, QuotaSql, GreylistSql, JunkSql, SieveSql, TlsSql, MtaStsSql,
                   TlsReportSql, DmarcReportSql, FulltextSql, AccountStateSql, WebSql,
-                  CredentialSql):
+                  CredentialSql, JmapStateSql, JmapUploadSql, ApiTokenSql, JmapThreadSql,
+                  JmapIdentitySql):
     """`Store` on one SQLite file; see the module docstring for the concurrency model.
     The SQL it shares with PostgreSQL is in store/sql/.
 

@@ -35,13 +35,17 @@ from postroom.store.blobs import BlobOpener, FileBlobStore, FileBlobWriter
 INLINE_LIMIT = 64 * 1024
 INLINE_MARK = "i"  # never a hex digit: file ids cannot start with it
 
-# A blob may go once no message and no queue entry refers to it (the id twice).
-BLOB_IN_USE_SQL = ("SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)"
-                   " OR EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)")  # fmt: skip
-# The id three times: the row, then BLOB_IN_USE_SQL's two (the same condition).
-DELETE_INLINE_IF_UNUSED_SQL = ("DELETE FROM blob_data WHERE id = ?"
-                               " AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)"
-                               " AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)")
+# A blob may go once no message, no queue entry and no JMAP upload (migration 0027)
+# refers to it. The id twice (numbered parameters: the upload check reuses ?1, so every
+# caller passes the same two values it always did).
+BLOB_IN_USE_SQL = ("SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1)"
+                   " OR EXISTS (SELECT 1 FROM queue WHERE blob_id = ?2)"
+                   " OR EXISTS (SELECT 1 FROM jmap_uploads WHERE blob_id = ?1)")  # fmt: skip
+# The id three times: the row, then BLOB_IN_USE_SQL's checks (the same condition).
+DELETE_INLINE_IF_UNUSED_SQL = ("DELETE FROM blob_data WHERE id = ?1"
+                               " AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?2)"
+                               " AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?3)"
+                               " AND NOT EXISTS (SELECT 1 FROM jmap_uploads WHERE blob_id = ?1)")
 INSERT_INLINE_SQL = "INSERT INTO blob_data (id, data) VALUES (?, ?)"
 
 

@@ -188,8 +188,8 @@ class MailboxSql(SqlBackend):
         # The moved messages keep their UIDs, so the new mailbox continues INBOX's counters
         # (under its own fresh UIDVALIDITY); INBOX sees them expunged.
         modseq = inbox.highest_modseq + 1
-        await tx.fetch("INSERT INTO expunged (mailbox_id, uid, modseq)"
-                       " SELECT mailbox_id, uid, ? FROM messages WHERE mailbox_id = ?",
+        await tx.fetch("INSERT INTO expunged (mailbox_id, uid, modseq, blob_id)"
+                       " SELECT mailbox_id, uid, ?, blob_id FROM messages WHERE mailbox_id = ?",
                        (modseq, inbox.id))  # fmt: skip
         await tx.fetch("UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?",
                        (new_id, inbox.id))  # fmt: skip

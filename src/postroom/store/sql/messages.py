@@ -53,13 +53,16 @@ def select_expunged(dialect: Dialect) -> str:
 def expunge_statements(dialect: Dialect, mailbox_id: int, found: list[int],
                        modseq: int) -> list[tuple[str, Params]]:  # fmt: skip
     """Remove the messages with the UIDs `found` at MODSEQ `modseq`, which becomes the
-    mailbox's highest; record them, and prune the records when due."""
+    mailbox's highest; record them, and prune the records when due. The records are
+    copied from the rows before they go: each keeps its blob (JMAP's Email id, migration
+    0026), in the same one statement as before."""
     uids = dialect.uids(found)
     return [
+        ("INSERT INTO expunged (mailbox_id, uid, modseq, blob_id) SELECT mailbox_id, uid, ?,"
+         " blob_id FROM messages WHERE mailbox_id = ? AND uid" + dialect.in_uids,
+         (modseq, mailbox_id, uids)),
         ("DELETE FROM messages WHERE mailbox_id = ? AND uid" + dialect.in_uids,
          (mailbox_id, uids)),
-        ("INSERT INTO expunged (mailbox_id, uid, modseq) SELECT ?, value, ? FROM "
-         + dialect.uid_table, (mailbox_id, modseq, uids)),
         ("UPDATE mailboxes SET highest_modseq = ?,"
          " expunges_since_prune = expunges_since_prune + ? WHERE id = ?",
          (modseq, len(found), mailbox_id)),
