@@ -1,7 +1,8 @@
 """The env-file keys of the web console (issue 21), a part of `config.Config`.
 
 Owns those keys, their defaults and their validation; `config.Config` inherits them.
-docker-mailserver has no web face, so the names are ours, all starting with `WEB_`.
+docker-mailserver has no web face, so the names are ours, all starting with `WEB_`
+(and ENABLE_JMAP, the JMAP endpoints served on the same listener).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import ipaddress
 
 from pydantic import BaseModel, Field, field_validator
 
-from postroom.configtypes import Duration, StrList
+from postroom.configtypes import Duration, Flag, StrList
 
 
 class WebSettings(BaseModel):
@@ -29,6 +30,9 @@ class WebSettings(BaseModel):
     # TRUSTED_NETWORKS; a logged-in admin may too.
     web_metrics_networks: StrList = Field(default=["127.0.0.0/8", "::1/128"],
                                           alias="WEB_METRICS_NETWORKS")
+    # Issue 23: JMAP (RFC 8620/8621) on the web listener: /.well-known/jmap and /jmap/…
+    # whenever WEB_PORT runs; 0 leaves the console alone.
+    enable_jmap: Flag = Field(default=True, alias="ENABLE_JMAP")
 
     @field_validator("web_trusted_proxies", "web_metrics_networks")
     @classmethod

@@ -1,7 +1,8 @@
 """The web application (issue 21): every page module's routes under one Starlette app.
 
 Owns `build_app(ctx)`: the routes of auth.py, admin.py (W2), selfservice.py (W3),
-autoconfig.py and health.py (W4), twofactor.py; /static/ (web/static/); the middleware
+selfservicetokens.py (API tokens), autoconfig.py and health.py (W4), twofactor.py, and
+any extra routes app.py hands in (JMAP's); /static/ (web/static/); the middleware
 order — security headers outermost (so even errors carry them), then the body cap, then
 the session load; the error pages (error.html) and `RedirectTo` answers.
 
@@ -13,6 +14,7 @@ begin with `require_user`/`require_admin` and read POSTs with `checked_form`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -23,7 +25,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from postroom.web import admin, auth, autoconfig, health, selfservice, twofactor
+from postroom.web import (
+    admin,
+    auth,
+    autoconfig,
+    health,
+    selfservice,
+    selfservicetokens,
+    twofactor,
+)
 from postroom.web.context import WebContext
 from postroom.web.middleware import SECURITY_HEADERS, BodyLimit, SecurityHeaders
 from postroom.web.render import RedirectTo, redirect, render
@@ -38,16 +48,21 @@ ERROR_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found",
 
 def _route_modules() -> list[list[BaseRoute]]:
     return [auth.routes(), twofactor.routes(), admin.routes(), selfservice.routes(),
-            autoconfig.routes(), health.routes()]
+            selfservicetokens.routes(), autoconfig.routes(), health.routes()]
 
 
-def build_app(ctx: WebContext) -> Starlette:
-    routes: list[BaseRoute] = [route for group in _route_modules() for route in group]
+def build_app(ctx: WebContext, extra_routes: Sequence[BaseRoute] = (),
+              uncapped: tuple[str, ...] = ()) -> Starlette:
+    """The app; `extra_routes` (JMAP's, from app.py: web/ does not import jmap/) come
+    first; bodies under an `uncapped` path prefix are capped by their handlers instead
+    of WEB_MAX_BODY."""
+    routes: list[BaseRoute] = [*extra_routes]
+    routes += [route for group in _route_modules() for route in group]
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders),
-                    Middleware(BodyLimit, limit=ctx.config.web_max_body),
+                    Middleware(BodyLimit, limit=ctx.config.web_max_body, exempt=uncapped),
                     Middleware(SessionLoader, ctx=ctx)],
         exception_handlers={HTTPException: _http_error, RedirectTo: _redirect,
                             Exception: _internal_error})

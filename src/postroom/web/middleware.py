@@ -5,8 +5,11 @@ Owns the headers every answer carries — error pages, redirects and static file
 included: a strict Content-Security-Policy (no inline script or style, nothing framed,
 forms only to this site), `X-Content-Type-Options: nosniff`, `Referrer-Policy:
 no-referrer`, `X-Frame-Options: DENY` for old browsers, and `Cache-Control: no-store`
-on everything but /static/ — and WEB_MAX_BODY: a body announced larger is 413 before it
-is read, one that turns out larger while streaming is cut off the same way.
+on everything but /static/ and JMAP downloads (whose answers say their own caching,
+RFC 8620 §6.2) — and WEB_MAX_BODY: a body announced larger is 413 before it is read, one
+that turns out larger while streaming is cut off the same way. Paths under an
+`exempt` prefix (/jmap/: the API and uploads, whose caps are JMAP's maxSizeRequest and
+maxSizeUpload, enforced by jmap/http.py as the body streams in) are not capped here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ SECURITY_HEADERS = {
 }
 
 
+# Paths whose answers keep their own Cache-Control (or none) instead of no-store.
+OWN_CACHE_CONTROL = ("/static/", "/jmap/download/")
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -35,7 +42,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = scope["path"].startswith("/static/")
+        cacheable = scope["path"].startswith(OWN_CACHE_CONTROL)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -50,13 +57,14 @@ class SecurityHeaders:
 
 
 class BodyLimit:
-    """Refuses (413) a request body over `limit` bytes."""
+    """Refuses (413) a request body over `limit` bytes, except under an `exempt` path
+    prefix, whose handlers cap bodies themselves."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
+        self.app, self.limit, self.exempt = app, limit, exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         announced = dict(scope["headers"]).get(b"content-length", b"0")

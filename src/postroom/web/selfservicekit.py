@@ -22,7 +22,8 @@ from postroom.web.sessions import WebUser
 ME = "/me"
 SECTIONS: list[tuple[str, str, str]] = [
     ("overview", "/me", "Overview"), ("password", "/me/password", "Password"),
-    ("apps", "/me/app-passwords", "App passwords"), ("2fa", "/me/2fa", "Two-factor"),
+    ("apps", "/me/app-passwords", "App passwords"), ("tokens", "/me/api-tokens", "API tokens"),
+    ("2fa", "/me/2fa", "Two-factor"),
     ("vacation", "/me/vacation", "Vacation reply"), ("forwarding", "/me/forwarding", "Forwarding"),
     ("junk", "/me/junk", "Junk filter"), ("logins", "/me/logins", "Recent logins")]
 
