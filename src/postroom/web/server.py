@@ -16,6 +16,15 @@ towards the total) and a refused one gets 503; a client must send a whole reques
 within HEAD_TIMEOUT of connecting (or of the previous answer) and finish its request
 within REQUEST_TIMEOUT, else the connection is closed (slow clients); idle keep-alive
 connections close after KEEP_ALIVE seconds.
+
+WebSocket (JMAP over WebSocket, RFC 8887: jmap/websocket.py) is served by uvicorn's
+wsproto protocol: an upgraded connection leaves the head and request deadlines (the
+WebSocket keepalive pings, every 20 s, find dead peers instead) and keeps its limiter
+slot until it closes; a message over MAX_WS_MESSAGE bytes closes it (1009), and
+permessage-deflate is not offered (a small compressed frame may inflate past any cap
+before uvicorn counts it). A streamed answer (JMAP EventSource) is not cut off by
+REQUEST_TIMEOUT once the request came whole and the answer has begun: that deadline
+bounds a slow client's request, not our answer.
 """
 
 from __future__ import annotations
@@ -26,11 +35,13 @@ import functools
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 from postroom.security.limits import ConnectionLimiter, Refusal
 from postroom.security.peer import peer_key
@@ -44,6 +55,7 @@ MAX_HEAD = 16 * 1024  # bytes of request line + header fields
 HEAD_TIMEOUT = 20.0  # seconds to send a request head
 REQUEST_TIMEOUT = 120.0  # seconds from connection (or last answer) to the request's answer
 KEEP_ALIVE = 15  # seconds an idle keep-alive connection stays open
+MAX_WS_MESSAGE = 16 * 1024 * 1024  # bytes of one WebSocket message (JMAP's cap is lower)
 HANDSHAKE_TIMEOUT = 30.0  # seconds for the TLS handshake (as the mail ports)
 SHUTDOWN_TIMEOUT = 3.0  # seconds a closing TLS connection waits for the client's close_notify
 REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
@@ -61,12 +73,14 @@ class WebServer:
         self.ctx = ctx
         self.limiter = limiter
         config = uvicorn.Config(
-            app if app is not None else build_app(ctx), http="h11", ws="none",
+            app if app is not None else build_app(ctx), http="h11", ws="wsproto",
             lifespan="off", log_config=None, access_log=False, server_header=False,
             proxy_headers=False, timeout_keep_alive=KEEP_ALIVE,
             timeout_graceful_shutdown=max(1, int(drain_seconds)),
-            h11_max_incomplete_event_size=MAX_HEAD)
+            h11_max_incomplete_event_size=MAX_HEAD, ws_max_size=MAX_WS_MESSAGE,
+            ws_per_message_deflate=False)
         config.load()
+        config.ws_protocol_class = GuardedWSProtocol
         config.ssl = ctx.runtime.tls.listener_context()
         config.http_protocol_class = functools.partial(  # type: ignore[assignment]
             GuardedProtocol, listener=self)
@@ -213,10 +227,36 @@ class GuardedProtocol(H11Protocol):
                                               self._request_due)
 
     def _request_due(self) -> None:
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._close_slow("request")
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return
+        if cycle.response_started and not cycle.more_body:
+            return  # the request came whole; the answer streams (EventSource): not slow
+        self._close_slow("request")
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        """The connection becomes a WebSocket: the deadlines stop, and the limiter slot is
+        now released when the WebSocket connection is lost."""
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+        protocol = self.transport.get_protocol()
+        if self._admitted and isinstance(protocol, GuardedWSProtocol):
+            self._admitted = False
+            protocol.on_lost = functools.partial(self._listener.limiter.release, self._key)
 
     def _close_slow(self, what: str) -> None:
         if not self.transport.is_closing():
             log.info("client=%s web connection closed: %s too slow", self._key, what)
             self.transport.abort()
+
+
+class GuardedWSProtocol(WSProtocol):
+    """uvicorn's wsproto protocol, releasing the connection's limiter slot when lost."""
+
+    on_lost: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        release, self.on_lost = self.on_lost, None
+        if release is not None:
+            release()
