@@ -82,9 +82,13 @@ from postroom.tls.stspolicy import policy_for
 from postroom.workers import SMTP_LISTENERS, WorkerPool
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from postroom.delivery.spamfiling import AccountScorer
+    from postroom.jmap.context import JmapContext
     from postroom.store.api import Store
     from postroom.tls.acmemanager import AcmeManager
+    from postroom.web.context import WebContext
     from postroom.web.server import WebServer
     from postroom.workers import WorkerRole
 
@@ -219,6 +223,7 @@ class App:
                                          config.networks)
         self.guard: AuthGuard | None = None
         self.web: WebServer | None = None  # WEB_PORT: the web console (main process only)
+        self.jmap: JmapContext | None = None  # ENABLE_JMAP on the web listener (issue 23)
 
     @property
     def runtime(self) -> Runtime:
@@ -465,7 +470,7 @@ class App:
 
     async def _start_web(self) -> None:
         """WEB_PORT: the web console (web/server.py) on LISTEN_ADDRESS, sharing the mail
-        listeners' connection limits."""
+        listeners' connection limits; JMAP on the same listener (`_web_app`)."""
         from postroom.selftest.domainadvice import DomainAdvisor
         from postroom.web.context import WebContext
         from postroom.web.server import WebServer
@@ -473,9 +478,32 @@ class App:
         ctx = WebContext(runtime=self.runtime, queue=self.queue, config=self.config,
                          guard=self.guard, listeners_bound=lambda: bool(self._servers),
                          domains=DomainAdvisor(self.config, self.runtime.resolver))
-        self.web = WebServer(ctx, self.limiter, self.drain_seconds)
+        self.web = WebServer(ctx, self.limiter, self.drain_seconds, app=self._web_app(ctx))
         for host, port in await self.web.start():
             self.listeners.append(BoundListener("web", host, port, True))
+
+    def _web_app(self, ctx: WebContext) -> ASGIApp:
+        """The console, with JMAP's routes (issue 23) when ENABLE_JMAP: jmap/ and web/
+        share the listener but not their code (neither imports the other)."""
+        from postroom.checks import Pipeline
+        from postroom.jmap import http as jmap_http
+        from postroom.jmap.context import JmapContext
+        from postroom.jmap.methods import build_registry, capabilities
+        from postroom.jmap.websocket import push_routes
+        from postroom.smtp.receive import Receiver
+        from postroom.web.application import build_app
+        from postroom.web.clients import client_key
+
+        if not self.config.enable_jmap:
+            return build_app(ctx)
+        # EmailSubmission hands its message to what SMTP submission runs after DATA.
+        acceptor = Receiver(self.runtime, self.queue, Pipeline(inbound_checks(self.runtime)))
+        jctx = JmapContext(runtime=self.runtime, config=self.config,
+                           registry=build_registry(acceptor), guard=self.guard,
+                           client_key=client_key, capabilities=capabilities(self.config))
+        self.jmap = jctx
+        return build_app(ctx, extra_routes=[*jmap_http.routes(jctx), *push_routes(jctx)],
+                         uncapped=jmap_http.UNCAPPED)
 
     @property
     def queue(self) -> QueueWorker:
