@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 from postroom.security.limits import ConnectionLimiter, Refusal
 from postroom.security.peer import peer_key
+from postroom.security.proxy_listener import bind_tcp
 from postroom.web.application import build_app
 from postroom.web.clients import is_trusted_proxy
 from postroom.web.context import WebContext
@@ -96,10 +96,7 @@ class WebServer:
         bound = []
         try:
             for host in config.listen_addresses:
-                family = (socket.AF_INET6 if ipaddress.ip_address(host).version == 6
-                          else socket.AF_INET)
-                sock = socket.create_server((host, config.web_port), family=family,
-                                            backlog=256)
+                sock = bind_tcp(host, config.web_port, backlog=256)  # Nagle off: see there
                 self.sockets.append(sock)
                 bound.append((host, sock.getsockname()[1]))
             await self._serve()
