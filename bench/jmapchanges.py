@@ -98,6 +98,7 @@ def main() -> int:
         api = Api(WEB_PORT, PASSWORD)
         _, before = api.call("Email/get", {"ids": []})
         deliver(postroom, args.messages)
+        api = Api(WEB_PORT, PASSWORD)  # a fresh connection: the idle one timed out meanwhile
 
         def every_message(reply: dict[str, Any]) -> None:
             if len(reply["created"]) != args.messages or reply["destroyed"]:

@@ -330,3 +330,22 @@ async def test_mailbox_changes(store: Store, blobs: BlobStore) -> None:
     again = await store.create_mailbox(account, "Jobs")  # another parent, same name
     recreated = await store.jmap_mailbox_changes(account, deleted.new_state)
     assert _boxes(recreated) == ([again.object_id], [child.object_id], [], False)
+
+
+@pytest.mark.parametrize("scan_ratio", [0, 10**9], ids=["blob-index", "mailbox-scan"])
+async def test_both_ways_of_reading_the_rows_agree(store: Store, blobs: BlobStore,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   scan_ratio: int) -> None:
+    # _present_rows looks the blobs up, or reads every row when they are most of the
+    # account's messages (10,000 new deliveries): both must classify alike.
+    monkeypatch.setattr(jmapstate, "_SCAN_RATIO", scan_ratio)
+    account = await _account(store)
+    inbox, trash = await _box(store, account), await _box(store, account, "Trash")
+    kept_uid, kept = await _deliver(store, blobs, inbox)
+    gone_uid, gone = await _deliver(store, blobs, inbox)
+    start = await store.jmap_state(account)
+    await store.copy_messages(inbox.id, [kept_uid], trash.id)
+    await store.expunge(inbox.id, [kept_uid, gone_uid])
+    _, new = await _deliver(store, blobs, trash)
+    changes = await store.jmap_email_changes(account, start)
+    assert _emails(changes) == ([new], [kept], [gone])
