@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from postroom.config import Config
-from postroom.jmap import emails, identities, mailboxset, submission, vacation
+from postroom.jmap import emails, identities, mailboxset, snippets, submission, vacation
 from postroom.jmap.context import MAIL, CallContext, Capability, default_capabilities
 from postroom.jmap.core import MethodRegistry, register_core
 from postroom.jmap.emailquery import SORT_OPTIONS
@@ -30,6 +30,7 @@ def build_registry(acceptor: MessageAcceptor) -> MethodRegistry[CallContext]:
     register_core(registry)
     mailboxset.register(registry)
     emails.register(registry)  # Email/* and Thread/* (with emailquery, emailset)
+    snippets.register(registry)
     identities.register(registry)
     submission.register(registry, acceptor)
     vacation.register(registry)
