@@ -53,7 +53,8 @@ WORKERS ?= 3
 UVLOOP_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queue tests/e2e \
 	tests/hardening tests/sieve/test_delivery.py tests/filters tests/filterd/test_rspamd.py \
 	tests/web/test_web_auth.py tests/web/test_web_security.py \
-	tests/transport/test_mtasts_serve.py tests/transport/test_outbound_app.py
+	tests/transport/test_mtasts_serve.py tests/transport/test_outbound_app.py \
+	tests/jmap/test_http.py tests/jmap/test_push.py tests/jmap/test_websocket.py
 POSTGRES_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queue \
 	tests/e2e/test_foundation.py tests/e2e/test_outbound.py tests/e2e/test_smtp_processes.py \
 	tests/hardening/test_auth_cache.py tests/hardening/test_bans.py \
@@ -66,7 +67,7 @@ POSTGRES_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queu
 	tests/transport/test_outbound_app.py \
 	tests/reports/test_tlsrpt_send.py tests/reports/test_tlsrpt_e2e.py \
 	tests/reports/test_daily.py tests/reports/test_dmarc_intake.py tests/reports/test_dmarc_send.py \
-	tests/reports/test_dmarc_e2e.py
+	tests/reports/test_dmarc_e2e.py tests/jmap
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n $(WORKERS) $(PYTEST_ARGS)
