@@ -6,7 +6,6 @@ MethodRegistry holding the Email methods and ours."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from postroom.jmap import emails, identities, submission, vacation
@@ -14,60 +13,33 @@ from postroom.jmap.context import (
     MAIL,
     SUBMISSION,
     VACATION_RESPONSE,
-    CallContext,
-    JmapContext,
-    jmap_account_id,
 )
-from postroom.jmap.core import CORE_CAPABILITY, Limits, MethodRegistry, parse_request, run_request
+from postroom.jmap.core import CORE_CAPABILITY
 from postroom.jmap.submissionsend import MessageAcceptor
 from postroom.mail.mimetree import message_meta
 from postroom.runtime import Runtime
 from postroom.store.api import Account, NewMessage
+from tests.jmap.harness import JmapApi
 
 USING = [CORE_CAPABILITY, MAIL, SUBMISSION, VACATION_RESPONSE]
 WHEN = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
 
 
-class Api:
-    """Requests as a client sends them, for one account."""
+class Api(JmapApi):
+    """Requests as a client sends them, for one account (Email, Identity, Vacation and,
+    with an acceptor, EmailSubmission methods)."""
 
     def __init__(self, runtime: Runtime, account: Account,
                  acceptor: MessageAcceptor | None = None) -> None:  # fmt: skip
-        self.runtime = runtime
-        self.store = runtime.store
-        self.account = account
-        self.account_id = jmap_account_id(account.id)
-        self.registry: MethodRegistry[CallContext] = MethodRegistry()
-        emails.register(self.registry)
-        identities.register(self.registry)
-        vacation.register(self.registry)
+        registers = [emails.register, identities.register, vacation.register]
         if acceptor is not None:
-            submission.register(self.registry, acceptor)
-        self.context = CallContext(JmapContext(runtime, runtime.config, self.registry),
-                                   account, self.account_id, "session-state")
+            registers.append(lambda registry: submission.register(registry, acceptor))
+        super().__init__(runtime, account, registers, using=USING)
 
-    async def request(self, calls: list[list[Any]],
-                      using: list[str] | None = None) -> list[list[Any]]:  # fmt: skip
-        body = {"using": USING if using is None else using, "methodCalls": calls}
-        request = parse_request(json.dumps(body).encode(), Limits(),
-                                self.registry.capabilities | {CORE_CAPABILITY})
-        return list((await run_request(request, self.registry, self.context))
-                    ["methodResponses"])
-
-    async def call(self, name: str, **arguments: Any) -> tuple[str, dict[str, Any]]:
-        arguments.setdefault("accountId", self.account_id)
-        (answer, *_) = await self.request([[name, arguments, "c1"]])
-        return answer[0], answer[1]
-
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
-        kind, response = await self.call(name, **arguments)
-        assert kind == name, response
-        return response
-
-    async def error(self, name: str, **arguments: Any) -> str:
-        kind, response = await self.call(name, **arguments)
-        assert kind == "error", response
-        return str(response["type"])
+    async def responses(self, calls: list[list[Any]],
+                        using: list[str] | None = None) -> list[list[Any]]:  # fmt: skip
+        """The methodResponses of one request."""
+        return list((await self.request(calls, using=using))["methodResponses"])
 
     async def set_error(self, name: str, group: str, key: str, **arguments: Any
                         ) -> dict[str, Any]:  # fmt: skip

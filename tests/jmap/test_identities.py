@@ -116,7 +116,7 @@ async def test_create_update_destroy_and_their_errors(api: Api) -> None:
 
 async def test_creation_references_and_state_checks(api: Api) -> None:
     state = (await api.ok("Identity/get"))["state"]
-    answers = await api.request([
+    answers = await api.responses([
         ["Identity/set", {"accountId": api.account_id, "ifInState": state,
                           "create": {"k1": {"email": ALICE, "name": "Second"}}}, "a"],
         ["Identity/set", {"accountId": api.account_id, "update": {"#k1": {"name": "Renamed"}},

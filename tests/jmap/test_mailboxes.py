@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import imaplib
-import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,14 +19,15 @@ import pytest
 
 from postroom.config import Config
 from postroom.jmap import mailboxes, mailboxset
-from postroom.jmap.context import MAIL, CallContext, JmapContext, jmap_account_id
-from postroom.jmap.core import CORE_CAPABILITY, Limits, MethodRegistry, parse_request, run_request
+from postroom.jmap.context import MAIL
+from postroom.jmap.core import CORE_CAPABILITY, Limits
 from postroom.jmap.mailboxes import missing_superiors
 from postroom.mail.mimetree import message_meta
 from postroom.runtime import Runtime
 from postroom.store.api import Account, FlagMode, NewMessage
 from postroom.store.errors import StorageFailure
 from tests.conftest import make_config
+from tests.jmap.harness import JmapApi
 from tests.jmap.httpclient import JmapClient, basic
 from tests.support.runtime import open_runtime
 from tests.web.conftest import PASSWORD, USER, StartWebApp
@@ -37,44 +37,11 @@ COUNTS = ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
 MESSAGE = b"From: a@example.com\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello\r\n"
 
 
-class Api:
-    """A JMAP account over a real store: requests as a client sends them."""
+class Api(JmapApi):
+    """A JMAP account over a real store with the Mailbox methods."""
 
     def __init__(self, runtime: Runtime, account: Account, limits: Limits) -> None:
-        self.runtime = runtime
-        self.store = runtime.store
-        self.account = account
-        self.account_id = jmap_account_id(account.id)
-        self.limits = limits
-        self.registry: MethodRegistry[CallContext] = MethodRegistry()
-        mailboxset.register(self.registry)
-        self.context = CallContext(JmapContext(runtime, runtime.config, self.registry),
-                                   account, self.account_id, "session-state")
-
-    async def request(self, calls: list[list[Any]],
-                      created_ids: dict[str, str] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"using": [CORE_CAPABILITY, MAIL], "methodCalls": calls}
-        if created_ids is not None:
-            body["createdIds"] = created_ids
-        request = parse_request(json.dumps(body).encode(), self.limits,
-                                self.registry.capabilities | {CORE_CAPABILITY})
-        return await run_request(request, self.registry, self.context)
-
-    async def call(self, name: str, **arguments: Any) -> tuple[str, dict[str, Any]]:
-        arguments.setdefault("accountId", self.account_id)
-        answer = (await self.request([[name, arguments, "c1"]]))["methodResponses"]
-        assert len(answer) == 1 and answer[0][2] == "c1"
-        return answer[0][0], answer[0][1]
-
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
-        kind, response = await self.call(name, **arguments)
-        assert kind == name, response
-        return response
-
-    async def error(self, name: str, **arguments: Any) -> str:
-        kind, response = await self.call(name, **arguments)
-        assert kind == "error", response
-        return str(response["type"])
+        super().__init__(runtime, account, [mailboxset.register], limits)
 
     async def all(self) -> dict[str, dict[str, Any]]:
         """Every Mailbox by full path ("a/b"), as Mailbox/get shows them."""

@@ -103,7 +103,7 @@ async def inbox(runtime: Runtime, address: str) -> list[email.message.EmailMessa
 
 
 async def submit(api: Api, record: dict[str, Any], **arguments: Any) -> list[list[Any]]:
-    return await api.request([["EmailSubmission/set", {
+    return await api.responses([["EmailSubmission/set", {
         "accountId": api.account_id, "create": {"k1": record}, **arguments}, "s"]])
 
 

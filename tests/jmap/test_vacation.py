@@ -141,7 +141,7 @@ async def test_set_errors(api: Api) -> None:
                            update={"singleton": {"isEnabled": False}}) == "stateMismatch"
     kind, _ = await api.call("VacationResponse/get")
     assert kind == "VacationResponse/get"
-    (answer,) = await api.request([["VacationResponse/get", {"accountId": api.account_id},
+    (answer,) = await api.responses([["VacationResponse/get", {"accountId": api.account_id},
                                     "c"]], using=[CORE])
     assert answer[1]["type"] == "unknownMethod"  # §8: only with the capability in use
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -42,8 +41,8 @@ from postroom.jmap.context import (
 )
 from postroom.jmap.core import CORE_CAPABILITY, parse_request, run_request
 from postroom.jmap.errors import RequestError, RequestErrorType
-from postroom.jmap.httpanswers import problem, render_request_error
-from postroom.jmap.httpauth import AuthFailure, authenticate, is_cross_site, render_auth_failure
+from postroom.jmap.httpanswers import render_request_error
+from postroom.jmap.httpauth import guarded
 from postroom.jmap.session import Account as SessionAccount
 from postroom.jmap.session import SessionUrls, build_session
 from postroom.store.api import Account
@@ -54,36 +53,18 @@ PARSE_ON_LOOP = 64 * 1024  # bytes of request body parsed on the event loop
 _HOST = re.compile(r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])"
                    r"(?::[0-9]{1,5})?")
 
-Handler = Callable[[JmapContext, Request, Account], Awaitable[Response]]
 
 
 def routes(ctx: JmapContext) -> list[BaseRoute]:
     return [
-        Route("/.well-known/jmap", _guarded(ctx, handle_session), methods=["GET"]),
-        Route(PREFIX + "/api/", _guarded(ctx, handle_api), methods=["POST"]),
-        Route(PREFIX + "/api", _guarded(ctx, handle_api), methods=["POST"]),
-        Route(PREFIX + "/upload/{accountId}/", _guarded(ctx, httpblobs.handle_upload),
+        Route("/.well-known/jmap", guarded(ctx, handle_session), methods=["GET"]),
+        Route(PREFIX + "/api/", guarded(ctx, handle_api), methods=["POST"]),
+        Route(PREFIX + "/api", guarded(ctx, handle_api), methods=["POST"]),
+        Route(PREFIX + "/upload/{accountId}/", guarded(ctx, httpblobs.handle_upload),
               methods=["POST"]),
         Route(PREFIX + "/download/{accountId}/{blobId}/{name:path}",
-              _guarded(ctx, httpblobs.handle_download), methods=["GET"]),
+              guarded(ctx, httpblobs.handle_download), methods=["GET"]),
     ]
-
-
-def _guarded(ctx: JmapContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint: other sites' browsers refused, then authentication, then `handler`."""
-
-    async def endpoint(request: Request) -> Response:
-        if is_cross_site(request):
-            return problem(403, "JMAP is not offered to pages of other sites (no CORS).")
-        found = await authenticate(ctx, request)
-        if isinstance(found, AuthFailure):
-            return render_auth_failure(found)
-        try:
-            return await handler(ctx, request, found.account)
-        except ClientDisconnect:  # gone mid-body (an upload's blob was discarded): no one
-            return Response(status_code=400)  # reads this; not an error of ours to log
-
-    return endpoint
 
 
 # -- the session resource (§2) ------------------------------------------------------------

@@ -28,9 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from postroom.accounts.apitokens import describe
@@ -130,3 +131,24 @@ def render_auth_failure(failure: AuthFailure) -> Response:
     return problem(401, "Authentication required: Basic (address and password, or an"
                         " app password) or Bearer (an API token).",
                    headers={"WWW-Authenticate": CHALLENGE})
+
+
+Handler = Callable[[JmapContext, Request, Account], Awaitable[Response]]
+
+
+def guarded(ctx: JmapContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A JMAP route's endpoint: other sites' browsers refused, then authentication, then
+    `handler` with the account (every route: API, blobs, session, EventSource)."""
+
+    async def endpoint(request: Request) -> Response:
+        if is_cross_site(request):
+            return problem(403, "JMAP is not offered to pages of other sites (no CORS).")
+        found = await authenticate(ctx, request)
+        if isinstance(found, AuthFailure):
+            return render_auth_failure(found)
+        try:
+            return await handler(ctx, request, found.account)
+        except ClientDisconnect:  # gone mid-body (an upload's blob was discarded): no one
+            return Response(status_code=400)  # reads this; not an error of ours to log
+
+    return endpoint

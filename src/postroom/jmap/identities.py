@@ -38,15 +38,15 @@ from postroom.jmap.errors import (
     render_set_errors,
 )
 from postroom.jmap.standard import (
-    UnknownCreationId,
     apply_patch,
     parse_changes_args,
     parse_get_args,
     parse_set_args,
     render_changes_response,
     render_get_response,
-    resolve_creation_id,
+    set_target,
 )
+from postroom.jmap.types import parse_numbered_id, render_numbered_id
 from postroom.mail.address import normalize_domain, parse_address
 from postroom.store.api import Account, Alias
 from postroom.store.errors import CannotCalculateChanges
@@ -146,14 +146,11 @@ async def current_identities(call: Call[CallContext],
 
 
 def render_identity_id(identity_id: int) -> str:
-    return f"I{identity_id}"
+    return render_numbered_id("I", identity_id)
 
 
 def parse_identity_id(text: str) -> int | None:
-    body = text[1:]
-    if not text.startswith("I") or not body.isdigit() or len(body) > 18 or body[0] == "0":
-        return None
-    return int(body)
+    return parse_numbered_id("I", text)
 
 
 def render_identity(identity: JmapIdentity) -> dict[str, Any]:
@@ -286,14 +283,7 @@ class _IdentitySet:
         self.created[creation_id] = {"id": identity_id, "mayDelete": True}
 
     def _target(self, key: str) -> JmapIdentity:
-        try:
-            real = resolve_creation_id(key, self.call.created_ids)
-        except UnknownCreationId:
-            raise SetFailure(SetError(SetErrorType.NOT_FOUND)) from None
-        identity_id = parse_identity_id(real)
-        if identity_id is None or identity_id not in self.by_id:
-            raise SetFailure(SetError(SetErrorType.NOT_FOUND))
-        return self.by_id[identity_id]
+        return set_target(key, self.call.created_ids, parse_identity_id, self.by_id)
 
     async def update(self, key: str, patch: dict[str, Any]) -> None:
         identity = self._target(key)

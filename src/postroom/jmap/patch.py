@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, TypeVar
 
 from postroom.jmap.errors import SetError, SetErrorType, SetFailure
 from postroom.jmap.types import PointerError, parse_pointer
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def _invalid_patch(description: str) -> SetFailure:
@@ -110,6 +113,20 @@ def resolve_creation_id(value: str, created_ids: Mapping[str, str]) -> str:
     if real is None:
         raise UnknownCreationId(value)
     return real
+
+
+def set_target(key: str, created_ids: Mapping[str, str], parse: Callable[[str], K | None],
+               records: Mapping[K, V]) -> V:  # fmt: skip
+    """The record a /set update or destroy names (RFC 8620 §5.3): its id, or "#creation-id"
+    of one created earlier in the request; a SetError notFound for anything else."""
+    try:
+        real = resolve_creation_id(key, created_ids)
+    except UnknownCreationId:
+        raise SetFailure(SetError(SetErrorType.NOT_FOUND)) from None
+    found = parse(real)
+    if found is None or found not in records:
+        raise SetFailure(SetError(SetErrorType.NOT_FOUND))
+    return records[found]
 
 
 def resolve_creation_ids(value: Any, created_ids: Mapping[str, str]) -> Any:

@@ -42,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from postroom.jmap.context import JmapContext, jmap_account_id
 from postroom.jmap.httpanswers import problem
-from postroom.jmap.httpauth import AuthFailure, authenticate, is_cross_site, render_auth_failure
+from postroom.jmap.httpauth import guarded
 from postroom.runtime import Runtime
 from postroom.store.api import Account, Change
 
@@ -345,15 +345,9 @@ async def open_event_source(ctx: JmapContext, gate: PushGate, request: Request,
 
 def event_source_endpoint(ctx: JmapContext, gate: PushGate
                           ) -> Callable[[Request], Awaitable[Response]]:
-    """The route's endpoint: other sites' pages refused, then authentication (httpauth,
-    as every JMAP route), then the stream."""
+    """The route's endpoint: guarded as every JMAP route (httpauth), then the stream."""
 
-    async def endpoint(request: Request) -> Response:
-        if is_cross_site(request):
-            return problem(403, "JMAP is not offered to pages of other sites (no CORS).")
-        found = await authenticate(ctx, request)
-        if isinstance(found, AuthFailure):
-            return render_auth_failure(found)
-        return await open_event_source(ctx, gate, request, found.account)
+    async def stream(ctx: JmapContext, request: Request, account: Account) -> Response:
+        return await open_event_source(ctx, gate, request, account)
 
-    return endpoint
+    return guarded(ctx, stream)

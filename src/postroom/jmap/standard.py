@@ -30,6 +30,7 @@ from postroom.jmap.patch import (
     is_creation_reference,
     resolve_creation_id,
     resolve_creation_ids,
+    set_target,
 )
 from postroom.jmap.query import (
     Comparator,
@@ -66,7 +67,7 @@ __all__ = [
     "parse_changes_args", "parse_copy_args", "parse_get_args", "parse_query_args",
     "parse_query_changes_args", "parse_set_args", "render_changes_response",
     "render_get_response", "render_query_response", "resolve_creation_id",
-    "resolve_creation_ids",
+    "resolve_creation_ids", "set_target",
 ]
 
 

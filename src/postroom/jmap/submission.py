@@ -65,6 +65,7 @@ from postroom.jmap.standard import (
     render_get_response,
     render_query_response,
     resolve_creation_id,
+    set_target,
 )
 from postroom.jmap.submissionsend import (
     MessageAcceptor,
@@ -81,7 +82,14 @@ from postroom.jmap.submissionsend import (
     without_bcc,
 )
 from postroom.jmap.threads import thread_ids
-from postroom.jmap.types import expect_object, is_id, parse_utc_date, render_utc_date
+from postroom.jmap.types import (
+    expect_object,
+    is_id,
+    parse_numbered_id,
+    parse_utc_date,
+    render_numbered_id,
+    render_utc_date,
+)
 from postroom.runtime import Runtime
 from postroom.store.api import Account
 from postroom.store.errors import CannotCalculateChanges
@@ -100,14 +108,11 @@ HEAD_ON_LOOP = 128 * 1024  # header bytes scanned on the event loop; more: a thr
 
 
 def render_submission_id(submission_id: int) -> str:
-    return f"S{submission_id}"
+    return render_numbered_id("S", submission_id)
 
 
 def _parse_submission_id(text: str) -> int | None:
-    body = text[1:]
-    if not text.startswith("S") or not body.isdigit() or len(body) > 18 or body[0] == "0":
-        return None
-    return int(body)
+    return parse_numbered_id("S", text)
 
 
 def render_submission(submission: JmapSubmission) -> dict[str, Any]:
@@ -357,14 +362,7 @@ class _SubmissionSet:
         self.succeeded["#" + creation_id] = self.succeeded[submission_id] = email_id
 
     def _target(self, key: str) -> JmapSubmission:
-        try:
-            real = resolve_creation_id(key, self.call.created_ids)
-        except UnknownCreationId:
-            raise SetFailure(SetError(SetErrorType.NOT_FOUND)) from None
-        submission_id = _parse_submission_id(real)
-        if submission_id is None or submission_id not in self.by_id:
-            raise SetFailure(SetError(SetErrorType.NOT_FOUND))
-        return self.by_id[submission_id]
+        return set_target(key, self.call.created_ids, _parse_submission_id, self.by_id)
 
     async def update(self, key: str, patch: dict[str, Any]) -> None:
         submission = self._target(key)

@@ -285,3 +285,17 @@ def reject_unknown(arguments: Mapping[str, Any], known: Collection[str],
     if unknown:
         what = "unknown argument(s)" if where is None else f"{where}: unknown member(s)"
         raise invalid_arguments(f"{what}: " + ", ".join(unknown))
+
+
+def render_numbered_id(prefix: str, number: int) -> str:
+    """An Id for a row number: a letter naming the type, then the number ("I12")."""
+    return f"{prefix}{number}"
+
+
+def parse_numbered_id(prefix: str, text: str) -> int | None:
+    """The row number `render_numbered_id(prefix, …)` gave `text`; None for any other
+    text (one spelling per row: no sign, no leading zero, at most 18 digits)."""
+    body = text[len(prefix):]
+    if not text.startswith(prefix) or not body.isdigit() or len(body) > 18 or body[0] == "0":
+        return None
+    return int(body)
