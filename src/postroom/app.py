@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 
     from postroom.delivery.spamfiling import AccountScorer
     from postroom.jmap.context import JmapContext
+    from postroom.jmap.threadkeeper import ThreadKeeper
     from postroom.store.api import Store
     from postroom.tls.acmemanager import AcmeManager
     from postroom.web.context import WebContext
@@ -216,6 +217,7 @@ class App:
         self._runtime: Runtime | None = None
         self._queue: QueueWorker | None = None
         self.fulltext: FulltextIndexer | None = None  # ENABLE_FTS, main process only
+        self.thread_keeper: ThreadKeeper | None = None  # JMAP served: threads at delivery
         self.acme: AcmeManager | None = None  # SSL_TYPE=acme, main process only
         self.reports: ReportServices | None = None  # issue 20: DMARC/TLS reports
         self._stopped = asyncio.Event()
@@ -283,6 +285,10 @@ class App:
         if config.enable_fts:  # the SEARCH index, brought up to date in the background
             self.fulltext = FulltextIndexer(store, blobs)
             self.fulltext.start()
+        if self.jmap is not None:  # JMAP thread ids assigned as mail arrives (issue 23)
+            from postroom.jmap.threadkeeper import ThreadKeeper
+            self.thread_keeper = ThreadKeeper(self._runtime)
+            self.thread_keeper.start()
         if self.acme is not None:
             self.acme.start()
         if await store.count_accounts() == 0:
@@ -545,6 +551,8 @@ class App:
             await self.reports.stop()
         if self.fulltext is not None:
             await self.fulltext.stop()
+        if self.thread_keeper is not None:
+            await self.thread_keeper.stop()
         if self.acme is not None:
             await self.acme.stop()
         if self._runtime is not None:

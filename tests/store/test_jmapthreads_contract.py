@@ -1,13 +1,16 @@
-"""Contract: the `JmapThreadStore` role (JMAP thread ids, migration 0029) on every backend."""
+"""Contract: the `JmapThreadStore` role (JMAP thread ids, migrations 0029 and 0031) on
+every backend."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from postroom.store.api import Mailbox, NewMessage, Store
 from postroom.store.blobs import BlobStore
 from postroom.store.jmapthreads_api import (
     MAX_THREAD_MESSAGE_IDS,
+    SUBJECT_DIGEST_LENGTH,
     ThreadAssignment,
     UnthreadedEmail,
 )
@@ -119,3 +122,42 @@ async def test_moved_and_reimported_mailboxes_are_found_again(
     await store.set_mailbox_uids(archive.id, 777, 1)
     again = await _deliver(store, blobs, archive)
     assert [one.blob_id for one in await store.jmap_unthreaded(account, 10)] == [again]
+
+
+def _digest(subject: str) -> str:
+    return hashlib.sha256(subject.encode()).hexdigest()
+
+
+async def test_subject_digests_are_first_wins_per_account(store: Store, blobs: BlobStore) -> None:
+    account = await _account(store)
+    inbox = await _box(store, account)
+    await _deliver(store, blobs, inbox)
+    await _deliver(store, blobs, inbox, minutes=1)
+    first, second = await store.jmap_unthreaded(account, 10)
+    hello, other = _digest("HELLO"), _digest("OTHER")
+    assert len(hello) == SUBJECT_DIGEST_LENGTH
+    assert await store.jmap_threads_for_subjects(account, [hello]) == {}
+    await store.jmap_record_threads(account, [
+        ThreadAssignment(first.blob_id, "T1", WHEN, ("a@x",), hello),
+        ThreadAssignment(second.blob_id, "T2", WHEN, (), None)])
+    assert await store.jmap_threads_for_subjects(account, [hello, other, "short"]) == {
+        hello: "T1"}
+    # A second record of the digest (another process racing) keeps the first thread.
+    await store.jmap_record_threads(account, [
+        ThreadAssignment("elsewhere", "T3", WHEN, (), hello),
+        ThreadAssignment("another", "T4", WHEN, (), other),
+        ThreadAssignment("odd", "T5", WHEN, (), "not-a-digest")])
+    assert await store.jmap_threads_for_subjects(account, [hello, other, "not-a-digest"]) == {
+        hello: "T1", other: "T4"}
+    assert await store.jmap_threads_for_message_ids(account, ["a@x"]) == {"a@x": "T1"}
+    bob = await _account(store, "bob@example.org")
+    assert await store.jmap_threads_for_subjects(bob, [hello, other]) == {}
+
+
+async def test_many_subject_digests_in_one_lookup(store: Store) -> None:
+    account = await _account(store)
+    digests = [_digest(f"subject {n}") for n in range(6000)]  # more than one statement's
+    await store.jmap_record_threads(account, [
+        ThreadAssignment(f"b{n}", f"T{n}", WHEN, (), digest) for n, digest in enumerate(digests)])
+    found = await store.jmap_threads_for_subjects(account, [*digests, _digest("none")])
+    assert len(found) == 6000 and found[digests[5999]] == "T5999"

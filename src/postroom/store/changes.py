@@ -134,6 +134,19 @@ class Subscription:
 class ChangeFeed:
     def __init__(self) -> None:
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        self._watchers: list[Callable[[Change], None]] = []
+
+    def watch_all(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call `callback` with every change of every account (a process-wide service,
+        such as JMAP's thread keeper); returns what stops it. It runs inside `publish`,
+        after a commit: it must be quick and must not raise."""
+        self._watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return stop
 
     def subscribe(self, account_id: int) -> Subscription:
         subscription = Subscription(self, account_id)
@@ -146,3 +159,5 @@ class ChangeFeed:
     def publish(self, change: Change) -> None:
         for subscription in tuple(self._subscribers.get(change.account_id, ())):
             subscription.deliver(change)
+        for watcher in tuple(self._watchers):
+            watcher(change)

@@ -1,5 +1,5 @@
 """JMAP thread ids (issue 23): the `JmapThreadStore` methods, written once for both
-backends (store/jmapthreads_api.py states the invariants; migration 0029).
+backends (store/jmapthreads_api.py states the invariants; migrations 0029 and 0031).
 
 Unthreaded Emails are found above per-mailbox marks (`email_thread_marks`): each record
 raises a mailbox's mark to just below its first message whose Email still has no thread
@@ -17,6 +17,7 @@ from typing import Any
 from postroom.store.jmapthreads_api import (
     MAX_MESSAGE_ID_LENGTH,
     MAX_THREAD_MESSAGE_IDS,
+    SUBJECT_DIGEST_LENGTH,
     ThreadAssignment,
     UnthreadedEmail,
 )
@@ -99,6 +100,17 @@ class JmapThreadSql(SqlBackend):
             found.update((str(row[0]), str(row[1])) for row in rows)
         return found
 
+    async def jmap_threads_for_subjects(self, account_id: int, digests: Sequence[str]
+                                        ) -> dict[str, str]:  # fmt: skip
+        found: dict[str, str] = {}
+        for chunk in _chunks(one for one in digests if len(one) == SUBJECT_DIGEST_LENGTH):
+            rows = await self._rows(
+                "SELECT subject_digest, thread_id FROM thread_subjects WHERE account_id = ?"
+                " AND subject_digest" + self.dialect.in_uids,
+                (account_id, self._text_list(chunk)))  # fmt: skip
+            found.update((str(row[0]), str(row[1])) for row in rows)
+        return found
+
     async def jmap_record_threads(self, account_id: int,
                                   rows: Sequence[ThreadAssignment]) -> None:  # fmt: skip
         async with self._tx() as tx:
@@ -112,6 +124,12 @@ class JmapThreadSql(SqlBackend):
                 " VALUES (?, ?, ?) ON CONFLICT (account_id, message_id) DO NOTHING",
                 [(account_id, message_id, row.thread_id) for row in rows
                  for message_id in _recordable(row.message_ids)])  # fmt: skip
+            await tx.execute_many(
+                "INSERT INTO thread_subjects (account_id, subject_digest, thread_id)"
+                " VALUES (?, ?, ?) ON CONFLICT (account_id, subject_digest) DO NOTHING",
+                [(account_id, row.subject_digest, row.thread_id) for row in rows
+                 if row.subject_digest is not None
+                 and len(row.subject_digest) == SUBJECT_DIGEST_LENGTH])  # fmt: skip
             await self._raise_marks(tx, account_id)
 
     async def _raise_marks(self, tx: Tx, account_id: int) -> None:
