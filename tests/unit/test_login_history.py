@@ -5,11 +5,13 @@ the app password used is noted; the history is capped."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from postroom.accounts import logins
 from postroom.accounts.authcache import AuthCache
 from postroom.accounts.logins import LoginHistory
 from postroom.accounts.service import AccountService
+from postroom.clock import ManualClock
 from postroom.runtime import Runtime
 from postroom.security.peer import CLIENT_ADDRESS, LISTENER
 
@@ -60,3 +62,32 @@ async def test_a_revoked_app_password_fails_at_once_even_when_cached(
     assert await accounts.authenticate("me@example.test", password) is None
     assert await accounts.authenticate("me@example.test", password,
                                        app_passwords=False) is None
+
+
+async def test_a_per_request_protocol_counts_once_per_client_within_its_window(
+        runtime: Runtime) -> None:
+    # JMAP authenticates every request: one client polling must not push the other
+    # logins out of the KEEP_PER_ACCOUNT kept; IMAP logins are all recorded.
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    history = LoginHistory(runtime.store, clock, flush_seconds=3600)
+    accounts = AccountService(runtime.store, logins=history)
+    account = await accounts.add_account("me@example.test", "secret password")
+
+    async def requests(listener: str, client: str, count: int) -> None:
+        CLIENT_ADDRESS.set(client)
+        LISTENER.set(listener)
+        for _ in range(count):
+            assert await accounts.authenticate("me@example.test", "secret password")
+
+    await asyncio.create_task(requests("jmap", "192.0.2.7", 20))
+    await asyncio.create_task(requests("jmap", "192.0.2.8", 2))  # another client: listed
+    await asyncio.create_task(requests("imaps", "192.0.2.7", 2))
+    recent = await history.recent(account.id)
+    assert sorted((r.protocol, r.client) for r in recent) == [
+        ("imaps", "192.0.2.7"), ("imaps", "192.0.2.7"), ("jmap", "192.0.2.7"),
+        ("jmap", "192.0.2.8")]
+    # Past the window the same client is listed again.
+    clock.advance(logins.REPEAT_WINDOWS["jmap"])
+    await asyncio.create_task(requests("jmap", "192.0.2.7", 1))
+    assert len(await history.recent(account.id)) == 5
+    await history.close()

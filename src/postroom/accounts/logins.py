@@ -33,6 +33,11 @@ log = logging.getLogger("postroom.accounts")
 KEEP_PER_ACCOUNT = 50
 FLUSH_SECONDS = 5.0
 MAX_PENDING = 1000
+# Protocols that authenticate every request (JMAP over HTTP) would fill the history with
+# one client's polling: there, the same account, client and credential count once within
+# this many seconds. Remembered for at most REPEATS_REMEMBERED such logins.
+REPEAT_WINDOWS = {"jmap": 900.0}
+REPEATS_REMEMBERED = 10_000
 
 
 class LoginHistory:
@@ -44,6 +49,7 @@ class LoginHistory:
         self._pending: list[LoginRecord] = []
         self._used: dict[int, dt.datetime] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._last_seen: dict[tuple[int, str, str, str], dt.datetime] = {}
 
     def record(self, account_id: int, credential: str, app_password_id: int | None = None,
                protocol: str | None = None) -> None:
@@ -51,13 +57,30 @@ class LoginHistory:
         if len(self._pending) >= MAX_PENDING:
             return
         now = self._clock.now()
-        self._pending.append(LoginRecord(account_id, now, protocol or current_listener(),
-                                         current_client() or "", credential))
+        record = LoginRecord(account_id, now, protocol or current_listener(),
+                             current_client() or "", credential)
         if app_password_id is not None:
             self._used[app_password_id] = now
+        if self._is_repeat(record):
+            return
+        self._pending.append(record)
         if self._writer is None or self._writer.done():
             delay = 0.0 if len(self._pending) >= MAX_PENDING else self._flush_seconds
             self._writer = asyncio.get_running_loop().create_task(self._write_later(delay))
+
+    def _is_repeat(self, record: LoginRecord) -> bool:
+        """A per-request protocol's login already in the history within its window."""
+        window = REPEAT_WINDOWS.get(record.protocol)
+        if window is None:
+            return False
+        key = (record.account_id, record.protocol, record.client, record.credential)
+        last = self._last_seen.get(key)
+        if last is not None and (record.at - last).total_seconds() < window:
+            return True
+        if len(self._last_seen) >= REPEATS_REMEMBERED:
+            self._last_seen.clear()  # forgetting only lets one more entry through
+        self._last_seen[key] = record.at
+        return False
 
     async def flush(self) -> None:
         """Write what waits now (the self-service page calls this before showing the
