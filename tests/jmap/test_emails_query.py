@@ -204,3 +204,20 @@ async def test_query_changes_cannot_be_calculated(api: Api) -> None:
     assert await api.error("Email/queryChanges") == "invalidArguments"
     assert await api.error("Email/queryChanges", accountId="a9", sinceQueryState=state) == \
         "accountNotFound"
+
+
+async def test_a_big_query_sorts_in_a_thread_and_yields_alike(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past SORT_ON_LOOP candidates the sort runs in a worker thread, and the loops over
+    # the Emails let other tasks run every LOOP_SLICE: the answer must not change.
+    for index in range(6):
+        await api.deliver(message(f"s{index % 3}", message_id=f"m{index}@x",
+                                  body=f"body {index % 2}"), minutes=index)
+    arguments: dict[str, Any] = {
+        "filter": {"operator": "OR", "conditions": [{"body": "body 1"}, {"subject": "s0"}]},
+        "sort": [{"property": "subject"}, {"property": "receivedAt", "isAscending": True}],
+        "collapseThreads": True}
+    on_loop = await _ids(api, **arguments)
+    monkeypatch.setattr(emailquery, "SORT_ON_LOOP", 0)
+    monkeypatch.setattr(emailquery, "LOOP_SLICE", 1)
+    assert await _ids(api, **arguments) == on_loop and len(on_loop) >= 2

@@ -24,6 +24,7 @@ again). A filter naming a mailbox that does not exist matches nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -62,6 +63,11 @@ from postroom.runtime import Runtime
 from postroom.store.fulltext_api import FulltextMatch
 
 MAX_MESSAGES_READ = 10_000  # messages one query may read (header or body) beyond the index
+# A big account's query must not hold the event loop for everyone else: the loops over its
+# Emails let other tasks run every LOOP_SLICE of them, and more than SORT_ON_LOOP
+# candidates are sorted in a worker thread.
+LOOP_SLICE = 1000
+SORT_ON_LOOP = 2000
 HEAD_READ = 64 * 1024  # bytes of a message read for the header condition
 SORT_OPTIONS = ("receivedAt", "size", "from", "to", "subject", "sentAt", "hasKeyword",
                 "allInThreadHaveKeyword", "someInThreadHaveKeyword")  # fmt: skip
@@ -106,6 +112,12 @@ def _add_row(found: dict[str, Candidate], blob_id: str, size: int, when: dt.date
     one.keywords.update(word for word in map(keyword_of_flag, flags) if word is not None)
 
 
+async def _breathe(count: int) -> None:
+    """Let the event loop run other tasks every LOOP_SLICE items of a long loop."""
+    if count % LOOP_SLICE == 0:
+        await asyncio.sleep(0)
+
+
 def _required_mailbox(node: Filter | None) -> str | None:
     """A mailbox every match must be in (a top-level inMailbox), to read only it."""
     if isinstance(node, dict):
@@ -136,13 +148,15 @@ class Search:
             box = boxes.get(only)
             rows = await store.list_messages(box.id) if box is not None else []
             records = await load_emails(store, self.account_id, [row.blob_id for row in rows])
-            for record in records.values():
+            for count, record in enumerate(records.values(), 1):
+                await _breathe(count)
                 for copy in record.copies:
                     _add_row(self.candidates, record.blob_id, copy.size, copy.internal_date,
                              copy.mailbox_object_id, copy.flags, (copy.mailbox_id, copy.uid))
             return
         for object_id, box in boxes.items():
-            for row in await store.list_messages(box.id):
+            for count, row in enumerate(await store.list_messages(box.id), 1):
+                await _breathe(count)
                 _add_row(self.candidates, row.blob_id, row.size, row.internal_date, object_id,
                          row.flags, (row.mailbox_id, row.uid))  # fmt: skip
 
@@ -399,7 +413,18 @@ def _needs_envelope(node: Filter | None, sort: Sequence[Comparator]) -> bool:
 async def _filtered(search: Search, node: Filter | None) -> list[Candidate]:
     if node is None:
         return list(search.candidates.values())
-    return [one for one in search.candidates.values() if await matches(search, node, one)]
+    kept = []
+    for count, one in enumerate(search.candidates.values(), 1):
+        await _breathe(count)
+        if await matches(search, node, one):
+            kept.append(one)
+    return kept
+
+
+def _ordered(search: Search, found: list[Candidate], sort: Sequence[Comparator],
+             collapse: bool) -> list[Candidate]:  # fmt: skip
+    ordered = sort_candidates(search, found, sort)
+    return _collapse(search, ordered) if collapse else ordered
 
 
 async def handle_email_query(call: Call[CallContext]) -> list[Response]:
@@ -418,9 +443,11 @@ async def handle_email_query(call: Call[CallContext]) -> list[Response]:
         await search.load_threads(needs_thread_keywords)
     if _needs_envelope(node, args.sort):
         await search.load_envelopes()
-    ordered = sort_candidates(search, await _filtered(search, node), args.sort)
-    if collapse:
-        ordered = _collapse(search, ordered)
+    found = await _filtered(search, node)
+    if len(found) > SORT_ON_LOOP:  # pure work over the search's own data: a thread may
+        ordered = await asyncio.to_thread(_ordered, search, found, args.sort, collapse)
+    else:
+        ordered = _ordered(search, found, args.sort, collapse)
     ids = [one.blob_id for one in ordered]
     window = compute_query_window(ids, position=args.position, anchor=args.anchor,
                                   anchor_offset=args.anchor_offset, limit=args.limit,
