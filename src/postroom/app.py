@@ -51,6 +51,7 @@ from postroom.delivery.fulltext import FulltextIndexer
 from postroom.dns.cache import with_cache
 from postroom.dns.live import LiveResolver
 from postroom.junk import JunkFilter, JunkScorer
+from postroom.loops import within
 from postroom.metrics import (
     note_connection_closed,
     note_connection_open,
@@ -472,7 +473,7 @@ class App:
         note_connection_refused(spec.name, refusal.name.lower())
         writer.write(spec.refusal(refusal, self.config.hostname))
         with contextlib.suppress(ConnectionError, TimeoutError):
-            await asyncio.wait_for(writer.drain(), REFUSAL_WRITE_TIMEOUT)
+            await within(REFUSAL_WRITE_TIMEOUT, writer.drain())
 
     async def _start_web(self) -> None:
         """WEB_PORT: the web console (web/server.py) on LISTEN_ADDRESS, sharing the mail

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from postroom.loops import within
+
 LINGER_SECONDS = 2.0
 _DISCARD_SIZE = 64 * 1024
 
@@ -22,7 +24,7 @@ async def close_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
     if not writer.is_closing() and writer.can_write_eof():
         with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             writer.write_eof()
-            await asyncio.wait_for(_discard_until_eof(reader), LINGER_SECONDS)
+            await within(LINGER_SECONDS, _discard_until_eof(reader))
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from postroom.config import Config
 from postroom.errors import PostroomError
+from postroom.loops import within
 from postroom.store.api import Change
 from postroom.store.changes import ChangeFeed
 
@@ -170,7 +171,7 @@ class WorkerPool:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         try:
-            await asyncio.wait_for(ready, START_TIMEOUT)
+            await within(START_TIMEOUT, ready)
         except BaseException as error:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.kill()

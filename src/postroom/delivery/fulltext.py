@@ -24,10 +24,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from postroom.loops import cancel_and_wait
+from postroom.loops import cancel_and_wait, wait_event
 from postroom.mail.searchtext import index_texts
 from postroom.store.api import Store
 from postroom.store.blobs import BlobOpener, BlobStore
@@ -115,8 +114,7 @@ class FulltextIndexer:
 
     async def _pause(self) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.idle)
+        await wait_event(self._wake, self.idle)
 
 
 def _texts(batch: FulltextBatch, opener: BlobOpener) -> list[FulltextDoc]:

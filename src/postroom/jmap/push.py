@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 from postroom.jmap.context import JmapContext, jmap_account_id
 from postroom.jmap.httpanswers import problem
 from postroom.jmap.httpauth import guarded
+from postroom.loops import wait_event
 from postroom.runtime import Runtime
 from postroom.store.api import Account, Change
 
@@ -148,11 +149,8 @@ class StateWatch:
         """Waits up to `within` seconds (None: no limit) for the account to change: the
         types whose state moved since the last call (possibly none), or None when the
         time passed, or the watch closed, first."""
-        if not self._wake.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), within)
-            except TimeoutError:
-                return None
+        if not await wait_event(self._wake, within):
+            return None
         if self.is_closing:
             return None
         delay = self._last_read + COALESCE - self._loop.time()

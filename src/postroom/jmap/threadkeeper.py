@@ -23,13 +23,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
 
 from postroom.jmap.threads import assign_threads
-from postroom.loops import cancel_and_wait
+from postroom.loops import cancel_and_wait, wait_event
 from postroom.runtime import Runtime
 from postroom.store.api import Change
 from postroom.store.errors import StorageFailure
@@ -108,8 +107,7 @@ class ThreadKeeper:
             return
         self._wake.clear()
         timeout = max(0.0, min(self._failed.values()) - self._now()) if self._failed else None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        await wait_event(self._wake, timeout)
 
     @staticmethod
     def _now() -> float:

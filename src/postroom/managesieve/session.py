@@ -25,6 +25,7 @@ from typing import Any, cast
 from postroom.accounts.sievescripts import SieveScripts
 from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.loops import within
 from postroom.managesieve.commands import After, Answer, ManageSieveSession
 from postroom.managesieve.wire import (
     Command,
@@ -170,7 +171,7 @@ class _Link:
 
     async def _send(self, data: bytes) -> None:
         self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), self.runtime.config.imap_idle_timeout)
+        await within(self.runtime.config.imap_idle_timeout, self.writer.drain())
         self._restart_deadline()
 
     def _prepare_tls(self) -> None:

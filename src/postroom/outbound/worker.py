@@ -56,6 +56,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from postroom.clock import Clock
 from postroom.delivery.transit import OutboundRecipient, ReceivedMessage
 from postroom.dns.resolver import Resolver
+from postroom.loops import wait_event, within
 from postroom.mail.dsn import DsnAction
 from postroom.metrics import note_outbound
 from postroom.outbound import schedule
@@ -229,7 +230,7 @@ class QueueWorker:
         self._stopping = True
         self._wake.set()
         try:
-            await asyncio.wait_for(task, grace_seconds)
+            await within(grace_seconds, task)
         except TimeoutError:
             log.warning("queue worker did not stop within %ss; cancelled", grace_seconds)
 
@@ -244,8 +245,7 @@ class QueueWorker:
                 report, sleep = PassReport(), self.poll_seconds  # no fast retry loop
             if report.due >= self.batch_size:
                 continue  # more is due right now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), sleep)
+            await wait_event(self._wake, sleep)
 
     async def _sleep_seconds(self) -> float:
         """Until the queue's earliest next attempt — a retry, or the end of another

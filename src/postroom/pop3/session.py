@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
+from postroom.loops import within
 from postroom.pop3 import wire
 from postroom.pop3.commands import (
     LOCKS,
@@ -210,7 +211,7 @@ class _Pop3Link:
 
     async def _drain(self) -> None:
         # A client that stops reading must not pin the connection forever.
-        await asyncio.wait_for(self.writer.drain(), self.server.idle_timeout)
+        await within(self.server.idle_timeout, self.writer.drain())
 
     def _prepare_tls(self) -> None:
         """Before the +OK to STLS: stop reading, drop what the client pipelined.

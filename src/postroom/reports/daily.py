@@ -19,7 +19,6 @@ now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from postroom.clock import Clock
-from postroom.loops import cancel_and_wait
+from postroom.loops import cancel_and_wait, wait_event
 from postroom.store.api import Store
 
 log = logging.getLogger(__name__)
@@ -133,8 +132,7 @@ class DailyReports:
 
     async def _sleep_until(self, when: dt.datetime) -> None:
         while (left := (when - self.clock.now()).total_seconds()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(left, MAX_SLEEP_SECONDS))
+            await wait_event(self._wake, min(left, MAX_SLEEP_SECONDS))
             if self._wake.is_set():
                 self._wake.clear()
                 return

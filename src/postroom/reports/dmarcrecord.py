@@ -17,7 +17,6 @@ writes what is left. Rows are counted per UTC day of the evaluation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
@@ -26,7 +25,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from postroom.clock import Clock
-from postroom.loops import cancel_and_wait
+from postroom.loops import cancel_and_wait, wait_event
 from postroom.mailauth.dkim import DkimResult
 from postroom.mailauth.dmarc import DmarcResult, DmarcVerdict
 from postroom.mailauth.spf import SpfResult
@@ -174,8 +173,7 @@ class DmarcRecorder:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            await wait_event(self._wake, self.flush_seconds)
             self._wake.clear()
             await self.flush()
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from postroom.clock import Clock
-from postroom.loops import cancel_and_wait
+from postroom.loops import cancel_and_wait, wait_event
 from postroom.store.tls_api import TlsStore
 from postroom.tls.acmeclient import AcmeClient, AcmeError, AcmeSettings
 from postroom.tls.acmeshare import ensure_account_key, share_certificate, sync_certificates
@@ -186,8 +186,7 @@ class AcmeManager:
                 self.passes += 1
                 self._pass_done.notify_all()
             delay = (wake_at - self.clock.now()).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(delay, 0.0))
+            await wait_event(self._wake, max(delay, 0.0))
             self._wake.clear()
 
     async def run_pass(self) -> dt.datetime:

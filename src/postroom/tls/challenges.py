@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from postroom.loops import within
+
 log = logging.getLogger(__name__)
 
 ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 §6.2
@@ -216,7 +218,7 @@ class ChallengeListeners:
             server.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), REQUEST_TIMEOUT)
+                await within(REQUEST_TIMEOUT, server.wait_closed())
         self._servers.clear()
 
     async def _handle_alpn(self, _reader: asyncio.StreamReader,
@@ -224,7 +226,7 @@ class ChallengeListeners:
         self.board.note_handshake(writer.get_extra_info("ssl_object"))
         writer.close()  # the handshake was the answer (RFC 8737 §3)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT)
+            await within(REQUEST_TIMEOUT, writer.wait_closed())
 
     async def _handle_http(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
@@ -247,4 +249,4 @@ class ChallengeListeners:
         finally:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT)
+                await within(REQUEST_TIMEOUT, writer.wait_closed())
