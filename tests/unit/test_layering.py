@@ -75,8 +75,9 @@ FLOORS: dict[str, tuple[str, ...]] = {
 FLOOR_ORDER = list(FLOORS)  # index 0 is the top
 FLOOR_OF = {part: FLOOR_ORDER.index(floor) for floor, parts in FLOORS.items() for part in parts}
 PROTOCOLS = frozenset(FLOORS["protocols"])
-# What store/ may import of postroom's besides itself (issue 16: errors/clock-level only).
-STORE_MAY_IMPORT = frozenset({"errors", "clock", "config"})
+# What store/ may import of postroom's besides itself (issue 16: errors/clock-level only;
+# loops for stopping its LISTEN task).
+STORE_MAY_IMPORT = frozenset({"errors", "clock", "config", "loops"})
 
 
 # -- walking the imports -------------------------------------------------------------------

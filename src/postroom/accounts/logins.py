@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 
 from postroom.clock import Clock, SystemClock
+from postroom.loops import cancel_and_wait
 from postroom.security.peer import current_client, current_listener
 from postroom.store.credentials_api import CredentialStore, LoginRecord
 
@@ -101,9 +102,8 @@ class LoginHistory:
 
     async def close(self) -> None:
         if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(self._writer)
         await self.flush()
 
     async def _write_later(self, delay: float) -> None:

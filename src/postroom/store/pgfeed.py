@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from postroom.loops import cancel_and_wait
 from postroom.store.api import Change
 
 CHANNEL = "postroom_changes"
@@ -69,11 +70,9 @@ class NotifyListener:
             raise TimeoutError("could not LISTEN on the PostgreSQL change channel")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        with contextlib.suppress(Exception):
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:
