@@ -5,6 +5,7 @@ a cancellation that arrives as what it waits for completes (asyncio.wait_for on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -19,10 +20,8 @@ async def test_a_task_that_lost_its_cancel_is_cancelled_again(
 
     async def swallows_the_first_cancel() -> None:
         nonlocal rounds
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            pass  # what the library race does: the cancel is gone, the task runs on
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)  # the library race: the cancel is gone, it runs on
         while True:
             rounds += 1
             await asyncio.sleep(0.01)
