@@ -57,6 +57,7 @@ UVLOOP_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queue 
 	tests/jmap/test_http.py tests/jmap/test_push.py tests/jmap/test_websocket.py
 POSTGRES_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queue \
 	tests/e2e/test_foundation.py tests/e2e/test_outbound.py tests/e2e/test_smtp_processes.py \
+	tests/e2e/test_imap_processes.py \
 	tests/hardening/test_auth_cache.py tests/hardening/test_bans.py \
 	tests/hardening/test_crash_safety.py tests/hardening/test_flag_durability.py \
 	tests/hardening/test_storage_failures.py \

@@ -57,7 +57,7 @@ from bench.scale import (
 )
 from bench.sievebench import measure_sieve
 from bench.smtp_load import SmtpTarget, cases, run_interleaved
-from bench.target import Postroom, event_loop, smtp_processes
+from bench.target import Postroom, event_loop, imap_processes, smtp_processes
 
 SMTP_USERS = [bench_user(i) for i in range(1, 7)]
 IMAP_USERS = [bench_user(i) for i in range(11, 21)]
@@ -154,6 +154,7 @@ def machine_info() -> dict[str, str]:
         "postroom": f"{commit}{' + uncommitted changes' if dirty else ''}",
         "postroom event loop": event_loop(),
         "postroom SMTP_PROCESSES": str(smtp_processes()),
+        "postroom IMAP_PROCESSES": str(imap_processes()),
     }
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bench.harness import HOST, PASSWORD, percentile, rss_kib
+from bench.harness import HOST, PASSWORD, percentile, tree_rss_kib
 from bench.imap_load import (
     ImapClient,
     ImapError,
@@ -152,7 +152,7 @@ async def measure_idle(port: int, users: Sequence[str], connections: int, pid: i
                        deliver: Callable[[str], None], batch: int = 100) -> IdleResult:
     """Open `connections` IDLE sessions spread over `users`, then deliver one message to
     each user and time how long until every connection has seen its EXISTS."""
-    rss_before = rss_kib(pid)
+    rss_before = tree_rss_kib(pid)  # IMAP workers included
     gate = asyncio.Semaphore(batch)  # at most `batch` handshakes+logins in flight
     started = time.monotonic()
     outcomes = await asyncio.gather(
@@ -163,7 +163,7 @@ async def measure_idle(port: int, users: Sequence[str], connections: int, pid: i
     errors = sorted({f"{type(o).__name__}: {o}" for o in outcomes
                      if isinstance(o, BaseException)})
     await asyncio.sleep(0)
-    rss_idle = rss_kib(pid)
+    rss_idle = tree_rss_kib(pid)
     wakeup, woken = None, 0
     if clients:
         sent = time.monotonic()

@@ -60,6 +60,11 @@ def smtp_processes() -> int:
     return int(os.environ.get("POSTROOM_SMTP_PROCESSES", "") or os.cpu_count() or 1)
 
 
+def imap_processes() -> int:
+    """IMAP_PROCESSES for the bench: one per core unless POSTROOM_IMAP_PROCESSES says."""
+    return int(os.environ.get("POSTROOM_IMAP_PROCESSES", "") or os.cpu_count() or 1)
+
+
 @dataclass
 class Postroom:
     root: Path = WORK_DIR / "postroom"
@@ -121,6 +126,8 @@ class Postroom:
             # One SMTP process per core, as Postfix runs an smtpd per connection over all
             # cores (README: SMTP_PROCESSES).
             "SMTP_PROCESSES": str(smtp_processes()),
+            # Likewise for IMAP, as Dovecot runs an imap process per connection.
+            "IMAP_PROCESSES": str(imap_processes()),
         }
         if self.storage != "sqlite":
             settings |= {"STORAGE": self.storage, "DATABASE_URL": self.database_url}

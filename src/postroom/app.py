@@ -11,9 +11,9 @@ reading, and its address is put where the login guard in AccountService reads it
 With PROXY_PROTOCOL_TRUSTED_NETWORKS set, listeners accept sockets themselves and read a
 balancer's PROXY header before anything else (security/proxy_listener.py), so that
 address is the real client's everywhere after.
-With SMTP_PROCESSES > 1 the main App starts SMTP worker processes once its listeners are
-bound (workers.py); each worker runs an App in the worker role on the inherited SMTP
-sockets, and the main App stops them as part of its own shutdown.
+With SMTP_PROCESSES or IMAP_PROCESSES > 1 the main App starts worker processes once its
+listeners are bound (workers.py); each worker runs an App in the worker role on the
+inherited SMTP and IMAP sockets, and the main App stops them as part of its own shutdown.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from postroom.tls.contexts import TlsContexts
 from postroom.tls.policyserver import PolicyServer
 from postroom.tls.selfsigned import ensure_self_signed
 from postroom.tls.stspolicy import policy_for
-from postroom.workers import SMTP_LISTENERS, WorkerPool
+from postroom.workers import WorkerPool, worker_count
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -209,9 +209,9 @@ class App:
                  worker: WorkerRole | None = None) -> None:
         self.config = config
         self.drain_seconds = drain_seconds
-        self.worker = worker  # set in an SMTP worker process (workers.py)
+        self.worker = worker  # set in a worker process (workers.py)
         self.listeners: list[BoundListener] = []
-        self._listener_fds: dict[str, list[int]] = {}  # what SMTP workers inherit
+        self._listener_fds: dict[str, list[int]] = {}  # what workers inherit
         self._pool: WorkerPool | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[asyncio.Task[None]] = set()
@@ -273,9 +273,8 @@ class App:
                 await self._listen_or_warn(spec)
             if self.worker is None and config.web_port:
                 await self._start_web()
-            if self.worker is None and config.smtp_processes > 1:
-                self._pool = WorkerPool(config, self._listener_fds, feed.publish,
-                                        self._queue.kick)
+            if self.worker is None and worker_count(config) > 0:
+                self._pool = WorkerPool(config, self._listener_fds, feed, self._queue.kick)
                 await self._pool.start()
         except BaseException:
             await self.stop()
@@ -347,8 +346,8 @@ class App:
                                       policy_server(config, runtime, self.acme
                                                     ).handle_connection, False,
                                       lambda _refusal, _host: b""))  # TLS: nothing to say
-        if self.worker is not None:
-            return [spec for spec in specs if spec.name in SMTP_LISTENERS]
+        if self.worker is not None:  # what it inherited sockets of
+            return [spec for spec in specs if spec.name in self.worker.listeners]
         return specs
 
     async def _listen_or_warn(self, spec: ListenerSpec) -> None:

@@ -185,6 +185,9 @@ class Config(FilterSettings, SieveSettings, TransportSettings, WebSettings):
     # Processes accepting SMTP connections, the main one included (workers.py): one
     # Python process uses one core at most, and receiving mail is CPU-bound.
     smtp_processes: int = Field(default=1, ge=1, le=64, alias="SMTP_PROCESSES")
+    # Processes serving IMAP (143/993), the main one included (issue 22): the sessions of
+    # one process share its one event-loop thread.
+    imap_processes: int = Field(default=1, ge=1, le=64, alias="IMAP_PROCESSES")
 
     # -- limits on what one user controls (issue 25; docs/ARCHITECTURE.md "Limits") --------
     # Mailbox names: UTF-8 bytes of the whole name, hierarchy levels, mailboxes per account

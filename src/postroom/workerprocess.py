@@ -1,4 +1,4 @@
-"""One SMTP worker process's life: `python -m postroom.workerprocess`, started only by
+"""One worker process's life: `python -m postroom.workerprocess`, started only by
 `WorkerPool` (workers.py), which holds the design (what a worker inherits, the channel).
 
 Owns reading the `WorkerSetup` from stdin, running an `App` in the worker role on the
@@ -17,14 +17,14 @@ import sys
 from postroom.app import App
 from postroom.logsetup import setup_logging
 from postroom.loops import fast_loop_factory
-from postroom.workers import CHANNEL_LIMIT, READY, WorkerRole, WorkerSetup
+from postroom.workers import CHANNEL_LIMIT, READY, WorkerRole, WorkerSetup, follow_main
 
 
 def main() -> None:
-    """`python -m postroom.workerprocess`: run one SMTP worker (started by WorkerPool)."""
+    """`python -m postroom.workerprocess`: run one worker (started by WorkerPool)."""
     # stdin is a pipe from the parent process (WorkerPool._spawn), nobody else's data.
     setup: WorkerSetup = pickle.load(sys.stdin.buffer)  # noqa: S301
-    setup_logging(setup.config.log_level, f"smtp-{setup.index}", setup.config.timezone)
+    setup_logging(setup.config.log_level, setup.log_name, setup.config.timezone)
     with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
         runner.run(serve_worker(setup))
 
@@ -41,7 +41,7 @@ async def serve_worker(setup: WorkerSetup) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     await app.start()
     writer.write(f"{READY}\n".encode("ascii"))
-    main_gone = asyncio.create_task(reader.read())  # b"" once the main process is gone
+    main_gone = asyncio.create_task(follow_main(reader, app.runtime.feed))  # until EOF
     stopping = asyncio.create_task(stop_requested.wait())
     await asyncio.wait({main_gone, stopping}, return_when=asyncio.FIRST_COMPLETED)
     main_gone.cancel()

@@ -1,34 +1,48 @@
-"""SMTP worker processes: with SMTP_PROCESSES=N, N processes accept SMTP connections.
+"""Worker processes: with SMTP_PROCESSES=N or IMAP_PROCESSES=M, max(N, M) processes
+(the main one included) accept SMTP and IMAP connections.
 
-Owns starting the N-1 worker processes, what they inherit, the channel back to the main
-process, restarting a worker that dies, and the worker role an `App` takes in one. A
-worker's own life (`python -m postroom.workerprocess`, started only by the main process)
-is workerprocess.py: it imports `App`, which imports this pool, so the two stay apart.
+Owns starting the max(N, M)-1 worker processes, what they inherit, the channel between
+them and the main process, restarting a worker that dies, and the worker role an `App`
+takes in one. A worker's own life (`python -m postroom.workerprocess`, started only by
+the main process) is workerprocess.py: it imports `App`, which imports this pool, so
+the two stay apart.
 
-Why (issue 8): one Python process runs on one core at most, and receiving mail is
+Why (issues 8 and 22): one Python process runs on one core at most. Receiving mail is
 CPU-bound (~2 ms per 4 KB message in system calls, the SMTP exchange, the MIME meta and
-SQLite), so on a machine with more cores one process leaves them idle where Postfix
-runs an smtpd per connection.
+SQLite), and so is serving IMAP (TLS records, parsing, rendering FETCH answers): on a
+machine with more cores one process leaves them idle where Postfix runs an smtpd per
+connection and Dovecot an imap process per user.
 
 How:
-- The main process binds every listener, then starts each worker with the listening
-  sockets of smtp, submission and submissions as inherited descriptors, plus one end of
-  a socketpair (the channel); its Config goes over stdin, pickled. Every process accepts
-  on the same sockets: a connection goes to whichever process is waiting first, so a
-  busy process takes fewer. (SO_REUSEPORT, one socket per process with the kernel
-  splitting connections by hash, was slower: a busy process still gets its share;
-  docs/decisions/0024-so-reuseport-not-kept.md.)
+- The main process binds every listener, then starts each worker with listening sockets
+  as inherited descriptors: smtp, submission and submissions for workers 1…N-1, imap and
+  imaps for workers 1…M-1; plus one end of a socketpair (the channel). Its Config goes
+  over stdin, pickled. Every process accepts on the same sockets: a connection goes to
+  whichever process is waiting first, so a busy process takes fewer. (SO_REUSEPORT, one
+  socket per process with the kernel splitting connections by hash, was slower: a busy
+  process still gets its share; docs/decisions/0024-so-reuseport-not-kept.md.)
 - A worker is an `App` in the worker role (app.py): its own store connections, TLS,
-  resolver and SMTP sessions; no IMAP or POP3, no queue deliveries, no pid file, and it
-  clears no spool leftovers (only the main process does, before starting workers: a
-  worker's in-flight files are not leftovers).
+  resolver, and the SMTP and IMAP sessions of the sockets it inherited; no POP3,
+  ManageSieve, web or queue deliveries, no pid file, and it clears no spool leftovers
+  (only the main process does, before starting workers: a worker's in-flight files are
+  not leftovers).
 - Worker → main lines on the channel: `ready` once it listens; `change ACCOUNT MAILBOX
   KINDS MODSEQ` after each committed change on SQLite (the main publishes it into its
   ChangeFeed, so IMAP IDLE and POP3 learn of a worker's deliveries at once; on
   PostgreSQL, NOTIFY already reaches every process); `queue` after outbound mail was
   queued (the main's queue worker sends it now instead of at its next poll).
-- SQLite serialises writes across processes with its file lock (busy_timeout); UIDs and
-  MODSEQs are allocated inside those transactions, so they stay race-free.
+- Main → worker lines, on SQLite with IMAP workers: every change the main's feed
+  publishes (its own sessions' and deliveries', and the other workers') goes to each
+  IMAP worker but the one it came from, which publishes it into its own feed: IDLE in
+  any process hears of a change made in any other. A worker so far behind that its
+  channel holds CHANNEL_BACKLOG unread bytes misses changes (logged): its sessions
+  still see them at their next command, only IDLE hears late.
+- SQLite serialises writes across processes with its file lock (busy_timeout) and the
+  batch flock (store/sqlitebatch.py); UIDs and MODSEQs are allocated inside those
+  transactions, so they stay race-free. What IMAP keeps per process (\\Recent claims,
+  the flag-column cache, shared refresh reads; imap/recent.py, flagcache.py,
+  refreshshare.py) is keyed so that it holds with several processes as with several
+  nodes: \\Recent is per process, the rest is checked against HIGHESTMODSEQ.
 - Stopping: the main process sends SIGTERM to every worker, which drains its sessions as
   `serve` does, and waits for them. A worker that exits on its own is restarted after
   `RESTART_DELAY`. A worker whose channel closes (the main process died) stops.
@@ -57,9 +71,11 @@ from postroom.store.changes import ChangeFeed
 log = logging.getLogger("postroom")
 
 SMTP_LISTENERS = frozenset({"smtp", "submission", "submissions"})
+IMAP_LISTENERS = frozenset({"imap", "imaps"})
 RESTART_DELAY = 1.0
 START_TIMEOUT = 60.0
 CHANNEL_LIMIT = 64 * 1024
+CHANNEL_BACKLOG = 4 * 1024 * 1024  # unread change lines kept for one worker, at most
 READY, QUEUED = "ready", "queue"
 
 
@@ -92,13 +108,19 @@ class WorkerSetup:
     """What a worker starts from (pickled over its stdin by the main process)."""
 
     config: Config
-    index: int  # 1…N-1, in log lines as [smtp-INDEX]
+    index: int  # 1…max(N, M)-1, in log lines as [smtp-INDEX] ([imap-INDEX]: IMAP only)
     channel_fd: int
     listener_fds: dict[str, list[int]]  # listener name → inherited listening sockets
 
+    @property
+    def log_name(self) -> str:
+        serves_smtp = any(name in SMTP_LISTENERS for name in self.listener_fds)
+        return f"{'smtp' if serves_smtp else 'imap'}-{self.index}"
+
 
 class _ForwardingFeed(ChangeFeed):
-    """The worker's feed: local subscribers (none today) and the main process."""
+    """The worker's feed on SQLite: its own sessions, and the main process (which relays
+    to the other workers); what the main process sends is published here only."""
 
     def __init__(self, channel: asyncio.StreamWriter) -> None:
         super().__init__()
@@ -108,6 +130,19 @@ class _ForwardingFeed(ChangeFeed):
         super().publish(change)
         if not self._channel.is_closing():
             self._channel.write(render_change(change))
+
+    def publish_relayed(self, change: Change) -> None:
+        super().publish(change)
+
+
+async def follow_main(reader: asyncio.StreamReader, feed: ChangeFeed) -> None:
+    """The worker's side of main → worker lines, until the main process is gone (EOF):
+    each change is published into the worker's own feed."""
+    with contextlib.suppress(ConnectionError):
+        while line := await reader.readline():
+            change = parse_line(line)
+            if isinstance(change, Change) and isinstance(feed, _ForwardingFeed):
+                feed.publish_relayed(change)
 
 
 @dataclass(slots=True)
@@ -140,19 +175,52 @@ class _Worker:
     has_listened: bool = False
 
 
+def worker_count(config: Config) -> int:
+    """Processes started besides the main one."""
+    return max(config.smtp_processes, config.imap_processes) - 1
+
+
 class WorkerPool:
-    """Starts the SMTP workers, relays what they announce, restarts and stops them."""
+    """Starts the workers, relays what they announce (and, to IMAP workers, the main
+    feed's changes), restarts and stops them."""
 
     def __init__(self, config: Config, listener_fds: Mapping[str, list[int]],
-                 publish: Callable[[Change], None], kick_queue: Callable[[], None]) -> None:
+                 feed: ChangeFeed, kick_queue: Callable[[], None]) -> None:
         self._config = config
         self._listener_fds = {name: list(fds) for name, fds in listener_fds.items()
-                              if name in SMTP_LISTENERS}
-        self._publish = publish
+                              if name in SMTP_LISTENERS | IMAP_LISTENERS}
+        self._feed = feed
         self._kick_queue = kick_queue
         self._workers: dict[int, _Worker] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._relaying_from: int | None = None  # the worker whose change is being published
+        self._behind: set[int] = set()  # workers told they missed changes (logged once)
+        self._unwatch: Callable[[], None] | None = None
+        if config.storage != "postgresql" and config.imap_processes > 1:
+            self._unwatch = feed.watch_all(self._to_imap_workers)
+
+    def _fds_for(self, index: int) -> dict[str, list[int]]:
+        served = ((SMTP_LISTENERS if index < self._config.smtp_processes else frozenset())
+                  | (IMAP_LISTENERS if index < self._config.imap_processes else frozenset()))
+        return {name: fds for name, fds in self._listener_fds.items() if name in served}
+
+    def _to_imap_workers(self, change: Change) -> None:
+        """Main feed → every IMAP worker but the one the change came from."""
+        line = b""
+        for worker in self._workers.values():
+            if (worker.index == self._relaying_from
+                    or worker.index >= self._config.imap_processes
+                    or worker.writer.is_closing()):
+                continue
+            if worker.writer.transport.get_write_buffer_size() > CHANNEL_BACKLOG:
+                if worker.index not in self._behind:
+                    self._behind.add(worker.index)
+                    log.warning("worker %d reads no changes; its IDLE sessions hear of "
+                                "changes late", worker.index)
+                continue
+            self._behind.discard(worker.index)
+            worker.writer.write(line or (line := render_change(change)))
 
     @property
     def pids(self) -> list[int]:
@@ -161,7 +229,7 @@ class WorkerPool:
     async def start(self) -> None:
         """Returns once every worker listens; raises if one cannot start."""
         await asyncio.gather(*(self._start_worker(index)
-                               for index in range(1, self._config.smtp_processes)))
+                               for index in range(1, worker_count(self._config) + 1)))
 
     async def _start_worker(self, index: int) -> None:
         worker = await self._spawn(index)
@@ -176,15 +244,17 @@ class WorkerPool:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.kill()
             if isinstance(error, TimeoutError):
-                raise PostroomError(f"SMTP worker {index} did not start within "
+                raise PostroomError(f"worker {index} did not start within "
                                     f"{START_TIMEOUT:.0f} s") from None
             raise
-        log.info("SMTP worker %d (pid %d) accepting connections", index, worker.process.pid)
+        log.info("worker %d (pid %d) accepting %s connections", index, worker.process.pid,
+                 "/".join(sorted(self._fds_for(index))))
 
     async def _spawn(self, index: int) -> _Worker:
         ours, theirs = socket.socketpair()
-        inherited = [theirs.fileno(), *(fd for fds in self._listener_fds.values() for fd in fds)]
-        setup = WorkerSetup(self._config, index, theirs.fileno(), self._listener_fds)
+        fds = self._fds_for(index)
+        inherited = [theirs.fileno(), *(fd for listed in fds.values() for fd in listed)]
+        setup = WorkerSetup(self._config, index, theirs.fileno(), fds)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "postroom.workerprocess", stdin=asyncio.subprocess.PIPE,
@@ -214,24 +284,28 @@ class WorkerPool:
         if not worker.has_listened:  # a start-up failure: start() reports it, no restart
             if not ready.done():  # `serve` prints it as one line, no traceback
                 ready.set_exception(PostroomError(
-                    f"SMTP worker {worker.index} exited with status {status} before it "
+                    f"worker {worker.index} exited with status {status} before it "
                     "listened (its error is logged above)"))
             return
         if self._stopping:
             return
-        log.error("SMTP worker %d (pid %d) exited with status %s; restarting it",
+        log.error("worker %d (pid %d) exited with status %s; restarting it",
                   worker.index, worker.process.pid, status)
         await asyncio.sleep(RESTART_DELAY)
         if not self._stopping:
             try:
                 await self._start_worker(worker.index)
             except Exception as error:  # the next connection still finds the other processes
-                log.error("SMTP worker %d could not be restarted: %s", worker.index, error)
+                log.error("worker %d could not be restarted: %s", worker.index, error)
 
     def _relay(self, worker: _Worker, item: Change | str | None,
                ready: asyncio.Future[None]) -> None:
         if isinstance(item, Change):
-            self._publish(item)
+            self._relaying_from = worker.index  # not sent back to where it came from
+            try:
+                self._feed.publish(item)
+            finally:
+                self._relaying_from = None
         elif item == QUEUED:
             self._kick_queue()
         elif item == READY:
@@ -242,6 +316,9 @@ class WorkerPool:
     async def stop(self, grace_seconds: float) -> None:
         """SIGTERM to every worker; those still running after `grace_seconds` are killed."""
         self._stopping = True
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         workers = list(self._workers.values())
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):
@@ -251,7 +328,7 @@ class WorkerPool:
             _, late = await asyncio.wait(waits, timeout=grace_seconds)
             for worker, wait in zip(workers, waits, strict=True):
                 if wait in late:
-                    log.warning("SMTP worker %d did not stop in %ss; killed", worker.index,
+                    log.warning("worker %d did not stop in %ss; killed", worker.index,
                                 grace_seconds)
                     with contextlib.suppress(ProcessLookupError):
                         worker.process.kill()

@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from postroom.config import Config
 from postroom.errors import PostroomError
 from postroom.store.api import Change
+from postroom.store.changes import ChangeFeed
 from postroom.workers import QUEUED, READY, WorkerPool, parse_line, render_change
 from tests.e2e.test_outbound import cli as outbound_cli
 from tests.e2e.test_outbound import free_port_on, wait_for
@@ -214,7 +215,7 @@ def test_a_killed_worker_is_replaced_and_workers_stop_with_the_main_process(
         wait_for(lambda: [pid for pid in workers_of(server) if pid != first] != [])
         (second,) = workers_of(server)
         assert any("restarting it" in line for line in server.output)
-        wait_for(lambda: sum(f"(pid {second}) accepting connections" in line
+        wait_for(lambda: sum(f"(pid {second}) accepting " in line
                              for line in list(server.output)) == 1)
         for _ in range(5):  # the new worker takes connections (concurrent ones spread)
             with ThreadPoolExecutor(10) as pool:
@@ -234,7 +235,7 @@ async def test_a_worker_that_cannot_start_fails_the_start_with_one_line(
     assert false is not None
     monkeypatch.setattr(sys, "executable", false)  # the "worker" exits at once, status 1
     pool = WorkerPool(config.model_copy(update={"smtp_processes": 2}), {},
-                      lambda change: None, lambda: None)
-    with pytest.raises(PostroomError, match="SMTP worker 1 exited with status 1"):
+                      ChangeFeed(), lambda: None)
+    with pytest.raises(PostroomError, match="worker 1 exited with status 1"):
         await pool.start()
     await pool.stop(grace_seconds=5)
