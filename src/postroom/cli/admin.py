@@ -18,7 +18,6 @@ from postroom.config import parse_duration
 from postroom.errors import BadSyntax
 from postroom.mail.address import parse_address
 from postroom.store.api import Store
-from postroom.web.audit import audit_cli
 
 admin_app = typer.Typer(no_args_is_help=True,
                         help="The web console's admin role (README \"Web console\").")
@@ -34,6 +33,8 @@ def canonical(address: str) -> str:
 
 async def set_role(store: Store, address: str, is_admin: bool) -> bool:
     """Grant or revoke, audited; False when the account does not exist."""
+    from postroom.web.audit import audit_cli  # the web stack: only when it is used
+
     changed = await store.set_admin(address, is_admin)
     if changed:
         await audit_cli(store, "admin.grant" if is_admin else "admin.revoke", address)
