@@ -67,7 +67,7 @@ POSTGRES_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queu
 	tests/hardening/test_storage_failures.py \
 	tests/quota tests/filters tests/filterd/test_junk.py tests/sieve/test_delivery.py \
 	tests/delivery tests/tls_acme/test_acme_nodes.py tests/arc/test_sealing.py \
-	tests/web/test_web_auth.py tests/web/test_admin_pages.py tests/web/test_app_passwords.py \
+	tests/web/test_admin_pages.py tests/web/test_app_passwords.py \
 	tests/web/test_selfservice.py tests/transport/test_outbound_mtasts.py \
 	tests/transport/test_outbound_app.py \
 	tests/reports/test_tlsrpt_send.py tests/reports/test_tlsrpt_e2e.py \
@@ -75,7 +75,9 @@ POSTGRES_SUITES := tests/smtp tests/imap tests/pop3 tests/managesieve tests/queu
 	tests/reports/test_dmarc_e2e.py tests/jmap
 # JMAP's HTTP, push and WebSocket layers read the store through the methods the other
 # JMAP tests cover on PostgreSQL; the outbound queue on PostgreSQL is tests/queue's and
-# tests/postgres's (claims, leases, two nodes).
+# tests/postgres's (claims, leases, two nodes); the web console's sessions and accounts
+# on PostgreSQL are the admin, app-password and self-service pages' (test_web_auth's
+# logins and lockouts run once, on SQLite).
 POSTGRES_SKIP := --ignore=tests/jmap/test_http.py --ignore=tests/jmap/test_push.py \
 	--ignore=tests/jmap/test_websocket.py
 

@@ -4,8 +4,10 @@ configs whose every path and port is private to the test."""
 
 from __future__ import annotations
 
+import imaplib
+import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,22 @@ from tests.support.storage import is_postgres_chosen, release_databases, storage
 pytest_plugins = ["tests.support.smtpsink"]
 
 TEST_HOSTNAME = "mail.example.test"
+
+
+def _without_nagle(create: Callable[[imaplib.IMAP4, float | None], socket.socket]
+                   ) -> Callable[[imaplib.IMAP4, float | None], socket.socket]:  # fmt: skip
+    def create_socket(self: imaplib.IMAP4, timeout: float | None) -> socket.socket:
+        sock = create(self, timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    return create_socket
+
+
+# imaplib sends a literal and the CRLF after it in two writes; with Nagle's algorithm on
+# (imaplib never sets TCP_NODELAY, mail clients do) the second waits for the server's
+# delayed ACK: 40 ms per APPEND or literal SEARCH, most of some tests' time. IMAP4_SSL
+# builds on this method, STARTTLS keeps the socket's options.
+imaplib.IMAP4._create_socket = _without_nagle(imaplib.IMAP4._create_socket)  # type: ignore[method-assign]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
