@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postroom.store import sqlite as sqlite_module
 from postroom.store.api import FlagMode, NewMessage
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -241,3 +242,29 @@ async def test_point_reads_see_writes_committed_by_the_batch_writer(
 async def test_point_read_errors_other_than_busy_propagate(sqlite_store: SqliteStore) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await sqlite_store._point_row("SELECT * FROM no_such_table", ())
+
+
+async def test_a_long_read_on_the_loop_goes_to_the_reader_thread(
+        sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: an account's mailbox list is read on the loop, but SQLite's progress
+    handler stops any statement there after ON_LOOP_STEPS steps, and the read is made
+    again on the reader thread (an account with very many mailboxes holds nobody up)."""
+    account = await sqlite_store.create_account("lee@example.test", "hash")
+    for number in range(40):
+        await sqlite_store.create_mailbox(account.id, f"Box {number:02}")
+    on_thread: list[str] = []
+    fetch = sqlite_module._fetch
+
+    async def recording(db: object, sql: str, params: object = ()) -> list[object]:
+        on_thread.append(sql)
+        return await fetch(db, sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_module, "_fetch", recording)
+    names = [box.name for box in await sqlite_store.list_mailboxes(account.id)]
+    assert names[0] == "INBOX" and {f"Box {n:02}" for n in range(40)} <= set(names)
+    assert on_thread == []  # within the budget: on the loop
+    assert sqlite_store._on_loop is not None
+    sqlite_store._on_loop.set_progress_handler(sqlite_module._too_long, 50)  # a tiny budget
+    assert [box.name for box in await sqlite_store.list_mailboxes(account.id)] == names
+    assert len(on_thread) == 1 and "FROM mailboxes" in on_thread[0]  # interrupted, re-read
+    assert "INBOX" in await sqlite_store.list_subscriptions(account.id)  # the same way

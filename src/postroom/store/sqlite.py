@@ -16,9 +16,12 @@ Invariants beyond those in `store/api.py`:
   every RCPT and LOGIN asks) run on the event loop on a fourth, plain sqlite3
   connection (`_point_rows`): answered from SQLite's cache they take microseconds, while
   a hop to a reader thread and back costs ~0.2 ms of CPU in futexes and GIL handoffs
-  (issue 8: five such hops per received message). That connection never waits: with
-  busy_timeout 0, a read that finds the WAL index locked (recovery, a checkpoint
-  restarting the log) goes to the reader thread instead.
+  (issue 8: five such hops per received message). An account's mailbox and
+  subscription lists (LIST, LSUB) go the same way (issue 22). That connection never
+  waits and never runs long: with busy_timeout 0, a read that finds the WAL index
+  locked (recovery, a checkpoint restarting the log) goes to the reader thread instead,
+  and so does one that SQLite's progress handler interrupts after ON_LOOP_STEPS steps
+  (an account with very many mailboxes).
 - synchronous=FULL: a commit is on disk before the method returns (rule 10); flag-only
   changes (store_flags) are committed in the WAL with synchronous=NORMAL (decision 0052).
 - The hot writes (append_message, store_flags, expunge) go through the group commit in
@@ -159,6 +162,14 @@ _COPY_MESSAGE = (
 _LEASE = ("UPDATE queue SET next_attempt = ?, leased_until = ?"
           " WHERE id IN (SELECT value FROM json_each(?))")
 
+# On the loop connection: a statement still running after this many SQLite VM steps is
+# interrupted and read again on the reader thread. Point reads take a few hundred; an
+# account's mailbox list about 42 per mailbox (1,000 mailboxes: 42,000 steps, 1.4 ms
+# with the rows made), so the default MAX_MAILBOXES_PER_ACCOUNT fits.
+ON_LOOP_STEPS = 50_000
+# What sends an on-loop read to the reader thread instead of failing it.
+_OFF_THE_LOOP = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT)
+
 
 def split_statements(script: str) -> list[str]:
     """Split a migration script into statements (triggers' inner `;` stay intact)."""
@@ -174,15 +185,23 @@ def split_statements(script: str) -> list[str]:
 
 
 def _connect_on_loop(path: Path) -> sqlite3.Connection:
-    """The point-read connection: read-only, and never waiting for a lock (SqliteStore)."""
+    """The point-read connection: read-only, never waiting for a lock, and giving up a
+    statement after ON_LOOP_STEPS virtual-machine steps (SqliteStore)."""
     db = sqlite3.connect(path, isolation_level=None, timeout=0)
     try:
         db.execute("PRAGMA busy_timeout = 0")
         db.execute("PRAGMA query_only = ON")
+        db.set_progress_handler(_too_long, ON_LOOP_STEPS)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _too_long() -> int:
+    """SQLite's progress handler: called once a statement ran ON_LOOP_STEPS steps, it
+    interrupts it (SQLITE_INTERRUPT), and the read goes to the reader thread."""
+    return 1
 
 
 async def _fetch(db: aiosqlite.Connection, sql: str, params: Params = ()) -> list[Row]:
@@ -400,18 +419,18 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             self._on_loop = None
 
     async def _point_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """The rows of a read by a unique key (a handful at most), on the event loop
-        when SQLite can answer at once (module doc)."""
+        """The rows of a small read (by a unique key, or an account's mailboxes), on the
+        event loop when SQLite can answer at once and within ON_LOOP_STEPS (module doc)."""
         if self._on_loop is None:
             raise RuntimeError("SqliteStore used before open()")
         try:
             return self._on_loop.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             # The low byte is the primary code (SQLITE_BUSY_RECOVERY is a SQLITE_BUSY).
-            if error.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if error.sqlite_errorcode & 0xFF not in _OFF_THE_LOOP:
                 raise_storage_failure(error)  # damaged, I/O: store/errors.py's kinds
                 raise
-            return await _fetch(self._read, sql, params)  # may wait: off the loop
+            return await _fetch(self._read, sql, params)  # may wait or take long: off the loop
 
     @property
     def _read(self) -> aiosqlite.Connection:

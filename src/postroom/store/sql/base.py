@@ -45,7 +45,8 @@ class SqlBackend(abc.ABC):
 
     @abc.abstractmethod
     async def _point_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """A read by a unique key (a handful of rows): SQLite answers it on the loop."""
+        """A small read (by a unique key, an account's mailboxes): SQLite answers it on
+        the loop when it can within a step budget (store/sqlite.py)."""
 
     async def _row(self, sql: str, params: Sequence[Any] = ()) -> Row:
         rows = await self._rows(sql, params)

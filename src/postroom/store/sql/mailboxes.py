@@ -109,7 +109,9 @@ class MailboxSql(SqlBackend):
         one ("x/a" → "x"), which a name-by-name unique check would refuse."""
 
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
-        rows = await self._rows(MAILBOX_SELECT + " WHERE b.account_id = ?"
+        # Small (MAX_MAILBOXES_PER_ACCOUNT): on SQLite's loop connection, within its step
+        # budget, else on the reader thread (store/sqlite.py ON_LOOP_STEPS).
+        rows = await self._point_rows(MAILBOX_SELECT + " WHERE b.account_id = ?"
                                 " ORDER BY b.name <> 'INBOX', b.name" + self.dialect.collate,
                                 (account_id,))  # fmt: skip
         return [mailbox_from_row(row) for row in rows]
@@ -204,7 +206,7 @@ class MailboxSql(SqlBackend):
             await subscribe(tx, account_id, normalise_mailbox_name(name), subscribed)
 
     async def list_subscriptions(self, account_id: int) -> list[str]:
-        rows = await self._rows("SELECT name FROM subscriptions WHERE account_id = ?"
+        rows = await self._point_rows("SELECT name FROM subscriptions WHERE account_id = ?"
                                 " ORDER BY name" + self.dialect.collate, (account_id,))
         return [row[0] for row in rows]
 
