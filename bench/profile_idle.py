@@ -49,7 +49,8 @@ def main() -> int:
           f"(errors: {result.errors}); RSS before {result.rss_before_kib / 1024:.0f} MiB, "
           f"with them {result.rss_idle_kib / 1024:.0f} MiB "
           f"({result.kib_per_connection:.1f} KiB each); set-up {result.setup_seconds:.1f} s; "
-          f"all {result.woken} woken in {result.wakeup_seconds} s")
+          f"all {result.woken} woken in {result.wakeup_seconds} s, "
+          f"server CPU meanwhile {result.server_cpu_wakeup} s")
     return 0
 
 

@@ -15,6 +15,7 @@ import socket
 import sys
 
 from postroom.app import App
+from postroom.collector import settle_collector
 from postroom.logsetup import setup_logging
 from postroom.loops import fast_loop_factory
 from postroom.workers import CHANNEL_LIMIT, READY, WorkerRole, WorkerSetup, follow_main
@@ -40,6 +41,7 @@ async def serve_worker(setup: WorkerSetup) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the whole group
         loop.add_signal_handler(signum, stop_requested.set)
     await app.start()
+    settle_collector()
     writer.write(f"{READY}\n".encode("ascii"))
     main_gone = asyncio.create_task(follow_main(reader, app.runtime.feed))  # until EOF
     stopping = asyncio.create_task(stop_requested.wait())

@@ -60,7 +60,8 @@ OWNED_LIBRARIES = {
 #   handed to a session (it holds an AccountService), so it sits with them.
 # - mailauth: SPF/DKIM/DMARC engines and DKIM keys; above dns/, whose answers they judge.
 # - base: storage, message handling, DNS queries, TLS contexts, SASL, connection closing.
-# - foundation: configuration, errors, clocks, logging, the event-loop choice.
+# - foundation: configuration, errors, clocks, logging, the event-loop choice, the
+#   garbage collector's settings.
 FLOORS: dict[str, tuple[str, ...]] = {
     "top": ("__main__", "app", "cli", "workers", "workerprocess"),
     "tools": ("importers", "selftest"),
@@ -70,7 +71,8 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "mailauth": ("mailauth",),
     "base": ("store", "mail", "dns", "tls", "sasl", "closing", "sieve", "metrics"),
     "foundation": ("__init__", "config", "configfilter", "configsieve", "configtransport",
-                   "configweb", "configtypes", "errors", "clock", "logsetup", "loops"),
+                   "configweb", "configtypes", "errors", "clock", "logsetup", "loops",
+                   "collector"),
 }
 FLOOR_ORDER = list(FLOORS)  # index 0 is the top
 FLOOR_OF = {part: FLOOR_ORDER.index(floor) for floor, parts in FLOORS.items() for part in parts}

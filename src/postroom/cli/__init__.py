@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 def serve() -> None:
     """Run every listener (SMTP, submission, IMAP, POP3) until SIGTERM."""
     from postroom.app import App
+    from postroom.collector import settle_collector
 
     config = current_config()
     try:
@@ -72,6 +73,7 @@ def serve() -> None:
     async def main() -> None:
         server = App(config)
         await server.start()
+        settle_collector()  # start-up's objects out of the collector's sight (collector.py)
         for listener in server.listeners:
             tls = " (implicit TLS)" if listener.implicit_tls else ""
             announce("%s listening on %s:%d%s", listener.name, listener.host, listener.port,
