@@ -104,3 +104,31 @@ def test_a_failed_read_reaches_every_asker_and_is_not_kept(
     first, second, again = imap_server.call(ask_twice())
     assert isinstance(first, RuntimeError) and second is first
     assert isinstance(again, refreshshare.Changes) and len(again.changed) == 1
+
+
+def test_an_asker_cancelled_meanwhile_takes_nobody_elses_answer(
+        imap_server: ImapThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = imap_server.rt.store
+    imap_server.deliver(simple_message("one"))
+    original = store.list_messages
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)  # both askers are waiting by now
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_messages", slow)
+
+    async def ask_twice_cancel_one() -> list[object]:
+        account = await store.get_account("alice@example.test")
+        assert account is not None
+        box = await store.get_mailbox(account.id, "INBOX")
+        assert box is not None
+        gone = asyncio.ensure_future(refreshshare.changes_since(store, box, 0))
+        stays = asyncio.ensure_future(refreshshare.changes_since(store, box, 0))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        return list(await asyncio.gather(gone, stays, return_exceptions=True))
+
+    gone, stays = imap_server.call(ask_twice_cancel_one())
+    assert isinstance(gone, asyncio.CancelledError)
+    assert isinstance(stays, refreshshare.Changes) and len(stays.changed) == 1
