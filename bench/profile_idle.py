@@ -50,7 +50,8 @@ def main() -> int:
           f"with them {result.rss_idle_kib / 1024:.0f} MiB "
           f"({result.kib_per_connection:.1f} KiB each); set-up {result.setup_seconds:.1f} s; "
           f"all {result.woken} woken in {result.wakeup_seconds} s, "
-          f"server CPU meanwhile {result.server_cpu_wakeup} s")
+          f"CPU meanwhile: server {result.server_cpu_wakeup:.2f} s, "
+          f"this client {result.client_cpu_wakeup:.2f} s")
     return 0
 
 

@@ -124,6 +124,7 @@ class IdleResult:
     woken: int
     errors: list[str] = field(default_factory=list)
     server_cpu_wakeup: float | None = None  # CPU seconds of the server's processes meanwhile
+    client_cpu_wakeup: float | None = None  # and of this process (it shares the cores)
 
     @property
     def kib_per_connection(self) -> float:
@@ -144,10 +145,11 @@ async def _open_idle(port: int, user: str, gate: asyncio.Semaphore) -> ImapClien
 
 
 async def _await_exists(client: ImapClient, timeout: float) -> float:
-    while True:
-        line = await asyncio.wait_for(client.reader.readuntil(b"\r\n"), timeout)
-        if line.startswith(b"* ") and line.endswith(b"EXISTS\r\n"):
-            return time.monotonic()
+    async with asyncio.timeout(timeout):  # not wait_for: no task per line (client CPU)
+        while True:
+            line = await client.reader.readuntil(b"\r\n")
+            if line.startswith(b"* ") and line.endswith(b"EXISTS\r\n"):
+                return time.monotonic()
 
 
 async def measure_idle(port: int, users: Sequence[str], connections: int, pid: int,
@@ -166,14 +168,14 @@ async def measure_idle(port: int, users: Sequence[str], connections: int, pid: i
                      if isinstance(o, BaseException)})
     await asyncio.sleep(0)
     rss_idle = tree_rss_kib(pid)
-    wakeup, woken, cpu = None, 0, None
+    wakeup, woken, cpu, client_cpu = None, 0, None, None
     if clients:
         # This process holds as many objects as the server; a pass of its own garbage
         # collector over them (0.3 s here) must not count as the server's wake-up time.
         gc.freeze()
         gc.disable()
         try:
-            cpu_before = tree_cpu_seconds(pid)
+            cpu_before, client_before = tree_cpu_seconds(pid), time.process_time()
             sent = time.monotonic()
             waits = [asyncio.ensure_future(_await_exists(c, 120)) for c in clients]
             await asyncio.to_thread(deliver, "")
@@ -185,8 +187,10 @@ async def measure_idle(port: int, users: Sequence[str], connections: int, pid: i
         woken = len(times)
         wakeup = (max(times) - sent) if times else None
         cpu = tree_cpu_seconds(pid) - cpu_before
+        client_cpu = time.process_time() - client_before
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    return IdleResult(len(clients), rss_before, rss_idle, setup, wakeup, woken, errors[:5], cpu)
+    return IdleResult(len(clients), rss_before, rss_idle, setup, wakeup, woken, errors[:5], cpu,
+                      client_cpu)
 
 
 # --- POP3 ---------------------------------------------------------------------------------

@@ -132,3 +132,34 @@ def test_an_asker_cancelled_meanwhile_takes_nobody_elses_answer(
     gone, stays = imap_server.call(ask_twice_cancel_one())
     assert isinstance(gone, asyncio.CancelledError)
     assert isinstance(stays, refreshshare.Changes) and len(stays.changed) == 1
+
+
+def test_the_woken_sessions_read_the_mailbox_row_once_and_again_after_a_change(
+        imap_server: ImapThread, client_tls: ssl.SSLContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clients = idling(imap_server, client_tls, 5)
+    calls: Counter[str] = Counter()
+    count_calls(monkeypatch, imap_server.rt.store, "get_mailbox_by_id", calls)
+    imap_server.deliver(simple_message("one"))
+    for client in clients:
+        assert exists(client) == b"* 1 EXISTS"
+    assert calls["get_mailbox_by_id"] == 1  # one row, read after the delivery's change
+
+    # The next change makes that row old: the sessions read it again, and see "two".
+    imap_server.deliver(simple_message("two"))
+    for client in clients:
+        assert exists(client) == b"* 2 EXISTS"
+    assert calls["get_mailbox_by_id"] == 2
+
+    # A session's own write is published before it returns: its refresh never uses a
+    # row read before it, and the others hear of it.
+    clients[0].send(b"DONE\r\n")
+    assert clients[0].until_tagged(b"i")[-1] == b"i OK IDLE terminated"
+    lines = clients[0].command(b"s", b"STORE 1 +FLAGS (\\Seen)")
+    assert lines[-1].startswith(b"s OK") and b"\\Seen" in lines[0]
+    for client in clients[1:]:
+        while (line := client.line()).endswith(b" RECENT"):
+            pass  # after the last EXISTS, to an IMAP4rev1 client
+        assert line.startswith(b"* 1 FETCH") and b"\\Seen" in line, line
+    for client in clients:
+        client.close()

@@ -4,9 +4,20 @@ Owns `changes_since`: the messages changed and the UIDs expunged in a mailbox si
 session's baseline, as `SelectedMailbox.refresh` needs them. One delivery wakes every
 session in IDLE on that mailbox at once (10,000 IDLE connections on 10 accounts in the
 bench), and they all ask the same question; the first asker's two reads answer them all,
-instead of two reads on the store's reader thread per session.
+instead of two reads on the store's reader thread per session. And `current_mailbox`:
+the mailbox row such a refresh starts from, read once for all of them.
 
-Invariants:
+Invariants of `current_mailbox`:
+- A refresh that follows a change event (a session goes stale only when its feed
+  publishes one, or after its own write, which publishes before it returns) needs a row
+  read after that event was published. A row read when the feed had published N changes
+  serves every asker while the count is still N: it was read after all of them. The
+  first change published after it ends its use.
+- It may miss a commit whose event has not reached this process yet, as any session that
+  was not woken misses it; that commit's event marks the sessions stale again.
+- The rows kept belong to one count; at most KEPT_MAILBOXES of them.
+
+Invariants of `changes_since`:
 - A key is the mailbox's never-reused identity, the asker's baseline and the mailbox's
   HIGHESTMODSEQ `top` that the asker has just read. Every read for a key starts after a
   session saw `top` committed, so it holds every change up to `top`: all that the asker
@@ -33,9 +44,11 @@ from dataclasses import dataclass, field
 
 from postroom.imap.recent import mailbox_key
 from postroom.store.api import Mailbox, MessageRow, Store
+from postroom.store.changes import ChangeFeed
 
 KEPT_ROWS = 256
 KEPT_ANSWERS = 64
+KEPT_MAILBOXES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +65,28 @@ class _Shared:
     running: dict[_Key, asyncio.Task[Changes]] = field(default_factory=dict)
     waiting: dict[_Key, list[asyncio.Future[Changes]]] = field(default_factory=dict)
     kept: OrderedDict[_Key, Changes] = field(default_factory=OrderedDict)
+    rows: dict[int, Mailbox | None] = field(default_factory=dict)  # by mailbox id
+    rows_published: int = -1  # the feed's count when `rows` were read
 
 
 _per_store: weakref.WeakKeyDictionary[Store, _Shared] = weakref.WeakKeyDictionary()
+
+
+async def current_mailbox(store: Store, feed: ChangeFeed, mailbox_id: int) -> Mailbox | None:
+    """The mailbox row as read since the feed's last change (module doc); None: gone."""
+    shared = _per_store.setdefault(store, _Shared())
+    published = feed.published
+    if shared.rows_published != published:
+        shared.rows.clear()
+        shared.rows_published = published
+    elif mailbox_id in shared.rows:
+        return shared.rows[mailbox_id]
+    mailbox = await store.get_mailbox_by_id(mailbox_id)
+    # Kept only if no change came while reading (the read may have waited off the loop).
+    if shared.rows_published == published == feed.published and (
+            len(shared.rows) < KEPT_MAILBOXES):
+        shared.rows[mailbox_id] = mailbox
+    return mailbox
 
 
 async def changes_since(store: Store, mailbox: Mailbox, baseline: int) -> Changes:

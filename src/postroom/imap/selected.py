@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from postroom.errors import BadSyntax, Refused
 from postroom.imap.flagcache import flag_tables
 from postroom.imap.recent import claim_recent, mailbox_key, unclaimed_recent
-from postroom.imap.refreshshare import changes_since
+from postroom.imap.refreshshare import changes_since, current_mailbox
 from postroom.imap.wire.grammar import SYSTEM_FLAGS, SequenceSet
 from postroom.imap.wire.responses import Atom, render_flags, render_untagged_status
 from postroom.store.api import (
@@ -58,6 +58,7 @@ from postroom.store.api import (
     SelectSummary,
     Store,
 )
+from postroom.store.changes import ChangeFeed
 
 
 class MailboxGone(Refused):
@@ -298,13 +299,18 @@ class SelectedMailbox:
         return found
 
     # -- updates ------------------------------------------------------------------------
-    async def refresh(self, store: Store) -> None:
-        """Re-read the store and queue what changed since the baseline."""
-        mailbox = await store.get_mailbox_by_id(self.mailbox_id)
+    async def refresh(self, store: Store, feed: ChangeFeed | None = None) -> None:
+        """Re-read the store and queue what changed since the baseline. With the `feed`
+        whose change made the view stale, the mailbox row may be one read since that
+        change for every session (refreshshare.current_mailbox); without, it is read."""
+        mailbox = await (store.get_mailbox_by_id(self.mailbox_id) if feed is None
+                         else current_mailbox(store, feed, self.mailbox_id))
         # A different object_id: deleted, and the row id handed to a new mailbox (SQLite).
         if mailbox is None or mailbox_key(mailbox) != mailbox_key(self.mailbox):
             raise MailboxGone("the selected mailbox was deleted", code="NONEXISTENT")
-        if mailbox.highest_modseq == self.baseline:
+        # Lower: a shared row read before this view's own last read, and after the
+        # change that made it stale; the view has seen all of it already.
+        if mailbox.highest_modseq <= self.baseline:
             return
         news = await changes_since(store, mailbox, self.baseline)  # shared with other views
         self.mailbox = mailbox

@@ -473,7 +473,7 @@ class _Session:
             ctx.note_changes()
             if ctx.selected is not None and ctx.is_selected_stale:
                 # Fresh flags before acting; the updates themselves go out afterwards.
-                await ctx.selected.refresh(self.runtime.store)
+                await ctx.selected.refresh(self.runtime.store, self.runtime.feed)
                 ctx.is_selected_stale = False
             if ctx.selected is not None and spec.needs_view_tables:
                 await ctx.selected.load_tables(self.runtime.store)

@@ -135,6 +135,9 @@ class ChangeFeed:
     def __init__(self) -> None:
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
         self._watchers: list[Callable[[Change], None]] = []
+        # Changes published so far: a read begun when this was N has seen the commit of
+        # every change published before it (imap/refreshshare.py's shared mailbox rows).
+        self.published = 0
 
     def watch_all(self, callback: Callable[[Change], None]) -> Callable[[], None]:
         """Call `callback` with every change of every account (a process-wide service,
@@ -157,6 +160,7 @@ class ChangeFeed:
         self._subscribers[subscription.account_id].discard(subscription)
 
     def publish(self, change: Change) -> None:
+        self.published += 1
         for subscription in tuple(self._subscribers.get(change.account_id, ())):
             subscription.deliver(change)
         for watcher in tuple(self._watchers):

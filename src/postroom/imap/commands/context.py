@@ -178,7 +178,7 @@ class Context:
         if view is None:
             return
         if self.is_selected_stale:
-            await view.refresh(self.runtime.store)
+            await view.refresh(self.runtime.store, self.runtime.feed)
             self.is_selected_stale = False  # only once the refresh worked
         is_rev1 = not self.is_rev2
         if self.result_contexts is not None and may_expunge:
