@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from postroom.store import sqlite as sqlite_module
+from postroom.store import sqliteloop
 from postroom.store.api import FlagMode, NewMessage
 from postroom.store.blobs import FileBlobStore
 from postroom.store.changes import ChangeFeed
@@ -264,7 +265,57 @@ async def test_a_long_read_on_the_loop_goes_to_the_reader_thread(
     assert names[0] == "INBOX" and {f"Box {n:02}" for n in range(40)} <= set(names)
     assert on_thread == []  # within the budget: on the loop
     assert sqlite_store._on_loop is not None
-    sqlite_store._on_loop.set_progress_handler(sqlite_module._too_long, 50)  # a tiny budget
+    sqlite_store._on_loop.set_progress_handler(sqliteloop.too_long, 50)  # a tiny budget
     assert [box.name for box in await sqlite_store.list_mailboxes(account.id)] == names
     assert len(on_thread) == 1 and "FROM mailboxes" in on_thread[0]  # interrupted, re-read
     assert "INBOX" in await sqlite_store.list_subscriptions(account.id)  # the same way
+
+
+async def test_a_read_that_ran_out_of_steps_goes_off_the_loop_from_then_on(
+        sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STATUS's counts, a refresh's changes and a FETCH's few rows are read on the loop;
+    one that once ran past the budget (a very large mailbox) is sent to the reader thread
+    straight away after that, without spending the budget again."""
+    account = await sqlite_store.create_account("sam@example.test", "hash")
+    inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
+    assert inbox is not None
+    for _ in range(30):
+        await sqlite_store.append_message(inbox.id, NewMessage("c" * 32, 10, WHEN))
+    on_thread: list[str] = []
+    fetch = sqlite_module._fetch
+
+    async def recording(db: object, sql: str, params: object = ()) -> list[object]:
+        on_thread.append(sql)
+        return await fetch(db, sql, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_module, "_fetch", recording)
+    counts = await sqlite_store.mailbox_counts(inbox.id)
+    first = await sqlite_store.get_message(inbox.id, 1)
+    assert first is not None
+    changed = await sqlite_store.list_messages(inbox.id, changed_since=first.modseq)
+    few = await sqlite_store.get_messages(inbox.id, [1, 2, 3])
+    assert (counts.messages, len(changed), [m.uid for m in few]) == (30, 29, [1, 2, 3])
+    assert on_thread == []  # all on the loop
+
+    assert sqlite_store._on_loop is not None
+    sqlite_store._on_loop.set_progress_handler(sqliteloop.too_long, 50)  # a tiny budget
+    assert await sqlite_store.mailbox_counts(inbox.id) == counts
+    assert len(on_thread) == 1  # interrupted, read again off the loop
+    tries: list[int] = []
+    sqlite_store._on_loop.set_progress_handler(lambda: tries.append(1) or 1, 50)
+    assert await sqlite_store.mailbox_counts(inbox.id) == counts
+    assert len(on_thread) == 2 and tries == []  # straight to the thread: remembered
+    other = await sqlite_store.create_mailbox(account.id, "Other")
+    on_thread.clear()
+    assert (await sqlite_store.mailbox_counts(other.id)).messages == 0
+    assert on_thread == []  # another (empty) mailbox's counts: on the loop, in budget
+
+
+def test_long_reads_are_bounded_and_forget_the_least_recent() -> None:
+    reads = sqliteloop.LongReads()
+    for number in range(sqliteloop.LONG_READS_KEPT + 1):
+        reads.remember("SELECT ?", (number,))
+    assert ("SELECT ?", (0,)) not in reads
+    assert ("SELECT ?", (1,)) in reads and ("SELECT ?", (sqliteloop.LONG_READS_KEPT,)) in reads
+    reads.remember("SELECT ?", ([1, 2],))  # unhashable parameters: not remembered
+    assert ("SELECT ?", ([1, 2],)) not in reads

@@ -16,12 +16,14 @@ Invariants beyond those in `store/api.py`:
   every RCPT and LOGIN asks) run on the event loop on a fourth, plain sqlite3
   connection (`_point_rows`): answered from SQLite's cache they take microseconds, while
   a hop to a reader thread and back costs ~0.2 ms of CPU in futexes and GIL handoffs
-  (issue 8: five such hops per received message). An account's mailbox and
-  subscription lists (LIST, LSUB) go the same way (issue 22). That connection never
-  waits and never runs long: with busy_timeout 0, a read that finds the WAL index
-  locked (recovery, a checkpoint restarting the log) goes to the reader thread instead,
-  and so does one that SQLite's progress handler interrupts after ON_LOOP_STEPS steps
-  (an account with very many mailboxes).
+  (issue 8: five such hops per received message). Small reads of IMAP commands go the
+  same way (issue 22): an account's mailbox and subscription lists (LIST, LSUB), a
+  mailbox's counts (STATUS), the few messages a FETCH names, a refresh's changes. That
+  connection never waits and never runs long (store/sqliteloop.py): with busy_timeout
+  0, a read that finds the WAL index locked (recovery, a checkpoint restarting the log)
+  goes to the reader thread instead, and so does one that SQLite's progress handler
+  interrupts after ON_LOOP_STEPS steps (a very large mailbox), which is then
+  remembered and sent to the reader thread straight away.
 - synchronous=FULL: a commit is on disk before the method returns (rule 10); flag-only
   changes (store_flags) are committed in the WAL with synchronous=NORMAL (decision 0052).
 - The hot writes (append_message, store_flags, expunge) go through the group commit in
@@ -128,6 +130,7 @@ from postroom.store.sqlitejobs import (
     store_flags_job,
     write_blobs_now,
 )
+from postroom.store.sqliteloop import OFF_THE_LOOP, LongReads, connect_on_loop
 
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -162,15 +165,6 @@ _COPY_MESSAGE = (
 _LEASE = ("UPDATE queue SET next_attempt = ?, leased_until = ?"
           " WHERE id IN (SELECT value FROM json_each(?))")
 
-# On the loop connection: a statement still running after this many SQLite VM steps is
-# interrupted and read again on the reader thread. Point reads take a few hundred; an
-# account's mailbox list about 42 per mailbox (1,000 mailboxes: 42,000 steps, 1.4 ms
-# with the rows made), so the default MAX_MAILBOXES_PER_ACCOUNT fits.
-ON_LOOP_STEPS = 50_000
-# What sends an on-loop read to the reader thread instead of failing it.
-_OFF_THE_LOOP = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT)
-
-
 def split_statements(script: str) -> list[str]:
     """Split a migration script into statements (triggers' inner `;` stay intact)."""
     statements, buffer = [], ""
@@ -182,26 +176,6 @@ def split_statements(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())  # comments only, or an error SQLite will report
     return statements
-
-
-def _connect_on_loop(path: Path) -> sqlite3.Connection:
-    """The point-read connection: read-only, never waiting for a lock, and giving up a
-    statement after ON_LOOP_STEPS virtual-machine steps (SqliteStore)."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=0)
-    try:
-        db.execute("PRAGMA busy_timeout = 0")
-        db.execute("PRAGMA query_only = ON")
-        db.set_progress_handler(_too_long, ON_LOOP_STEPS)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _too_long() -> int:
-    """SQLite's progress handler: called once a statement ran ON_LOOP_STEPS steps, it
-    interrupts it (SQLITE_INTERRUPT), and the read goes to the reader thread."""
-    return 1
 
 
 async def _fetch(db: aiosqlite.Connection, sql: str, params: Params = ()) -> list[Row]:
@@ -317,6 +291,7 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._on_loop: sqlite3.Connection | None = None  # point reads, see module doc
+        self._long_reads = LongReads()  # what ran out of the on-loop budget
         self._write_lock = asyncio.Lock()
         # Group commit for appends, flag changes and expunges (store/sqlitebatch.py).
         self._batch = BatchWriter(path, blobs, feed, self._write_lock,
@@ -344,7 +319,7 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
             await check_install(_SqliteInstall(self._writer), self._data_dir, str(self._path))
         self._reader = await self._connect()
         await _fetch(self._reader, "PRAGMA query_only = ON")
-        self._on_loop = _connect_on_loop(self._path)
+        self._on_loop = connect_on_loop(self._path)
         await self._batch.open()  # after the migrations: it writes to the schema
 
     async def _quick_check(self, db: aiosqlite.Connection) -> None:
@@ -423,13 +398,18 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         event loop when SQLite can answer at once and within ON_LOOP_STEPS (module doc)."""
         if self._on_loop is None:
             raise RuntimeError("SqliteStore used before open()")
+        if (sql, params) in self._long_reads:
+            return await _fetch(self._read, sql, params)  # it ran out of steps before
         try:
             return self._on_loop.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             # The low byte is the primary code (SQLITE_BUSY_RECOVERY is a SQLITE_BUSY).
-            if error.sqlite_errorcode & 0xFF not in _OFF_THE_LOOP:
+            code = error.sqlite_errorcode & 0xFF
+            if code not in OFF_THE_LOOP:
                 raise_storage_failure(error)  # damaged, I/O: store/errors.py's kinds
                 raise
+            if code == sqlite3.SQLITE_INTERRUPT:
+                self._long_reads.remember(sql, params)
             return await _fetch(self._read, sql, params)  # may wait or take long: off the loop
 
     @property

@@ -211,7 +211,8 @@ class MailboxSql(SqlBackend):
         return [row[0] for row in rows]
 
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
-        row = await self._row(
+        # STATUS: on the loop within its step budget (a very large mailbox goes off it).
+        row = await self._point_row(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN"
             f" {self.dialect.position}(' ' || flags || ' ', ' \\Seen ') = 0 THEN 1 END), 0),"
             " COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = ?", (mailbox_id,))
@@ -225,8 +226,8 @@ class MailboxSql(SqlBackend):
 
     async def mailbox_keywords(self, mailbox_id: int) -> frozenset[str]:
         # The distinct flag values, from the covering index messages_flags (migration 0004).
-        rows = await self._rows("SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?",
-                                (mailbox_id,))  # fmt: skip
+        rows = await self._point_rows(
+            "SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?", (mailbox_id,))
         return keywords_of(row[0] for row in rows)
 
     # -- importers (issue 9, accounts/dms_import.py) -----------------------------------

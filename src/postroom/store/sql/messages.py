@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import postroom.store.api as api  # EXPUNGES_KEPT read at each call: tests lower it
 from postroom.store.api import (
@@ -31,6 +31,10 @@ from postroom.store.sql.rows import (
     message_from_row,
     messages_from_rows,
 )
+
+# A FETCH of at most this many UIDs reads their rows as point reads (store/sqlite.py runs
+# those on the event loop); more go off the loop at once.
+POINT_READ_UIDS = 64
 
 # The subqueries run only when a prune is due.
 _PRUNE_EXPUNGED = (
@@ -89,37 +93,45 @@ class MessageSql(SqlBackend):
         return messages_from_rows(rows, read_time)
 
     async def list_messages(self, mailbox_id: int, *, changed_since: int = 0) -> list[MessageRow]:
-        sql = SELECT_MESSAGES
-        params: tuple[int, ...] = (mailbox_id,)
-        if changed_since > 0:  # without it, the primary key alone serves the UID order
-            sql += " AND modseq > ?"
-            params += (changed_since,)
-        return await self._built(await self._rows(sql + " ORDER BY uid", params))
+        if changed_since <= 0:  # the whole mailbox: the primary key serves the UID order
+            return await self._built(await self._rows(SELECT_MESSAGES + " ORDER BY uid",
+                                                      (mailbox_id,)))
+        # What changed since a view's baseline: a few rows, by the modseq index.
+        rows = await self._point_rows(SELECT_MESSAGES + " AND modseq > ? ORDER BY uid",
+                                      (mailbox_id, changed_since))
+        return await self._built(rows)
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRow | None:
-        row = await self._row(SELECT_MESSAGES + " AND uid = ?", (mailbox_id, uid))
+        row = await self._point_row(SELECT_MESSAGES + " AND uid = ?", (mailbox_id, uid))
         return message_from_row(row, {}, self.dialect.read_time) if row else None
 
     async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRow]:
-        rows = await self._rows(SELECT_MESSAGES + " AND uid" + self.dialect.in_uids
-                                + " ORDER BY uid", (mailbox_id, self.dialect.uids(uids)))
+        rows = await self._few_or_many(uids)(
+            SELECT_MESSAGES + " AND uid" + self.dialect.in_uids + " ORDER BY uid",
+            (mailbox_id, self.dialect.uids(uids)))
         return await self._built(rows)
 
     async def get_meta(self, mailbox_id: int, uid: int) -> str:
-        row = await self._row("SELECT meta FROM messages WHERE mailbox_id = ? AND uid = ?",
-                              (mailbox_id, uid))  # fmt: skip
+        row = await self._point_row("SELECT meta FROM messages WHERE mailbox_id = ? AND uid = ?",
+                                    (mailbox_id, uid))  # fmt: skip
         if row is None:
             raise NotFound(f"no message {uid} in mailbox {mailbox_id}")
         return str(row[0])
 
     async def get_metas(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, str]:
-        rows = await self._rows("SELECT uid, meta FROM messages WHERE mailbox_id = ? AND uid"
-                                + self.dialect.in_uids, (mailbox_id, self.dialect.uids(uids)))
+        rows = await self._few_or_many(uids)(
+            "SELECT uid, meta FROM messages WHERE mailbox_id = ? AND uid" + self.dialect.in_uids,
+            (mailbox_id, self.dialect.uids(uids)))
         return {row[0]: str(row[1]) for row in rows}
+
+    def _few_or_many(self, uids: Sequence[int]) -> Callable[..., Awaitable[list[Row]]]:
+        """How to read the rows of these UIDs: point reads for a few (a FETCH of what a
+        client shows), a read off the loop for more."""
+        return self._point_rows if len(uids) <= POINT_READ_UIDS else self._rows
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         # One statement, one snapshot: the prune horizon and the records it left.
-        rows = await self._rows("SELECT b.pruned_modseq, b.pruned_uid, e.uid"
+        rows = await self._point_rows("SELECT b.pruned_modseq, b.pruned_uid, e.uid"
                                 " FROM mailboxes b LEFT JOIN expunged e ON e.mailbox_id = b.id"
                                 " AND e.modseq > ? WHERE b.id = ? ORDER BY e.uid",
                                 (modseq, mailbox_id))  # fmt: skip
