@@ -226,7 +226,9 @@ class MailboxSql(SqlBackend):
 
     async def mailbox_keywords(self, mailbox_id: int) -> frozenset[str]:
         # The distinct flag values, from the covering index messages_flags (migration 0004).
-        rows = await self._point_rows(
+        # Off the loop: a scan of the whole mailbox, on STORE's path whenever it changed
+        # (on the loop it cost STORE 3.2 -> 7.0 ms p50 in the mixed bench).
+        rows = await self._rows(
             "SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?", (mailbox_id,))
         return keywords_of(row[0] for row in rows)
 
