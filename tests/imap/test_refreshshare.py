@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from postroom.imap import refreshshare
+from postroom.store.api import Mailbox, Store
 from tests.imap.conftest import ImapThread, RawClient, login_raw, simple_message
 from tests.imap.test_performance_paths import count_calls
 
@@ -76,6 +77,14 @@ def test_a_different_baseline_reads_for_itself(
     late.close()
 
 
+async def alices_inbox(store: Store) -> Mailbox:
+    account = await store.get_account("alice@example.test")
+    assert account is not None
+    box = await store.get_mailbox(account.id, "INBOX")
+    assert box is not None
+    return box
+
+
 def test_a_failed_read_reaches_every_asker_and_is_not_kept(
         imap_server: ImapThread, monkeypatch: pytest.MonkeyPatch) -> None:
     store = imap_server.rt.store
@@ -92,10 +101,7 @@ def test_a_failed_read_reaches_every_asker_and_is_not_kept(
     monkeypatch.setattr(store, "list_messages", flaky)
 
     async def ask_twice() -> list[object]:
-        account = await store.get_account("alice@example.test")
-        assert account is not None
-        box = await store.get_mailbox(account.id, "INBOX")
-        assert box is not None
+        box = await alices_inbox(store)
         asks = [refreshshare.changes_since(store, box, 0) for _ in range(2)]
         failed = await asyncio.gather(*asks, return_exceptions=True)
         again = await refreshshare.changes_since(store, box, 0)
@@ -119,10 +125,7 @@ def test_an_asker_cancelled_meanwhile_takes_nobody_elses_answer(
     monkeypatch.setattr(store, "list_messages", slow)
 
     async def ask_twice_cancel_one() -> list[object]:
-        account = await store.get_account("alice@example.test")
-        assert account is not None
-        box = await store.get_mailbox(account.id, "INBOX")
-        assert box is not None
+        box = await alices_inbox(store)
         gone = asyncio.ensure_future(refreshshare.changes_since(store, box, 0))
         stays = asyncio.ensure_future(refreshshare.changes_since(store, box, 0))
         await asyncio.sleep(0.01)

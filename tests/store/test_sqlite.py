@@ -245,14 +245,8 @@ async def test_point_read_errors_other_than_busy_propagate(sqlite_store: SqliteS
         await sqlite_store._point_row("SELECT * FROM no_such_table", ())
 
 
-async def test_a_long_read_on_the_loop_goes_to_the_reader_thread(
-        sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 22: an account's mailbox list is read on the loop, but SQLite's progress
-    handler stops any statement there after ON_LOOP_STEPS steps, and the read is made
-    again on the reader thread (an account with very many mailboxes holds nobody up)."""
-    account = await sqlite_store.create_account("lee@example.test", "hash")
-    for number in range(40):
-        await sqlite_store.create_mailbox(account.id, f"Box {number:02}")
+def record_thread_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the store runs on its reader or writer thread, from now on."""
     on_thread: list[str] = []
     fetch = sqlite_module._fetch
 
@@ -261,6 +255,18 @@ async def test_a_long_read_on_the_loop_goes_to_the_reader_thread(
         return await fetch(db, sql, params)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sqlite_module, "_fetch", recording)
+    return on_thread
+
+
+async def test_a_long_read_on_the_loop_goes_to_the_reader_thread(
+        sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: an account's mailbox list is read on the loop, but SQLite's progress
+    handler stops any statement there after ON_LOOP_STEPS steps, and the read is made
+    again on the reader thread (an account with very many mailboxes holds nobody up)."""
+    account = await sqlite_store.create_account("lee@example.test", "hash")
+    for number in range(40):
+        await sqlite_store.create_mailbox(account.id, f"Box {number:02}")
+    on_thread = record_thread_reads(monkeypatch)
     names = [box.name for box in await sqlite_store.list_mailboxes(account.id)]
     assert names[0] == "INBOX" and {f"Box {n:02}" for n in range(40)} <= set(names)
     assert on_thread == []  # within the budget: on the loop
@@ -281,14 +287,7 @@ async def test_a_read_that_ran_out_of_steps_goes_off_the_loop_from_then_on(
     assert inbox is not None
     for _ in range(30):
         await sqlite_store.append_message(inbox.id, NewMessage("c" * 32, 10, WHEN))
-    on_thread: list[str] = []
-    fetch = sqlite_module._fetch
-
-    async def recording(db: object, sql: str, params: object = ()) -> list[object]:
-        on_thread.append(sql)
-        return await fetch(db, sql, params)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_module, "_fetch", recording)
+    on_thread = record_thread_reads(monkeypatch)
     counts = await sqlite_store.mailbox_counts(inbox.id)
     first = await sqlite_store.get_message(inbox.id, 1)
     assert first is not None
@@ -302,7 +301,12 @@ async def test_a_read_that_ran_out_of_steps_goes_off_the_loop_from_then_on(
     assert await sqlite_store.mailbox_counts(inbox.id) == counts
     assert len(on_thread) == 1  # interrupted, read again off the loop
     tries: list[int] = []
-    sqlite_store._on_loop.set_progress_handler(lambda: tries.append(1) or 1, 50)
+
+    def counting() -> int:
+        tries.append(1)
+        return 1
+
+    sqlite_store._on_loop.set_progress_handler(counting, 50)
     assert await sqlite_store.mailbox_counts(inbox.id) == counts
     assert len(on_thread) == 2 and tries == []  # straight to the thread: remembered
     other = await sqlite_store.create_mailbox(account.id, "Other")
