@@ -9,7 +9,7 @@ import pytest
 
 from postroom.dns.fake import FakeResolver
 from postroom.dns.live import LiveResolver
-from postroom.mailauth.dkim import DkimVerdict, sign_message, verify_dkim
+from postroom.mailauth.dkim import ON_LOOP_BYTES, DkimVerdict, sign_message, verify_dkim
 from postroom.mailauth.keys import KeyAlgorithm, generate_private_key, public_txt_value
 from tests.support.dnsserver import DnsTestServer
 
@@ -86,6 +86,19 @@ async def test_signature_shape(rsa_key: bytes) -> None:
 async def test_body_tampered_fails(resolver: LiveResolver, rsa_key: bytes) -> None:
     message = (await signed(rsa_key)).replace(b"Noon", b"Nine")
     [result] = await verify_dkim(resolver, message)
+    assert result.result == DkimVerdict.FAIL and "body hash" in result.reason
+
+
+@pytest.mark.parametrize("size", [ON_LOOP_BYTES - 1024, ON_LOOP_BYTES + 1024])
+async def test_either_side_of_the_on_loop_size(resolver: LiveResolver, rsa_key: bytes,
+                                               size: int) -> None:
+    """Small messages are verified on the loop, larger ones on a thread: same results."""
+    message = MESSAGE + b"More of the same, line after line.\r\n" * (size // 36)
+    whole = await signed(rsa_key, message=message)
+    assert (len(whole) <= ON_LOOP_BYTES) is (size < ON_LOOP_BYTES)
+    [result] = await verify_dkim(resolver, whole)
+    assert result.result == DkimVerdict.PASS
+    [result] = await verify_dkim(resolver, whole.replace(b"line after", b"line afore", 1))
     assert result.result == DkimVerdict.FAIL and "body hash" in result.reason
 
 

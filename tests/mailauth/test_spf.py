@@ -1,15 +1,19 @@
-"""SPF over the real test DNS server: every result, the mechanisms, limits, and isolation
-between resolvers (pyspf's DNS hook is per call, not per process)."""
+"""SPF over the real test DNS server: every result, the mechanisms, limits, isolation
+between resolvers (pyspf's DNS hook is per call, not per process), and evaluation on the
+event loop from the DNS cache."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from postroom.dns.cache import CachingResolver
 from postroom.dns.fake import FakeResolver
 from postroom.dns.live import LiveResolver
+from postroom.dns.resolver import Answer, RecordType
 from postroom.mailauth.spf import SpfVerdict, check_spf, reverse_name_to_ip
 from tests.support.dnsserver import DnsTestServer
 
@@ -39,17 +43,23 @@ typo.example.com.      TXT "v=spf1 ipv5:192.0.2.1 -all"
 void.example.com.      TXT "v=spf1 a:v1.example.com a:v2.example.com a:v3.example.com -all"
 helo.example.org.      TXT "v=spf1 ip4:192.0.2.9 -all"
 tempinc.example.com.   TXT "v=spf1 include:broken.example.com -all"
+expl.example.com.      TXT "v=spf1 ip4:192.0.2.1 exp=why.expl.example.com -all"
 """
 
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsTestServer]:
     with DnsTestServer(ZONE) as server:
-        # Over 255 octets: add() splits it into several character-strings.
-        server.add("toomany.example.com", "TXT", f"v=spf1 {INCLUDES} -all")
-        server.fail("broken.example.com")
+        add_the_rest(server)
         server.fail("slow.example.com", "drop")
         yield server
+
+
+def add_the_rest(server: DnsTestServer) -> None:
+    # Over 255 octets: add() splits it into several character-strings.
+    server.add("toomany.example.com", "TXT", f"v=spf1 {INCLUDES} -all")
+    server.fail("broken.example.com")
+    server.fail("why.expl.example.com")  # an explanation that never arrives
 
 
 @pytest.fixture
@@ -57,7 +67,7 @@ def resolver(dns_server: DnsTestServer) -> LiveResolver:
     return LiveResolver([dns_server.nameserver], timeout=2.0)
 
 
-@pytest.mark.parametrize(("ip", "sender", "expected"), [
+CASES = [
     ("192.0.2.200", "a@example.com", SpfVerdict.PASS),        # ip4
     ("2001:db8::25", "a@example.com", SpfVerdict.PASS),       # ip6
     ("198.18.3.4", "a@example.com", SpfVerdict.PASS),         # include
@@ -81,7 +91,10 @@ def resolver(dns_server: DnsTestServer) -> LiveResolver:
     ("192.0.2.1", "a@void.example.com", SpfVerdict.PERMERROR),     # §4.6.4: 2 void
     ("192.0.2.1", "a@broken.example.com", SpfVerdict.TEMPERROR),   # SERVFAIL
     ("192.0.2.1", "a@tempinc.example.com", SpfVerdict.TEMPERROR),  # SERVFAIL in include
-])
+]
+
+
+@pytest.mark.parametrize(("ip", "sender", "expected"), CASES)
 async def test_results(resolver: LiveResolver, ip: str, sender: str,
                        expected: SpfVerdict) -> None:
     result = await check_spf(resolver, ip, sender, "client.example.org")
@@ -150,6 +163,59 @@ async def test_two_resolvers_concurrently_do_not_leak() -> None:
         assert [r.result for r in results[0::2]] == [SpfVerdict.PASS] * 15
         assert [r.result for r in results[1::2]] == [SpfVerdict.FAIL] * 15
         assert one.queries and two.queries
+
+
+@pytest.fixture(scope="module")
+def soa_dns_server() -> Iterator[DnsTestServer]:
+    """The same data with an SOA for example.com, so its negative answers can be kept
+    (RFC 2308 §5) like a real zone's."""
+    with DnsTestServer(ZONE) as server:
+        server.add("example.com", "SOA", "ns.example.com. hostmaster.example.com. "
+                                         "1 3600 600 86400 60", ttl=60)
+        add_the_rest(server)
+        yield server
+
+
+class ThreadSpy(CachingResolver):
+    """The cache, noting every blocking lookup (pyspf on a worker thread asks them)."""
+
+    def __init__(self, source: LiveResolver) -> None:
+        super().__init__(source)
+        self.blocking: list[tuple[str, int]] = []
+
+    def sync_lookup(self, name: str, rdtype: RecordType) -> Answer:
+        self.blocking.append((name, threading.get_ident()))
+        return super().sync_lookup(name, rdtype)
+
+
+@pytest.mark.parametrize(("ip", "sender", "expected"), CASES)
+async def test_a_sender_seen_before_is_evaluated_on_the_loop_from_the_cache(
+        soa_dns_server: DnsTestServer, ip: str, sender: str, expected: SpfVerdict) -> None:
+    dns_server = soa_dns_server
+    cache = ThreadSpy(LiveResolver([dns_server.nameserver], timeout=2.0, cache_size=0))
+    first = await check_spf(cache, ip, sender, "client.example.org")
+    assert first.result == expected and cache.blocking  # asked, on a worker thread
+    cache.blocking.clear()
+    asked = len(dns_server.queries)
+    again = await check_spf(cache, ip, sender, "client.example.org")
+    assert again == first
+    if expected is SpfVerdict.TEMPERROR:
+        # A failure is never kept: the loop misses it and the thread asks again.
+        assert cache.blocking and len(dns_server.queries) > asked
+    else:
+        assert cache.blocking == [] and len(dns_server.queries) == asked
+
+
+async def test_a_miss_pyspf_swallows_still_sends_the_evaluation_to_a_thread(
+        soa_dns_server: DnsTestServer) -> None:
+    """pyspf ignores a failed exp= lookup; the loop's miss must not be ignored with it."""
+    cache = ThreadSpy(LiveResolver([soa_dns_server.nameserver], timeout=2.0, cache_size=0))
+    first = await check_spf(cache, "10.1.1.1", "a@expl.example.com", "h.example.org")
+    cache.blocking.clear()
+    again = await check_spf(cache, "10.1.1.1", "a@expl.example.com", "h.example.org")
+    assert again == first and again.result == SpfVerdict.FAIL
+    assert "why.expl.example.com" in [name for name, _ in cache.blocking]
+    assert threading.get_ident() not in {ident for _, ident in cache.blocking}
 
 
 def test_reverse_names() -> None:

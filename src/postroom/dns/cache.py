@@ -113,13 +113,11 @@ class CachingResolver(TypedLookups):
                 self.stats.misses += 1
             return None
 
-    def cached_a(self, name: str) -> list[str] | None:
-        """A records known without a query ([] for a name that does not exist), or None:
-        lets a caller with many lookups (the DNS lists) skip a task for each hit."""
-        answer = self._fresh(_key(name, RecordType.A), counts_miss=False)
-        if answer is None:
-            return None
-        return [] if answer.is_nxdomain else [str(record) for record in answer.records]
+    def cached(self, name: str, rdtype: RecordType) -> Answer | None:
+        """The answer kept for (name, type), or None: lets a caller skip a task (the DNS
+        lists) or a thread hop (SPF) for each hit. A hit counts; a miss does not (the
+        caller asks next, and that lookup counts it)."""
+        return self._fresh(_key(name, rdtype), counts_miss=False)
 
     def _keep(self, key: Key, answer: Answer) -> None:
         lifetime = _lifetime(answer)

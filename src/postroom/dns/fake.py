@@ -105,6 +105,9 @@ class FakeResolver:
     def cached_a(self, name: str) -> list[str] | None:
         return None  # every lookup is asked (and recorded in `queries`)
 
+    def cached(self, name: str, rdtype: RecordType) -> Answer | None:
+        return None  # every lookup is asked (and recorded in `queries`)
+
     async def a(self, name: str) -> list[str]:
         return self.sync_a(name)
 

@@ -122,6 +122,11 @@ class Resolver(Protocol):
         when the resolver has none (then `a` asks)."""
         ...
 
+    def cached(self, name: str, rdtype: RecordType) -> Answer | None:
+        """The answer a cache holds for (name, type), without a query and without
+        blocking (safe on the event loop), or None when it holds none."""
+        ...
+
     async def answer(self, name: str, rdtype: RecordType) -> Answer:
         """The whole answer: records, TTL, NXDOMAIN as a flag and the AD bit
         (`is_secure`); for DANE, which must know whether the answer was validated."""
@@ -223,8 +228,14 @@ class TypedLookups(abc.ABC):
     def _sync_records(self, name: str, rdtype: RecordType) -> list[Any]:
         return records_or_raise(name, self.sync_lookup(name, rdtype))
 
+    def cached(self, name: str, rdtype: RecordType) -> Answer | None:
+        return None  # no cache of its own: every lookup asks
+
     def cached_a(self, name: str) -> list[str] | None:
-        return None  # no cache of its own: `a` asks
+        answer = self.cached(name, RecordType.A)
+        if answer is None:
+            return None
+        return [] if answer.is_nxdomain else [str(record) for record in answer.records]
 
     def sync_a(self, name: str) -> list[str]:
         return self._sync_records(name, RecordType.A)

@@ -10,6 +10,13 @@ two different resolvers, concurrently in one process, each see only their own re
 (tests/mailauth/test_spf.py proves it). Outside a check the dispatcher falls back to
 pyspf's own lookup, so other users of the module keep working.
 
+The event loop first (issue 22): when the resolver's cache holds every answer the
+evaluation needs (a sender seen within the TTLs), pyspf runs on the loop with `_CacheOnly`
+answering, in a copy of the context, and no thread hop is paid. The first answer the cache
+does not hold raises `_NotCached`, which pyspf does not catch, and the whole evaluation
+runs again on a worker thread, asking. On the loop nothing can block: `_CacheOnly` never
+queries, and pyspf's own limits bound the work.
+
 Invariants: pyspf enforces the RFC 7208 §4.6.4 limits (10 DNS-querying terms, 10 MX and
 PTR names, 2 void lookups); NXDOMAIN and NODATA are both "no answer" to pyspf (void
 lookups); a temporary DNS error becomes pyspf's TempError, hence `temperror`. A bug in
@@ -19,6 +26,7 @@ pyspf is logged and reported as `temperror`, never as a verdict against the send
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import re
@@ -28,14 +36,21 @@ from typing import Any
 
 import spf
 
-from postroom.dns.resolver import DnsTemporaryError, NxDomain, Resolver
+from postroom.dns.resolver import (
+    DnsTemporaryError,
+    MxRecord,
+    NxDomain,
+    RecordType,
+    Resolver,
+    records_or_raise,
+)
 
 log = logging.getLogger(__name__)
 
 # RFC 7208 §4.6.4 recommends at least 20 seconds for the whole evaluation.
 SPF_TIME_LIMIT = 20.0
 
-_current_resolver: contextvars.ContextVar[Resolver | None] = contextvars.ContextVar(
+_current_resolver: contextvars.ContextVar[Resolver | _CacheOnly | None] = contextvars.ContextVar(
     "postroom_spf_resolver", default=None)
 _pyspf_lookup = spf.DNSLookup
 
@@ -82,17 +97,26 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str) -> S
     if not _DOMAIN_RE.fullmatch(domain):
         return SpfResult(SpfVerdict.NONE, domain, "no valid domain to check",
                          prop_name, prop_value)
-    verdict, explanation = await asyncio.to_thread(
-        _run_pyspf, resolver, ip, sender, helo)
+    cached = _CacheOnly(resolver)
+    outcome = (SpfVerdict.TEMPERROR, "")
+    with contextlib.suppress(_NotCached):
+        outcome = contextvars.copy_context().run(_run_pyspf, cached, ip, sender, helo)
+    if cached.missed:  # also when pyspf swallowed the miss (its exp= lookup does)
+        outcome = await asyncio.to_thread(_run_pyspf, resolver, ip, sender, helo)
+    verdict, explanation = outcome
     return SpfResult(verdict, domain, explanation, prop_name, prop_value)
 
 
-def _run_pyspf(resolver: Resolver, ip: str, sender: str, helo: str) -> tuple[SpfVerdict, str]:
-    """Runs on a worker thread, in the context copy asyncio.to_thread made for this call."""
+def _run_pyspf(resolver: Resolver | _CacheOnly, ip: str, sender: str, helo: str
+               ) -> tuple[SpfVerdict, str]:
+    """Runs in a context copy of its own: asyncio.to_thread's on a worker thread, or
+    check_spf's on the loop (then `resolver` is a _CacheOnly and may raise _NotCached)."""
     _current_resolver.set(resolver)
     try:
         query = spf.query(i=ip, s=sender, h=helo, strict=True, querytime=SPF_TIME_LIMIT)
         result, _code, explanation = query.check()
+    except _NotCached:
+        raise
     except spf.PermError as exc:  # raised by the constructor for a malformed IP
         return SpfVerdict.PERMERROR, str(exc)
     except Exception:
@@ -116,7 +140,43 @@ def _dispatch_lookup(name: str, qtype: str, strict: Any = True, timeout: Any = 2
     return [((name, qtype), value) for value in values]
 
 
-def _lookup_values(resolver: Resolver, name: str, qtype: str) -> list[Any]:
+class _NotCached(Exception):
+    """An answer the cache does not hold: evaluate again on a worker thread."""
+
+
+class _CacheOnly:
+    """The blocking lookups pyspf's bridge uses, answered from the resolver's cache only."""
+
+    __slots__ = ("_resolver", "missed")
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self.missed = False
+
+    def _records(self, name: str, rdtype: RecordType) -> list[Any]:
+        answer = self._resolver.cached(name, rdtype)
+        if answer is None:
+            self.missed = True
+            raise _NotCached(name)
+        return records_or_raise(name, answer)
+
+    def sync_a(self, name: str) -> list[str]:
+        return self._records(name, RecordType.A)
+
+    def sync_aaaa(self, name: str) -> list[str]:
+        return self._records(name, RecordType.AAAA)
+
+    def sync_mx(self, name: str) -> list[MxRecord]:
+        return self._records(name, RecordType.MX)
+
+    def sync_txt(self, name: str) -> list[str]:
+        return self._records(name, RecordType.TXT)
+
+    def sync_ptr(self, ip: str) -> list[str]:
+        return self._records(ip, RecordType.PTR)
+
+
+def _lookup_values(resolver: Resolver | _CacheOnly, name: str, qtype: str) -> list[Any]:
     if qtype == "A":
         return resolver.sync_a(name)
     if qtype == "AAAA":
