@@ -100,6 +100,9 @@ class JunkSql(SqlBackend):
         unique = sorted(set(addresses))
         if not unique:
             return set()
-        rows = await self._rows("SELECT address FROM junk_senders WHERE account_id = ?"
-                                " AND address IN " + _in(len(unique)), (account_id, *unique))
+        # Primary-key probes, one per address: on the loop on SQLite (each delivery with
+        # SPF pass asks for its sender).
+        rows = await self._point_rows("SELECT address FROM junk_senders WHERE account_id = ?"
+                                      " AND address IN " + _in(len(unique)),
+                                      (account_id, *unique))
         return {row[0] for row in rows}
