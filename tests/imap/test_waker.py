@@ -1,7 +1,8 @@
-"""The session's waker (imap/session.py `_Waker`): a read in the session's own task that
-news (a change in IDLE, shutdown) interrupts without losing input, while any other
-cancellation and the timeout behave as usual. Plus: every IDLE session on a server is
-woken by shutdown through one watcher, which goes away with the last session."""
+"""The session's waker (wakers.py `Waker`, and imap/session.py's `_Waker` over it): a read
+in the session's own task that news (a change in IDLE, shutdown) interrupts without losing
+input, while any other cancellation and the timeout behave as usual, and a read that is not
+wakeable is not interrupted. Plus: every IDLE session on a server is woken by shutdown
+through one watcher, which goes away with the last session."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import ssl
 
 import pytest
 
-from postroom.imap.session import ImapServer, _Waker
+from postroom.imap.session import READ_SIZE, ImapServer, _Waker
 from tests.imap.conftest import PASSWORD, USER, ImapThread, RawClient
 
 
-async def _reading(reader: asyncio.StreamReader, seconds: float = 5.0
-                   ) -> tuple[_Waker, asyncio.Task[bytes | None]]:
+async def _reading(reader: asyncio.StreamReader, seconds: float = 5.0, *,
+                   wakeable: bool = True) -> tuple[_Waker, asyncio.Task[bytes | None]]:
     box: list[_Waker] = []
 
     async def session() -> bytes | None:
         box.append(_Waker())
-        return await box[0].read(reader, seconds)
+        return await box[0].read(reader, READ_SIZE, seconds, wakeable=wakeable)
 
     task = asyncio.ensure_future(session())
     await asyncio.sleep(0)  # let it reach the read
@@ -63,6 +64,17 @@ async def test_wake_outside_a_read_does_nothing() -> None:
     waker.wake()  # nothing is being read: must not cancel anything later
     waker.on_change()
     assert not waker._is_woken
+
+
+async def test_a_read_that_is_not_wakeable_is_not_woken() -> None:
+    """An SMTP body in flight: shutdown waits for it."""
+    reader = asyncio.StreamReader()
+    waker, task = await _reading(reader, wakeable=False)
+    waker.wake()
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    reader.feed_data(b"body")
+    assert await task == b"body"
 
 
 async def test_changes_wake_only_when_wanted() -> None:
@@ -114,7 +126,7 @@ def test_shutdown_wakes_every_idle_session(imap_server: ImapThread,
         client.send(b"i IDLE\r\n")
         assert client.line() == b"+ idling"
         clients.append(client)
-    assert len(server._wakers) == 3 and server._shutdown_watch is not None
+    assert len(server._wakers) == 3 and server._wakers.is_watching
 
     async def shut_down() -> None:
         imap_server.rt.shutting_down.set()
@@ -125,7 +137,7 @@ def test_shutdown_wakes_every_idle_session(imap_server: ImapThread,
         client.close()
 
     async def watch_gone() -> None:  # the watcher ends with the last session
-        while server._wakers or server._shutdown_watch is not None:
+        while server._wakers or server._wakers.is_watching:
             await asyncio.sleep(0.01)
         listener.close()
 

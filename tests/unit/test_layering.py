@@ -61,7 +61,7 @@ OWNED_LIBRARIES = {
 # - mailauth: SPF/DKIM/DMARC engines and DKIM keys; above dns/, whose answers they judge.
 # - base: storage, message handling, DNS queries, TLS contexts, SASL, connection closing.
 # - foundation: configuration, errors, clocks, logging, the event-loop choice, the
-#   garbage collector's settings.
+#   garbage collector's settings, the sessions' wakeable reads.
 FLOORS: dict[str, tuple[str, ...]] = {
     "top": ("__main__", "app", "cli", "workers", "workerprocess"),
     "tools": ("importers", "selftest"),
@@ -72,7 +72,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "base": ("store", "mail", "dns", "tls", "sasl", "closing", "sieve", "metrics"),
     "foundation": ("__init__", "config", "configfilter", "configsieve", "configtransport",
                    "configweb", "configtypes", "errors", "clock", "logsetup", "loops",
-                   "collector"),
+                   "collector", "wakers"),
 }
 FLOOR_ORDER = list(FLOORS)  # index 0 is the top
 FLOOR_OF = {part: FLOOR_ORDER.index(floor) for floor, parts in FLOORS.items() for part in parts}

@@ -29,8 +29,8 @@ Invariants:
   crosses the wire, and inflated bytes would let a few KiB of zeros buy the full credit.
 - A waiting session costs no task besides its own (10,000 IDLE clients, issue 8): it
   awaits its socket directly, and news (a change to report in IDLE or under NOTIFY,
-  shutdown) wakes it by cancelling that read (`_Waker`); one watcher task per server
-  covers shutdown.
+  shutdown) wakes it by cancelling that read (`_Waker`, over wakers.py's `Waker`); one
+  watcher task per server covers shutdown.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from postroom.imap.wire.responses import (
 )
 from postroom.metrics import note_imap_command
 from postroom.runtime import Runtime
+from postroom.wakers import Waker, Wakers
 
 log = logging.getLogger("postroom.imap")
 
@@ -113,86 +114,36 @@ class ImapServer:
                                      else preauth_timeout)
         self.idle_timeout = float(config.imap_idle_timeout if idle_timeout is None
                                   else idle_timeout)
-        self._wakers: set[_Waker] = set()  # one per live session
-        self._shutdown_watch: asyncio.Task[None] | None = None
+        self._wakers = Wakers(runtime.shutting_down)  # one per live session
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         session = _Session(self, reader, writer)
-        self._watch(session.waker)
+        self._wakers.add(session.waker)
         try:
             await session.run()
         except (_Closed, OSError, asyncio.IncompleteReadError):
             pass  # the peer went away (OSError covers resets and TLS failures)
         finally:
-            self._unwatch(session.waker)
+            self._wakers.discard(session.waker)
             session.close()
             await close_connection(reader, writer)
 
-    # -- shutdown: one watcher for all sessions, alive while there are sessions -----------
-    def _watch(self, waker: _Waker) -> None:
-        self._wakers.add(waker)
-        if self._shutdown_watch is None:
-            self._shutdown_watch = asyncio.ensure_future(self._wake_all_at_shutdown())
+class _Waker(Waker):
+    """The shared `Waker` (wakers.py), woken also by a change queued for the session
+    while it wants changes (IDLE, NOTIFY)."""
 
-    def _unwatch(self, waker: _Waker) -> None:
-        self._wakers.discard(waker)
-        if not self._wakers and self._shutdown_watch is not None:
-            self._shutdown_watch.cancel()
-            self._shutdown_watch = None
-
-    async def _wake_all_at_shutdown(self) -> None:
-        await self.runtime.shutting_down.wait()
-        for waker in tuple(self._wakers):
-            waker.wake()
-
-
-class _Waker:
-    """Interrupts a session's read when there is news for it (a change in IDLE, shutdown).
-
-    The session awaits `reader.read()` in its own task; `wake` cancels that task, and
-    `read` recognises its own cancellation the way `asyncio.timeout` does (counting with
-    `Task.uncancel`), returning None instead of raising. Any other cancellation (the
-    drain deadline at shutdown) propagates. Data that arrived meanwhile stays in the
-    StreamReader's buffer for the next read.
-    """
-
-    __slots__ = ("_is_reading", "_is_woken", "_task", "wants_changes")
+    __slots__ = ("wants_changes",)
 
     def __init__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "a session runs in its connection's task"
-        self._task = task
-        self._is_reading = False
-        self._is_woken = False
+        super().__init__()
         self.wants_changes = False  # in IDLE a queued change is news
-
-    def wake(self) -> None:
-        if self._is_reading and not self._is_woken:
-            self._is_woken = True
-            self._task.cancel()
 
     def on_change(self) -> None:
         """`Subscription.on_change`: a change was queued for this session's account."""
         if self.wants_changes:
             self.wake()
-
-    async def read(self, reader: asyncio.StreamReader, seconds: float) -> bytes | None:
-        """Up to READ_SIZE bytes (b"" at EOF); None when woken first; TimeoutError when
-        nothing came within `seconds`."""
-        cancelling = self._task.cancelling()
-        self._is_reading = True
-        try:
-            async with asyncio.timeout(seconds):
-                return await reader.read(READ_SIZE)
-        except asyncio.CancelledError:
-            if self._is_woken and self._task.uncancel() <= cancelling:
-                return None
-            raise
-        finally:
-            self._is_reading = False
-            self._is_woken = False
 
 
 class _Session:
@@ -335,7 +286,7 @@ class _Session:
             await self._bye_and_close()
         self._end_batch()  # whatever we wrote must reach the client before we wait
         try:
-            return await self.waker.read(self.reader, remaining)
+            return await self.waker.read(self.reader, READ_SIZE, remaining)
         except TimeoutError:
             await self._bye_and_close()
             raise  # not reached: _bye_and_close raises _Closed

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from typing import Any, cast
+from typing import cast
 
 from postroom.closing import close_connection
 from postroom.errors import BadSyntax, Refused, TryLater
@@ -39,6 +39,7 @@ from postroom.pop3.commands import (
 )
 from postroom.runtime import Runtime
 from postroom.security.peer import client_peername
+from postroom.wakers import Waker, Wakers
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,16 @@ class Pop3Server:
         self.idle_timeout = float(runtime.config.pop3_timeout if idle_timeout is None
                                   else idle_timeout)
         self.locks = locks
+        self.wakers = Wakers(runtime.shutting_down)  # shutdown ends waits (wakers.py)
 
     async def handle_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         link = _Pop3Link(self, reader, writer)
+        self.wakers.add(link.waker)
         try:
             await link.run()
         finally:
+            self.wakers.discard(link.waker)
             link.session.close()
             await close_connection(reader, writer)
 
@@ -99,6 +103,7 @@ class _Pop3Link:
         peer = client_peername(writer)  # behind a PROXY-protocol balancer: the real client
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.conn = wire.Pop3Connection()
+        self.waker = Waker()
         self.session = Pop3Session(self.runtime, self.conn, is_tls=server.implicit_tls,
                                    peer=self.peer, locks=server.locks)
         # loop.time() by which the next whole command line must have arrived; every
@@ -106,11 +111,10 @@ class _Pop3Link:
         self.deadline = asyncio.get_running_loop().time() + server.idle_timeout
 
     async def run(self) -> None:
-        shutdown: asyncio.Future[Any] = asyncio.ensure_future(self.runtime.shutting_down.wait())
         try:
             await self._send(wire.render_ok(f"{self.runtime.config.hostname} postroom POP3 "
                                             "server ready"))
-            await self._serve(shutdown)
+            await self._serve()
         except _Hangup:
             pass
         except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as error:
@@ -118,14 +122,12 @@ class _Pop3Link:
         except Exception:
             # Mid-response (a RETR stream failing): nothing sensible can follow on the wire.
             log.exception("pop3 connection from %s failed", self.peer)
-        finally:
-            shutdown.cancel()
 
-    async def _serve(self, shutdown: asyncio.Future[Any]) -> None:
+    async def _serve(self) -> None:
         while True:
             event = self.conn.next_event()
             if isinstance(event, wire.NeedData):
-                self.conn.receive_data(await self._read(shutdown))
+                self.conn.receive_data(await self._read())
                 continue
             if self.runtime.shutting_down.is_set():
                 # Deletions are applied only by QUIT (RFC 1939 §6): not now, then.
@@ -145,24 +147,18 @@ class _Pop3Link:
             if outcome.after is After.START_TLS:
                 await self._start_tls()
 
-    async def _read(self, shutdown: asyncio.Future[Any]) -> bytes:
+    async def _read(self) -> bytes:
         """The next bytes, before the deadline (which they do not move) and shutdown."""
         remaining = self.deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            await self._send(wire.render_err("autologout: idle for too long"))
-            raise _Hangup
-        reading: asyncio.Future[Any] = asyncio.ensure_future(self.reader.read(READ_CHUNK))
-        done, _ = await asyncio.wait({reading, shutdown}, timeout=remaining,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if reading in done:
-            data = reading.result()
-            if not data:
+        data: bytes | None = None
+        if remaining > 0 and not self.runtime.shutting_down.is_set():
+            with contextlib.suppress(TimeoutError):
+                data = await self.waker.read(self.reader, READ_CHUNK, remaining)
+            if data:
+                return data
+            if data == b"":
                 raise _Hangup  # EOF: the client went away without QUIT
-            return data
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
-        if shutdown in done:
+        if self.runtime.shutting_down.is_set():
             await self._send(wire.render_err("shutting down", "SYS/TEMP"))
         else:
             # RFC 1939 §3 autologout: close without entering the UPDATE state.

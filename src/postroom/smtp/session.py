@@ -86,6 +86,7 @@ from postroom.smtp.wire import (
     StartTls,
     Vrfy,
 )
+from postroom.wakers import Waker, Wakers
 
 log = logging.getLogger("postroom.smtp")
 
@@ -130,10 +131,12 @@ class SmtpServer:
         self.has_mail_checks = self.checks.has(Stage.MAIL)
         self.has_rcpt_checks = self.checks.has(Stage.RCPT)
         self.receiver = Receiver(runtime, outbound, self.checks)
+        self.wakers = Wakers(runtime.shutting_down)  # shutdown ends idle waits (wakers.py)
 
     async def handle_connection(self, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
         session = SmtpSession(self, reader, writer)
+        self.wakers.add(session.waker)
         try:
             await session.run()
         except (ConnectionError, ssl.SSLError, TimeoutError) as error:
@@ -141,6 +144,7 @@ class SmtpServer:
         except Exception:
             log.exception("client=%s session failed", session.client_ip)
         finally:
+            self.wakers.discard(session.waker)
             session.discard_spool()
             await close_connection(reader, writer)
 
@@ -167,6 +171,7 @@ class SmtpSession:
         self.errors = 0
         self.messages = 0  # mail transactions started (SMTP_MAX_MESSAGES_PER_CONNECTION)
         self.is_closing = False
+        self.waker = Waker()
         self._out: list[bytes] = []
         # loop.time() by which the client's next whole command line (or DATA body) must
         # have arrived; set again by every reply we flush.
@@ -264,20 +269,18 @@ class SmtpSession:
         if remaining <= 0:
             self.send(replies.TIMEOUT)
             return None
-        reading = asyncio.ensure_future(self.reader.read(READ_SIZE))
-        waiting: set[asyncio.Future[Any]] = {reading}
-        if self.conn.mode is not Mode.DATA and self.transaction is None:
-            stopping = asyncio.ensure_future(self.runtime.shutting_down.wait())
-            waiting.add(stopping)
-        done, _ = await asyncio.wait(waiting, timeout=remaining,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        for task in waiting - {reading}:
-            task.cancel()
-        if reading in done:
-            return reading.result()
-        reading.cancel()
-        self.send(replies.SHUTTING_DOWN if done else replies.TIMEOUT)
-        return None
+        is_idle = self.conn.mode is not Mode.DATA and self.transaction is None
+        if is_idle and self.runtime.shutting_down.is_set():
+            self.send(replies.SHUTTING_DOWN)
+            return None
+        try:
+            data = await self.waker.read(self.reader, READ_SIZE, remaining, wakeable=is_idle)
+        except TimeoutError:
+            self.send(replies.TIMEOUT)
+            return None
+        if data is None:  # woken: shutdown
+            self.send(replies.SHUTTING_DOWN)
+        return data
 
     async def dispatch(self, event: Event) -> None:
         if self.runtime.shutting_down.is_set() and self.is_idle and not isinstance(event, Quit):
