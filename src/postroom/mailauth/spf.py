@@ -37,12 +37,12 @@ from typing import Any
 import spf
 
 from postroom.dns.resolver import (
+    Answer,
     DnsTemporaryError,
-    MxRecord,
     NxDomain,
     RecordType,
     Resolver,
-    records_or_raise,
+    TypedLookups,
 )
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 # RFC 7208 §4.6.4 recommends at least 20 seconds for the whole evaluation.
 SPF_TIME_LIMIT = 20.0
 
-_current_resolver: contextvars.ContextVar[Resolver | _CacheOnly | None] = contextvars.ContextVar(
+_current_resolver: contextvars.ContextVar[Resolver | None] = contextvars.ContextVar(
     "postroom_spf_resolver", default=None)
 _pyspf_lookup = spf.DNSLookup
 
@@ -107,7 +107,7 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str) -> S
     return SpfResult(verdict, domain, explanation, prop_name, prop_value)
 
 
-def _run_pyspf(resolver: Resolver | _CacheOnly, ip: str, sender: str, helo: str
+def _run_pyspf(resolver: Resolver, ip: str, sender: str, helo: str
                ) -> tuple[SpfVerdict, str]:
     """Runs in a context copy of its own: asyncio.to_thread's on a worker thread, or
     check_spf's on the loop (then `resolver` is a _CacheOnly and may raise _NotCached)."""
@@ -144,8 +144,8 @@ class _NotCached(Exception):
     """An answer the cache does not hold: evaluate again on a worker thread."""
 
 
-class _CacheOnly:
-    """The blocking lookups pyspf's bridge uses, answered from the resolver's cache only."""
+class _CacheOnly(TypedLookups):
+    """A resolver answering from another's cache only: a miss raises _NotCached."""
 
     __slots__ = ("_resolver", "missed")
 
@@ -153,30 +153,18 @@ class _CacheOnly:
         self._resolver = resolver
         self.missed = False
 
-    def _records(self, name: str, rdtype: RecordType) -> list[Any]:
+    def sync_lookup(self, name: str, rdtype: RecordType) -> Answer:
         answer = self._resolver.cached(name, rdtype)
         if answer is None:
             self.missed = True
             raise _NotCached(name)
-        return records_or_raise(name, answer)
+        return answer
 
-    def sync_a(self, name: str) -> list[str]:
-        return self._records(name, RecordType.A)
-
-    def sync_aaaa(self, name: str) -> list[str]:
-        return self._records(name, RecordType.AAAA)
-
-    def sync_mx(self, name: str) -> list[MxRecord]:
-        return self._records(name, RecordType.MX)
-
-    def sync_txt(self, name: str) -> list[str]:
-        return self._records(name, RecordType.TXT)
-
-    def sync_ptr(self, ip: str) -> list[str]:
-        return self._records(ip, RecordType.PTR)
+    async def lookup(self, name: str, rdtype: RecordType) -> Answer:
+        return self.sync_lookup(name, rdtype)  # never blocks
 
 
-def _lookup_values(resolver: Resolver | _CacheOnly, name: str, qtype: str) -> list[Any]:
+def _lookup_values(resolver: Resolver, name: str, qtype: str) -> list[Any]:
     if qtype == "A":
         return resolver.sync_a(name)
     if qtype == "AAAA":
