@@ -19,6 +19,8 @@ from postroom.store.changes import ChangeFeed
 from postroom.store.errors import NotFound
 from postroom.store.sqlite import SqliteStore, sqlite_store
 from postroom.store.sqliteblobs import INLINE_LIMIT, SqliteBlobStore, is_inline
+from postroom.store.sqliteloop import INLINE_ON_LOOP
+from tests.store.test_sqlite import record_thread_reads
 
 WHEN = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
 SMALL = b"Subject: small\r\n\r\n" + b"s" * 4000 + b"\r\n"
@@ -110,6 +112,27 @@ async def test_opener_serves_both_kinds_and_reports_missing_ones(
             open_blob(missing)
     with pytest.raises(FileNotFoundError):
         await blobs.read(gone_row)
+
+
+async def test_a_few_small_bodies_are_read_on_the_loop_more_on_the_reader_thread(
+        opened: tuple[SqliteStore, SqliteBlobStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: a FETCH of a few messages' headers reads their rows on the event loop
+    and opens them there (`in_memory`); files, and more rows than INLINE_ON_LOOP, are
+    read on threads. The answers are the same either way."""
+    store, blobs = opened
+    box = await inbox_of(store)
+    bodies = {await append(store, blobs, box, SMALL + bytes([n])): SMALL + bytes([n])
+              for n in range(INLINE_ON_LOOP + 1)}
+    large = await append(store, blobs, box, LARGE)
+    assert [blobs.in_memory(b) for b in (*bodies, large)] == [True] * len(bodies) + [False]
+    on_thread = record_thread_reads(monkeypatch)
+    few = list(bodies)[:INLINE_ON_LOOP]
+    open_blob = await blobs.opener(few)
+    assert on_thread == []
+    assert [open_blob(blob_id).read() for blob_id in few] == [bodies[b] for b in few]
+    open_blob = await blobs.opener(list(bodies))  # one more than the loop takes
+    assert len(on_thread) == 1
+    assert [open_blob(blob_id).read() for blob_id in bodies] == list(bodies.values())
 
 
 async def test_a_row_goes_with_its_last_reference(

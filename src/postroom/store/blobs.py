@@ -73,6 +73,12 @@ class BlobStore(Protocol):
         fetches them here); readers of many blobs then take one thread hop, not one each."""
         ...
 
+    def in_memory(self, blob_id: str) -> bool:
+        """True when `opener` holds the blob's bytes in memory, and they are at most a
+        small body's (64 KiB): opening and reading it never blocks, so a reader may do
+        it on the event loop instead of taking a thread hop."""
+        ...
+
     async def delete(self, blob_id: str) -> None: ...
 
 
@@ -249,6 +255,9 @@ class FileBlobStore:
 
     async def opener(self, blob_ids: Iterable[str]) -> BlobOpener:
         return self.open
+
+    def in_memory(self, blob_id: str) -> bool:
+        return False  # every blob is a file
 
     def open(self, blob_id: str) -> IO[bytes]:
         """The blob's file, open for reading (blocking: call it off the event loop)."""

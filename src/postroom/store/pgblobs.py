@@ -139,6 +139,9 @@ class PgBlobStore:
                 await self.local_path(blob_id)
         return self.open
 
+    def in_memory(self, blob_id: str) -> bool:
+        return False  # opened from this node's cache directory
+
     def open(self, blob_id: str) -> IO[bytes]:
         return self.path(blob_id).open("rb")
 

@@ -130,7 +130,12 @@ from postroom.store.sqlitejobs import (
     store_flags_job,
     write_blobs_now,
 )
-from postroom.store.sqliteloop import OFF_THE_LOOP, LongReads, connect_on_loop
+from postroom.store.sqliteloop import (
+    INLINE_ON_LOOP,
+    OFF_THE_LOOP,
+    LongReads,
+    connect_on_loop,
+)
 
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -564,12 +569,12 @@ class SqliteStore(DirectorySql, MailboxSql, MessageSql, QueueSql, GuardSql,
         await self._batched(partial(insert_inline_job, blob_id, data))
 
     async def read_inline_blobs(self, blob_ids: list[str]) -> dict[str, bytes]:
-        if len(blob_ids) == 1:  # one body of at most INLINE_LIMIT bytes: on the loop
-            rows = await self._point_rows("SELECT id, data FROM blob_data WHERE id = ?",
-                                          blob_ids)  # fmt: skip
-            return dict(rows)
         if not blob_ids:
             return {}
+        if len(blob_ids) <= INLINE_ON_LOOP:  # a few bodies of ≤ INLINE_LIMIT: on the loop
+            marks = ",".join("?" * len(blob_ids))  # placeholders only: the ids are bound
+            sql = f"SELECT id, data FROM blob_data WHERE id IN ({marks})"  # noqa: S608
+            return dict(await self._point_rows(sql, blob_ids))
         return dict(await _fetch(self._read, "SELECT id, data FROM blob_data WHERE id IN"
                                  " (SELECT value FROM json_each(?))", (json.dumps(blob_ids),)))
 

@@ -94,6 +94,9 @@ class SqliteBlobStore:
         data = _found((await self._rows.read_inline_blobs([blob_id])).get(blob_id), blob_id)
         return data if limit is None else data[:limit]
 
+    def in_memory(self, blob_id: str) -> bool:
+        return is_inline(blob_id)  # a blob_data row, read by `opener`: ≤ INLINE_LIMIT
+
     async def opener(self, blob_ids: Iterable[str]) -> BlobOpener:
         loaded = await self._rows.read_inline_blobs([i for i in set(blob_ids) if is_inline(i)])
 

@@ -33,6 +33,9 @@ ON_LOOP_STEPS = 50_000
 # What sends an on-loop read to the reader thread instead of failing it.
 OFF_THE_LOOP = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT)
 LONG_READS_KEPT = 1024
+# Small bodies (blob_data rows, at most 64 KiB each) read together on the loop: a FETCH of
+# a few messages' headers or bodies; more go to the reader thread. 8 copy 512 KiB at most.
+INLINE_ON_LOOP = 8
 
 
 def connect_on_loop(path: Path) -> sqlite3.Connection:

@@ -65,7 +65,7 @@ from postroom.mail.sections import (
     extract_section,
 )
 from postroom.store.api import FlagMode, MessageRow
-from postroom.store.blobs import BlobOpener
+from postroom.store.blobs import BlobOpener, BlobStore
 from postroom.store.errors import NotFound
 
 FetchItem = tuple[str | FetchAttribute, Value]
@@ -103,6 +103,15 @@ def _read_header_blocks(open_blob: BlobOpener, blob_ids: list[str]) -> list[byte
         except FileNotFoundError:
             headers.append(None)
     return headers
+
+
+async def _header_blocks(blobs: BlobStore, blob_ids: list[str]) -> list[bytes | None]:
+    """The headers of these messages: on the loop when every body is a small one already
+    in memory (no thread hop), else in one thread hop."""
+    open_blob = await blobs.opener(blob_ids)
+    if all(blobs.in_memory(blob_id) for blob_id in blob_ids):
+        return _read_header_blocks(open_blob, blob_ids)
+    return await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
 
 
 def top_header_item(header: bytes | ParsedHeader, section_text: str, wanted: Wanted,
@@ -293,8 +302,7 @@ async def _fetch_headers(ctx: Context, view: SelectedMailbox, uids: list[int],
             chunk.append(uid)
         headers: list[bytes | None] = [b""] * len(chunk)
         if not plan.is_row_only:  # else here only because it set \Seen
-            open_blob = await ctx.runtime.blobs.opener(blob_ids)
-            headers = await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
+            headers = await _header_blocks(ctx.runtime.blobs, blob_ids)
         else:
             await asyncio.sleep(0)  # no thread hop yields for us
         out: list[bytes] = []
