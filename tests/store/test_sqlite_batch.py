@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -254,6 +256,31 @@ def synchronous_of(store: SqliteStore) -> int:
         lambda: db.execute("PRAGMA synchronous").fetchone()[0]).result(5))
 
 
+async def test_a_flag_change_finding_another_writer_tries_the_loop_again(
+        store: SqliteStore, files: FileBlobStore, db_path: Path,
+        batch_sizes: list[int]) -> None:
+    """Issue 22: another process's batch holds the writers' flock for a moment; a flag
+    change tries the loop again (LOOP_RETRIES) rather than queueing for the batch
+    thread at once, and gives up to the queue when the lock stays taken."""
+    box = await inbox_of(store, "a@example.org")
+    blob_id = await files.put(b"x")
+    await store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset()))
+    batch_sizes.clear()
+    other = os.open(db_path.with_name(db_path.name + "-batch.lock"), os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # a batch of another process, in its transaction
+        asyncio.get_running_loop().call_later(0.0002, fcntl.flock, other, fcntl.LOCK_UN)
+        await store.store_flags(box.id, [1], frozenset({"$Soon"}), FlagMode.ADD)
+        assert batch_sizes == []  # committed on the loop, on a later try
+        fcntl.flock(other, fcntl.LOCK_EX)  # and now it stays taken
+        asyncio.get_running_loop().call_later(0.1, fcntl.flock, other, fcntl.LOCK_UN)
+        await store.store_flags(box.id, [1], frozenset({"$Late"}), FlagMode.ADD)
+        assert batch_sizes == [1]  # through the queue, once the lock was free
+    finally:
+        os.close(other)
+    assert on_disk(db_path, "SELECT flags FROM messages WHERE uid = 1") == [("$Late $Soon",)]
+
+
 async def test_a_flag_change_for_many_messages_leaves_the_loop(
         store: SqliteStore, files: FileBlobStore, db_path: Path,
         batch_sizes: list[int]) -> None:
@@ -291,8 +318,10 @@ async def test_flag_changes_commit_apart_from_durable_writes_and_without_fsync(
 
     lock = store._batch._lock  # held as another writer would hold it
     await lock.acquire()
-    jobs = [asyncio.ensure_future(job) for job in (
-        store.store_flags(box.id, [1], frozenset({"$Mine"}), FlagMode.ADD),
+    jobs = [asyncio.ensure_future(
+        store.store_flags(box.id, [1], frozenset({"$Mine"}), FlagMode.ADD))]
+    await asyncio.sleep(0.05)  # its tries on the loop are over: it waits in the queue
+    jobs += [asyncio.ensure_future(job) for job in (
         store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())),
         store.append_message(box.id, NewMessage(blob_id, 1, WHEN, frozenset())))]
     await asyncio.sleep(0.05)

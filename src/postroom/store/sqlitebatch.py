@@ -27,8 +27,10 @@ Invariants:
   its transaction (writing blobs, or in a thread hop): the flock keeps the two apart, and
   the batch thread, finding it taken, waits for it as for another process. Whenever it
   would wait (flock taken, SQLite busy, or a non-batch write holding the write lock) it
-  takes the queue instead; every LOOP_CHECKPOINT_EVERY-th one does anyway, so the batch
-  connection's auto-checkpoint keeps the WAL bounded. Only a job its caller calls small
+  tries again LOOP_RETRIES times, a loop turn apart (other sessions run meanwhile),
+  then takes the queue; every LOOP_CHECKPOINT_EVERY-th one takes the queue at once, so
+  the batch connection's auto-checkpoint keeps the WAL bounded. A caller cancelled
+  between two tries has had nothing committed, and hears no OK. Only a job its caller calls small
   (a STORE of at most LOOP_MAX_MESSAGES messages) runs on the loop: `STORE 1:*` on a
   100,000-message mailbox would hold every other session for the length of its UPDATE.
   A job that raises is rolled back to its savepoint alone; the others still commit. If
@@ -85,6 +87,11 @@ T = TypeVar("T")
 
 LOOP_CHECKPOINT_EVERY = 64  # flag jobs on the loop between two through the batch thread
 LOOP_MAX_MESSAGES = 64  # a flag job for more messages takes the batch thread (module doc)
+# A flag job finding the writers busy tries the loop again this many times, this far apart,
+# before it takes the queue: a transaction holds the lock for a fraction of a millisecond
+# of work, where the queue's thread hop and the durable batch ahead cost several.
+LOOP_RETRIES = 3
+LOOP_RETRY_SECONDS = 0.0005
 _PRAGMAS = (
     "PRAGMA synchronous = FULL",  # acknowledged writes survive power loss
     "PRAGMA foreign_keys = ON",
@@ -189,7 +196,7 @@ class BatchWriter:
         without an fsync of its own, for flag-only changes: see the module doc)."""
         if self._db is None:
             raise RuntimeError("SqliteStore used before open()")
-        if not durable and small and (done := self._run_on_loop(job)) is not None:
+        if not durable and small and (done := await self._on_loop(job)) is not None:
             if done.error is not None:
                 raise_storage_failure(done.error)
                 raise done.error
@@ -235,12 +242,24 @@ class BatchWriter:
             raise
         self._announce(batch, outcomes)
 
+    async def _on_loop(self, job: Job[Any]) -> _Outcome | None:
+        """A flag job run and committed on the loop, or None: it takes the queue. A job
+        that finds the writers busy tries again LOOP_RETRIES times, a loop turn of
+        LOOP_RETRY_SECONDS apart (module doc)."""
+        self._loop_jobs += 1
+        if self._loop_jobs % LOOP_CHECKPOINT_EVERY == 0:
+            return None
+        for _ in range(LOOP_RETRIES):
+            done = self._run_on_loop(job)
+            if done is not None:
+                return done
+            await asyncio.sleep(LOOP_RETRY_SECONDS)
+        return self._run_on_loop(job)
+
     def _run_on_loop(self, job: Job[Any]) -> _Outcome | None:
         """A flag job run and committed right here, or None when that would wait."""
         db, lock_fd = self._loop_db, self._loop_lock_fd
-        self._loop_jobs += 1
-        if (db is None or lock_fd is None or (self._lock.locked() and not self._batching)
-                or self._loop_jobs % LOOP_CHECKPOINT_EVERY == 0):
+        if db is None or lock_fd is None or (self._lock.locked() and not self._batching):
             return None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
