@@ -9,7 +9,13 @@ import pytest
 
 from postroom.dns.fake import FakeResolver
 from postroom.dns.live import LiveResolver
-from postroom.mailauth.dkim import ON_LOOP_BYTES, DkimVerdict, sign_message, verify_dkim
+from postroom.mailauth.dkim import (
+    MAX_SIGNATURES,
+    ON_LOOP_BYTES,
+    DkimVerdict,
+    sign_message,
+    verify_dkim,
+)
 from postroom.mailauth.keys import KeyAlgorithm, generate_private_key, public_txt_value
 from tests.support.dnsserver import DnsTestServer
 
@@ -100,6 +106,24 @@ async def test_either_side_of_the_on_loop_size(resolver: LiveResolver, rsa_key: 
     assert result.result == DkimVerdict.PASS
     [result] = await verify_dkim(resolver, whole.replace(b"line after", b"line afore", 1))
     assert result.result == DkimVerdict.FAIL and "body hash" in result.reason
+
+
+async def test_signatures_over_the_limit_are_not_verified(dns_server: DnsTestServer,
+                                                          resolver: LiveResolver,
+                                                          rsa_key: bytes) -> None:
+    """RFC 6376 §6.1: a verifier may limit the signatures it verifies; a hostile header
+    of many must not cost a key lookup and a verification each."""
+    signatures = b"".join([await sign_message(MESSAGE, "example.com", "mail", rsa_key)]
+                          + [await sign_message(MESSAGE, "example.com", f"many{n}", rsa_key)
+                             for n in range(MAX_SIGNATURES + 2)])  # fmt: skip
+    asked = len(dns_server.queries)
+    results = await verify_dkim(resolver, signatures + MESSAGE)
+    assert len(results) == MAX_SIGNATURES + 3
+    assert results[0].result == DkimVerdict.PASS
+    assert {r.result for r in results[1:MAX_SIGNATURES]} == {DkimVerdict.PERMERROR}  # no key
+    assert [r.result for r in results[MAX_SIGNATURES:]] == [DkimVerdict.POLICY] * 3
+    assert [r.selector for r in results[MAX_SIGNATURES:]] == ["many4", "many5", "many6"]
+    assert len(dns_server.queries) - asked == MAX_SIGNATURES  # one key lookup each
 
 
 async def test_header_tampered_fails(resolver: LiveResolver, rsa_key: bytes) -> None:

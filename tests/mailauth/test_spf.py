@@ -14,7 +14,7 @@ from postroom.dns.cache import CachingResolver
 from postroom.dns.fake import FakeResolver
 from postroom.dns.live import LiveResolver
 from postroom.dns.resolver import Answer, RecordType
-from postroom.mailauth.spf import SpfVerdict, check_spf, reverse_name_to_ip
+from postroom.mailauth.spf import ON_LOOP_TEXT, SpfVerdict, check_spf, reverse_name_to_ip
 from tests.support.dnsserver import DnsTestServer
 
 INCLUDES = " ".join(f"include:l{i}.example.com" for i in range(11))
@@ -204,6 +204,20 @@ async def test_a_sender_seen_before_is_evaluated_on_the_loop_from_the_cache(
         assert cache.blocking and len(dns_server.queries) > asked
     else:
         assert cache.blocking == [] and len(dns_server.queries) == asked
+
+
+async def test_long_records_are_evaluated_on_a_thread_even_when_cached(
+        soa_dns_server: DnsTestServer) -> None:
+    """More record text than ON_LOOP_TEXT: parsing it would hold the loop up."""
+    long_record = "v=spf1 " + " ".join(f"ip4:198.51.{n // 250}.{n % 250}" for n in range(600))
+    assert len(long_record) > ON_LOOP_TEXT
+    soa_dns_server.add("long.example.com", "TXT", long_record + " -all")
+    cache = ThreadSpy(LiveResolver([soa_dns_server.nameserver], timeout=2.0, cache_size=0))
+    first = await check_spf(cache, "198.51.1.7", "a@long.example.com", "h.example.org")
+    cache.blocking.clear()
+    again = await check_spf(cache, "198.51.1.7", "a@long.example.com", "h.example.org")
+    assert again == first and again.result == SpfVerdict.PASS
+    assert [name for name, _ in cache.blocking] == ["long.example.com"]  # on a thread
 
 
 async def test_a_miss_pyspf_swallows_still_sends_the_evaluation_to_a_thread(

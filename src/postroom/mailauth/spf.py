@@ -15,7 +15,7 @@ evaluation needs (a sender seen within the TTLs), pyspf runs on the loop with `_
 answering, in a copy of the context, and no thread hop is paid. The first answer the cache
 does not hold raises `_NotCached`, which pyspf does not catch, and the whole evaluation
 runs again on a worker thread, asking. On the loop nothing can block: `_CacheOnly` never
-queries, and pyspf's own limits bound the work.
+queries, pyspf's own limits bound the lookups, and ON_LOOP_TEXT the record text parsed.
 
 Invariants: pyspf enforces the RFC 7208 §4.6.4 limits (10 DNS-querying terms, 10 MX and
 PTR names, 2 void lookups); NXDOMAIN and NODATA are both "no answer" to pyspf (void
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 # RFC 7208 §4.6.4 recommends at least 20 seconds for the whole evaluation.
 SPF_TIME_LIMIT = 20.0
+# Characters of TXT records pyspf may parse on the event loop in one evaluation; a sender
+# whose records (with their includes) are longer is evaluated on a worker thread. Real
+# policies are a few hundred characters each; a hostile one may be tens of kilobytes.
+ON_LOOP_TEXT = 8 * 1024
 
 _current_resolver: contextvars.ContextVar[Resolver | None] = contextvars.ContextVar(
     "postroom_spf_resolver", default=None)
@@ -147,16 +151,19 @@ class _NotCached(Exception):
 class _CacheOnly(TypedLookups):
     """A resolver answering from another's cache only: a miss raises _NotCached."""
 
-    __slots__ = ("_resolver", "missed")
+    __slots__ = ("_resolver", "_text_left", "missed")
 
     def __init__(self, resolver: Resolver) -> None:
         self._resolver = resolver
+        self._text_left = ON_LOOP_TEXT
         self.missed = False
 
     def sync_lookup(self, name: str, rdtype: RecordType) -> Answer:
         answer = self._resolver.cached(name, rdtype)
-        if answer is None:
-            self.missed = True
+        if answer is not None and rdtype is RecordType.TXT:
+            self._text_left -= sum(len(str(record)) for record in answer.records)
+        if answer is None or self._text_left < 0:
+            self.missed = True  # not held, or more text than the loop parses: a thread
             raise _NotCached(name)
         return answer
 
