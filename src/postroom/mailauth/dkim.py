@@ -10,11 +10,12 @@ How verification stays on our resolver, and off the loop when it is long: the
 DKIM-Signature fields are parsed from the header block, each `s._domainkey.d` TXT record
 is fetched concurrently through the async Resolver, then dkimpy runs with a `dnsfunc` that
 only reads those prefetched answers (no DNS happens inside dkimpy, and it never sees the
-system resolver). At most MAX_SIGNATURES signatures are verified; the others are reported
-`policy`. A message up to ON_LOOP_BYTES with at most ON_LOOP_SIGNATURES signatures is
-verified on the event loop: about a millisecond of CPU, less than the thread hop costs
-under load and shorter than the 5 ms the GIL lets a worker thread hold the loop up anyway
-(issue 22); a larger one, whose canonicalization grows with its size, on a worker thread.
+system resolver). At most MAX_SIGNATURES signature fields are evaluated; one `policy`
+result stands for the others. A message up to ON_LOOP_BYTES with at most
+ON_LOOP_SIGNATURES signatures is verified on the event loop: about a millisecond of CPU,
+less than the thread hop costs under load and shorter than the 5 ms the GIL lets a worker
+thread hold the loop up anyway (issue 22); a larger one, whose canonicalization grows
+with its size, on a worker thread.
 
 Result mapping (RFC 6376 §6.1, RFC 8601 §2.7.1): valid → pass; bad signature or body hash
 mismatch → fail; unparseable signature, missing or unusable key, expired signature →
@@ -51,9 +52,10 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # 64 KiB about 3 ms.
 ON_LOOP_BYTES = 16 * 1024
 ON_LOOP_SIGNATURES = 2  # an RSA and an Ed25519 signature (RFC 8463 dual signing)
-# Signatures verified per message, in header order (OpenDKIM's MaximumSignaturesToVerify is
-# 3): each costs a key lookup and a verification, and a hostile header could carry
-# thousands. The rest are reported `policy` (RFC 8601 §2.7.1), unverified.
+# DKIM-Signature fields evaluated per message, in header order (OpenDKIM's
+# MaximumSignaturesToVerify is 3): each costs a key lookup, a verification and a result
+# in Authentication-Results, and a hostile header could carry thousands. The rest get
+# one `policy` result between them (RFC 8601 §2.7.1), unverified.
 MAX_SIGNATURES = 5
 
 
@@ -62,7 +64,7 @@ class DkimVerdict(StrEnum):
     FAIL = "fail"
     NEUTRAL = "neutral"
     NONE = "none"
-    POLICY = "policy"  # not verified by local policy (over MAX_SIGNATURES)
+    POLICY = "policy"  # not evaluated by local policy (fields over MAX_SIGNATURES)
     TEMPERROR = "temperror"
     PERMERROR = "permerror"
 
@@ -110,11 +112,17 @@ _KeyAnswer = str | None | DnsTemporaryError
 
 
 async def verify_dkim(resolver: Resolver, raw: bytes) -> list[DkimResult]:
-    """One result per DKIM-Signature header field, in header order; [] when unsigned."""
+    """One result per DKIM-Signature header field, in header order, up to MAX_SIGNATURES
+    of them and one `policy` result for the rest; [] when unsigned."""
     header_values = _signature_header_values(raw)
     results: list[DkimResult | None] = []
     signatures: list[_Signature] = []
     for index, value in enumerate(header_values):
+        if index == MAX_SIGNATURES:  # RFC 6376 §6.1: verifiers MAY limit them
+            left = len(header_values) - index
+            results.append(DkimResult(DkimVerdict.POLICY, "", "",
+                                      f"{left} more signatures not evaluated"))
+            break
         try:
             tags = parse_tag_value(value)
         except InvalidTagValueList as exc:
@@ -123,10 +131,6 @@ async def verify_dkim(resolver: Resolver, raw: bytes) -> list[DkimResult]:
         signature = _Signature(index, tags)
         if not signature.domain or not signature.selector:
             results.append(signature.result(DkimVerdict.PERMERROR, "missing d= or s="))
-            continue
-        if len(signatures) == MAX_SIGNATURES:  # RFC 6376 §6.1: verifiers MAY limit them
-            results.append(signature.result(
-                DkimVerdict.POLICY, f"not verified: over {MAX_SIGNATURES} signatures"))
             continue
         results.append(None)
         signatures.append(signature)

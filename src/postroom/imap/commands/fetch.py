@@ -71,6 +71,7 @@ from postroom.store.errors import NotFound
 FetchItem = tuple[str | FetchAttribute, Value]
 YIELD_EVERY = 500
 HEADER_BATCH = 100  # messages whose headers one thread hop reads
+HEADERS_ON_LOOP = 8  # small bodies in memory whose headers are cut on the loop (≤ 512 KiB)
 _HEADER_CHUNK = 8192  # most headers fit; longer ones are read on, doubling
 FETCH_SLICE_WORK = 2000  # items answered on the loop between two yields
 
@@ -106,10 +107,10 @@ def _read_header_blocks(open_blob: BlobOpener, blob_ids: list[str]) -> list[byte
 
 
 async def _header_blocks(blobs: BlobStore, blob_ids: list[str]) -> list[bytes | None]:
-    """The headers of these messages: on the loop when every body is a small one already
-    in memory (no thread hop), else in one thread hop."""
+    """The headers of these messages: on the loop when they are at most HEADERS_ON_LOOP
+    small bodies already in memory (no thread hop), else in one thread hop."""
     open_blob = await blobs.opener(blob_ids)
-    if all(blobs.in_memory(blob_id) for blob_id in blob_ids):
+    if len(blob_ids) <= HEADERS_ON_LOOP and all(map(blobs.in_memory, blob_ids)):
         return _read_header_blocks(open_blob, blob_ids)
     return await asyncio.to_thread(_read_header_blocks, open_blob, blob_ids)
 
