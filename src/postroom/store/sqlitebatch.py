@@ -247,8 +247,8 @@ class BatchWriter:
         that finds the writers busy tries again LOOP_RETRIES times, a loop turn of
         LOOP_RETRY_SECONDS apart (module doc)."""
         self._loop_jobs += 1
-        if self._loop_jobs % LOOP_CHECKPOINT_EVERY == 0:
-            return None
+        if self._loop_db is None or self._loop_jobs % LOOP_CHECKPOINT_EVERY == 0:
+            return None  # no loop connection (closed) or the checkpoint's turn: the queue
         for _ in range(LOOP_RETRIES):
             done = self._run_on_loop(job)
             if done is not None:
